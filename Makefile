@@ -1,0 +1,58 @@
+# Two set-up commands: `make run` and `make test`. Everything else is for developers.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= ../shared/data/emnist47
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run stop test test-fast train package evaluate bench bench-model bench-scans chaos system-deps compose-config clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: sudo apt-get install -y python3.11 python3.11-venv"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Java 17 (TorchServe's frontend), redis-server, and Chromium for the browser test.
+system-deps:
+	@scripts/system-deps.sh
+
+run: $(STAMP) system-deps
+	@scripts/run.sh
+
+stop:
+	@scripts/stop.sh
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -ra
+
+train: $(STAMP)
+	$(BIN)/python -m training.train --data $(DATA) --out runs/default
+	$(BIN)/python -m training.package --run runs/default
+	$(BIN)/python -m training.evaluate --archive serve/model-store/emnist.mar --data $(DATA)
+
+evaluate: $(STAMP)
+	$(BIN)/python -m training.evaluate --archive serve/model-store/emnist.mar --data $(DATA) --json
+
+bench-model: $(STAMP)
+	$(BIN)/python -m bench.model_throughput
+
+bench-scans: $(STAMP)
+	$(BIN)/python -m training.scans --data $(DATA) --n 2000
+
+bench: $(STAMP) system-deps bench-model bench-scans
+	$(BIN)/python -m bench.e2e
+
+chaos: $(STAMP) system-deps
+	$(BIN)/python -m bench.chaos
+
+compose-config:
+	@scripts/compose-config.sh
+
+clean:
+	rm -rf var runs/cache .pytest_cache

@@ -1,0 +1,244 @@
+"""TorchServe handler for the EMNIST-47 model.
+
+Each request may carry one or many images, in any of these forms:
+- raw image bytes (PNG, JPEG, BMP, TIFF, WebP, GIF first frame);
+- multipart/form-data, one image per file field (`top_k` may be a form field);
+- JSON `{"images": ["<base64>", ...], "top_k": k}`;
+- a pre-normalized batch: an `.npy` uint8 array N x 28 x 28 of upright tiles (what the
+  Celery workers send, many characters at once).
+`top_k` may also come as an `X-Top-K` header (TorchServe 0.12 does not hand query
+parameters to handlers). The answer, per request:
+`{"results": [{"predictions": [{"char": c, "p": prob}, ...]} | {"error": {"code", "message"}}]}`,
+one entry per image, in input order. A request that is wrong as a whole (no body, bad JSON,
+too many images) gets a 4xx with `{"error": ...}`. Nothing a client sends can crash the
+backend worker: everything is checked before the model runs.
+
+TorchServe's server-side batching hands `handle` several requests; their images run
+through the model as one tensor, then the answers are split back per request.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+try:  # inside a model archive, extra files sit flat beside the handler
+    import preprocess
+except ImportError:  # imported from the repository
+    from serve import preprocess
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOP_K = 5
+OPTION_KEYS = {"top_k"}
+INFERENCE_CHUNK = 1024
+
+
+class RequestError(ValueError):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def pick_device(gpu_id) -> torch.device:
+    if gpu_id is not None and torch.cuda.is_available():
+        return torch.device(f"cuda:{int(gpu_id)}")
+    return torch.device("cpu")
+
+
+def load_model(model_dir: str | Path, device: torch.device, model_file: str = "models.py"):
+    """Build the archived architecture and load its weights. Returns (model, classes, meta)."""
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / "model_meta.json").read_text())
+    spec = importlib.util.spec_from_file_location("hwr_archived_models", model_dir / model_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.build_model(meta["architecture"])
+    state = torch.load(model_dir / meta.get("weights", "model.pt"), map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    model.to(device).eval()
+    mapping = json.loads((model_dir / "index_to_name.json").read_text())
+    classes = [mapping[str(i)] for i in range(len(mapping))]
+    return model, classes, meta
+
+
+@torch.inference_mode()
+def predict_tiles(model: torch.nn.Module, tiles: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Softmax probabilities (N x classes, on the CPU) for uint8 tiles N x 28 x 28."""
+    out = []
+    for start in range(0, len(tiles), INFERENCE_CHUNK):
+        x = torch.from_numpy(preprocess.to_model_input(tiles[start:start + INFERENCE_CHUNK])).to(device)
+        out.append(torch.softmax(model(x), dim=1).float().cpu())
+    return torch.cat(out) if out else torch.zeros((0, 0))
+
+
+def _as_bytes(value) -> bytes | None:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    return None
+
+
+def _parse_top_k(value, default: int, maximum: int) -> int:
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, bool):
+        raise RequestError(400, "invalid_top_k", "top_k must be an integer")
+    try:
+        top_k = int(value)
+    except (TypeError, ValueError):
+        raise RequestError(400, "invalid_top_k", f"top_k must be an integer, got {str(value)[:40]!r}") from None
+    if not 1 <= top_k <= maximum:
+        raise RequestError(400, "invalid_top_k", f"top_k must be between 1 and {maximum}, got {top_k}")
+    return top_k
+
+
+def _request_header(context, idx: int, name: str):
+    for key in (name, name.lower()):
+        try:
+            value = context.get_request_header(idx, key)
+        except (AttributeError, KeyError, IndexError):
+            value = None
+        if value is not None:
+            return value
+    return None
+
+
+class EmnistHandler:
+    def __init__(self):
+        self.initialized = False
+
+    def initialize(self, context) -> None:
+        props = context.system_properties
+        self.device = pick_device(props.get("gpu_id"))
+        if self.device.type == "cpu":
+            # Several backend workers share the cores; one thread each is 10-25x faster
+            # than torch's default of one thread per core in every worker.
+            torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        model_file = (getattr(context, "manifest", None) or {}).get("model", {}).get("modelFile", "models.py")
+        self.model, self.classes, self.meta = load_model(props["model_dir"], self.device, model_file)
+        options = (getattr(context, "model_yaml_config", None) or {}).get("handler", {})
+        self.max_pixels = int(options.get("max_pixels", preprocess.DEFAULT_MAX_PIXELS))
+        self.max_images = int(options.get("max_images_per_request", 1024))
+        self.default_top_k = int(options.get("default_top_k", DEFAULT_TOP_K))
+        self.initialized = True
+        log.info("EMNIST model %s loaded on %s", self.meta.get("architecture"), self.device)
+
+    # -- parsing -------------------------------------------------------------------------
+    def _decode_one(self, data: bytes):
+        """One image's bytes -> a tile, or a PreprocessError kept as its answer."""
+        try:
+            return preprocess.bytes_to_tile(data, self.max_pixels)
+        except preprocess.PreprocessError as exc:
+            return exc
+
+    def _from_json(self, body) -> tuple[list, object]:
+        if not isinstance(body, dict) or "images" not in body:
+            raise RequestError(400, "invalid_json", 'JSON must be an object {"images": ["<base64>", ...]}')
+        images = body["images"]
+        if not isinstance(images, list) or not images:
+            raise RequestError(400, "invalid_json", '"images" must be a non-empty list of base64 strings')
+        self._check_count(len(images))
+        items = []
+        for image in images:
+            if not isinstance(image, str):
+                items.append(preprocess.UndecodableImageError("each image must be a base64 string"))
+                continue
+            try:
+                items.append(self._decode_one(base64.b64decode(image.split(",")[-1], validate=True)))
+            except (binascii.Error, ValueError):
+                items.append(preprocess.UndecodableImageError("invalid base64"))
+        return items, body.get("top_k")
+
+    def _check_count(self, count: int) -> None:
+        if count > self.max_images:
+            raise RequestError(413, "too_many_images",
+                               f"{count} images in one request; the limit is {self.max_images}")
+
+    def parse_request(self, request: dict, header_top_k=None) -> tuple[list, int]:
+        """A TorchServe request dict -> (tiles or errors, top_k)."""
+        top_k_value = request.get("top_k", header_top_k)
+        body = request.get("body", request.get("data"))
+        if isinstance(body, (dict, list)):
+            items, json_top_k = self._from_json(body)
+            top_k_value = json_top_k if json_top_k is not None else top_k_value
+        elif body is not None and not isinstance(body, (bytes, bytearray, str)):
+            raise RequestError(400, "invalid_body", "unsupported request body")
+        elif body is not None:
+            raw = body.encode() if isinstance(body, str) else bytes(body)
+            if not raw:
+                raise RequestError(400, "empty_body", "the request body is empty")
+            if raw[:6] == b"\x93NUMPY":
+                try:
+                    items = list(preprocess.load_npy_tiles(raw, self.max_images))
+                except preprocess.ImageTooLargeError as exc:
+                    raise RequestError(413, exc.code, str(exc)) from None
+                except preprocess.PreprocessError as exc:
+                    raise RequestError(400, exc.code, str(exc)) from None
+            elif raw.lstrip()[:1] == b"{":
+                try:
+                    parsed = json.loads(raw)
+                except ValueError:
+                    raise RequestError(400, "invalid_json", "the body is not valid JSON") from None
+                items, json_top_k = self._from_json(parsed)
+                top_k_value = json_top_k if json_top_k is not None else top_k_value
+            else:
+                items = [self._decode_one(raw)]
+        else:  # multipart: every file field is one image, in form order
+            files = [_as_bytes(v) for k, v in request.items() if k not in OPTION_KEYS]
+            files = [f for f in files if f is not None]
+            if not files:
+                raise RequestError(400, "empty_body", "no image in the request")
+            self._check_count(len(files))
+            items = [self._decode_one(f) for f in files]
+        top_k = self.default_top_k if top_k_value is None else _parse_top_k(
+            top_k_value, self.default_top_k, len(self.classes))
+        return items, top_k
+
+    # -- TorchServe entry point ------------------------------------------------------------
+    def answer(self, probs: torch.Tensor, top_k: int) -> list[dict]:
+        values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
+        return [{"predictions": [{"char": self.classes[i], "p": round(float(p), 6)}
+                                 for p, i in zip(vs.tolist(), idx.tolist())]}
+                for vs, idx in zip(values, indices)]
+
+    def handle(self, data: list, context) -> list:
+        parsed, responses = [], [None] * len(data)
+        for n, request in enumerate(data):
+            try:
+                header_top_k = _request_header(context, n, "X-Top-K")
+                parsed.append((n, *self.parse_request(request or {}, header_top_k)))
+            except RequestError as exc:
+                context.set_response_status(exc.status, exc.message, idx=n)
+                responses[n] = {"error": {"code": exc.code, "message": exc.message}}
+        tiles = [item for _, items, _ in parsed for item in items if isinstance(item, np.ndarray)]
+        probs = predict_tiles(self.model, np.stack(tiles), self.device) if tiles else None
+        cursor = 0
+        for n, items, top_k in parsed:
+            good = sum(isinstance(item, np.ndarray) for item in items)
+            answers = iter(self.answer(probs[cursor:cursor + good], top_k)) if good else iter(())
+            cursor += good
+            responses[n] = {"results": [
+                next(answers) if isinstance(item, np.ndarray)
+                else {"error": {"code": item.code, "message": str(item)}} for item in items]}
+        for n in range(len(data)):
+            context.set_response_content_type(n, "application/json")
+        return [json.dumps(r) for r in responses]
+
+
+_service = EmnistHandler()
+
+
+def handle(data, context):
+    """Module-level entry point, as TorchServe calls it."""
+    if not _service.initialized:
+        _service.initialize(context)
+    if data is None:
+        return None
+    return _service.handle(data, context)

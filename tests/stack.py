@@ -1,0 +1,175 @@
+"""Start and stop the real services on free ports: Redis, TorchServe, Celery workers, web.
+
+Used by the pytest fixtures, `make bench` and `make chaos`, so every measurement and test
+runs against the same real processes. Each process gets its own state directory and its
+own process group, so a stop leaves nothing behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+DEFAULT_ARCHIVE_STORE = ROOT / "serve" / "model-store"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # the service is still starting
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready after {timeout}s (last error: {last})")
+
+
+def base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(ROOT)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+@dataclass
+class Managed:
+    """A child process in its own process group, with its log file."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> "Managed":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=ROOT, start_new_session=True)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc is None:
+            return
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:  # whatever the group left behind
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return ""
+
+
+@dataclass
+class RedisServer(Managed):
+    port: int = 0
+
+    @classmethod
+    def create(cls, state: Path, appendonly: bool = False) -> "RedisServer":
+        port = free_port()
+        state.mkdir(parents=True, exist_ok=True)
+        cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(state),
+               "--save", "", "--appendonly", "yes" if appendonly else "no",
+               "--maxmemory-policy", "noeviction"]
+        return cls("redis", cmd, base_env(), state / "redis.log", port=port)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        super().start()
+        import redis
+
+        wait_until(lambda: redis.Redis(port=self.port).ping(), 20, "redis-server")
+        return self
+
+
+@dataclass
+class TorchServe(Managed):
+    ports: dict[str, int] = field(default_factory=dict)
+    state: Path = Path(".")
+    token_auth: bool = True
+
+    @classmethod
+    def create(cls, state: Path, model_store: Path = DEFAULT_ARCHIVE_STORE, token_auth: bool = True,
+               workers: int | None = None) -> "TorchServe":
+        ports = {k: free_port() for k in ("INFERENCE", "MANAGEMENT", "METRICS", "GRPC_INFERENCE", "GRPC_MANAGEMENT")}
+        env = base_env()
+        env.update({f"HWR_TS_{k}_PORT": str(v) for k, v in ports.items()})
+        env.update({"HWR_TS_STATE_DIR": str(state), "HWR_TS_MODEL_STORE": str(model_store),
+                    "HWR_TS_DISABLE_TOKEN_AUTH": "false" if token_auth else "true"})
+        if workers:
+            env["HWR_TS_WORKERS"] = str(workers)
+        return cls("torchserve", [str(ROOT / "serve" / "start.sh")], env, state / "start.log",
+                   ports=ports, state=state, token_auth=token_auth)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['INFERENCE']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['METRICS']}/metrics"
+
+    @property
+    def key_file(self) -> Path:
+        return self.state / "key_file.json"
+
+    def key(self, kind: str = "inference") -> str | None:
+        if not self.token_auth:
+            return None
+        return json.loads(self.key_file.read_text())[kind]["key"]
+
+    def headers(self) -> dict[str, str]:
+        key = self.key()
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def start(self, timeout: float = 120) -> "TorchServe":
+        super().start()
+
+        def model_ready():
+            if not self.alive():
+                raise RuntimeError(f"TorchServe exited:\n{self.tail()}")
+            r = httpx.get(f"{self.url}/ping", headers=self.headers(), timeout=2)
+            return r.status_code == 200 and "Healthy" in r.text
+
+        wait_until(model_ready, timeout, "TorchServe")
+        return self

@@ -1,0 +1,164 @@
+"""The TorchServe handler, through a real TorchServe with the committed archive."""
+from __future__ import annotations
+
+import base64
+import io
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.scans import render_scan
+
+
+def png(array: np.ndarray, fmt: str = "PNG", **save) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+def paper(tile: np.ndarray, size: int = 96) -> np.ndarray:
+    """A tile as dark ink on light paper, enlarged: what a scanner or the canvas sends."""
+    return np.asarray(Image.fromarray(255 - tile).resize((size, size), Image.BICUBIC))
+
+
+@pytest.fixture(scope="module")
+def confident(emnist_test_sample):
+    """Tiles the archive's model gets right with confidence, with their characters."""
+    from training.evaluate import evaluate_tiles
+
+    sample = emnist_test_sample
+    probs = evaluate_tiles(sample.images[:200])
+    top, p = probs.argmax(1), probs.max(1)
+    picks = [i for i in range(200) if top[i] == sample.labels[i] and p[i] > 0.9][:8]
+    assert len(picks) >= 4, "the committed model is not confident on real EMNIST tiles"
+    return [(sample.images[i], sample.classes[sample.labels[i]]) for i in picks]
+
+
+def predict(ts, content: bytes | None = None, **kwargs) -> httpx.Response:
+    return httpx.post(f"{ts.url}/predictions/emnist", content=content, headers={**ts.headers(), **kwargs.pop("headers", {})},
+                      timeout=30, **kwargs)
+
+
+def best(result: dict) -> str:
+    return result["predictions"][0]["char"]
+
+
+def test_token_auth_is_on(torchserve):
+    assert httpx.post(f"{torchserve.url}/predictions/emnist", content=b"x", timeout=10).status_code in (400, 401)
+    assert httpx.get(f"{torchserve.url}/ping", timeout=10).status_code in (400, 401)
+
+
+def test_png_and_jpeg_bytes(torchserve, confident):
+    for tile, char in confident:
+        for body in (png(paper(tile)), png(np.stack([paper(tile)] * 3, -1), "JPEG", quality=80)):
+            r = predict(torchserve, body, headers={"Content-Type": "application/octet-stream"})
+            assert r.status_code == 200, r.text
+            (result,) = r.json()["results"]
+            assert best(result) == char
+            assert len(result["predictions"]) == 5
+
+
+def test_top_k_header(torchserve, confident):
+    tile, char = confident[0]
+    r = predict(torchserve, png(paper(tile)), headers={"X-Top-K": "3"})
+    preds = r.json()["results"][0]["predictions"]
+    assert len(preds) == 3 and preds[0]["char"] == char
+    assert preds[0]["p"] >= preds[1]["p"] >= preds[2]["p"]
+
+
+def test_multipart_keeps_order(torchserve, confident):
+    files = {f"image{i}": (f"{i}.png", png(paper(t)), "image/png") for i, (t, _) in enumerate(confident[:4])}
+    r = httpx.post(f"{torchserve.url}/predictions/emnist", files=files, data={"top_k": "2"},
+                   headers=torchserve.headers(), timeout=30)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [best(x) for x in results] == [c for _, c in confident[:4]]
+    assert all(len(x["predictions"]) == 2 for x in results)
+
+
+def test_json_base64_with_per_image_errors(torchserve, confident):
+    images = [base64.b64encode(png(paper(t))).decode() for t, _ in confident[:3]]
+    images.insert(1, "not base64!!")
+    r = httpx.post(f"{torchserve.url}/predictions/emnist", json={"images": images, "top_k": 1},
+                   headers=torchserve.headers(), timeout=30)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert len(results) == 4
+    assert results[1]["error"]["code"] == "undecodable_image"
+    assert [best(results[i]) for i in (0, 2, 3)] == [c for _, c in confident[:3]]
+
+
+def test_npy_batch(torchserve, confident):
+    tiles = np.stack([t for t, _ in confident])
+    buf = io.BytesIO()
+    np.save(buf, tiles)
+    r = predict(torchserve, buf.getvalue())
+    assert r.status_code == 200, r.text
+    assert [best(x) for x in r.json()["results"]] == [c for _, c in confident]
+
+
+def test_scan_of_a_character(torchserve, confident):
+    rng = np.random.default_rng(3)
+    tile, char = confident[0]
+    r = predict(torchserve, render_scan(tile, rng, jpeg=True))
+    assert best(r.json()["results"][0]) == char
+
+
+@pytest.mark.parametrize("body,code", [
+    (b"\x89PNG\r\n\x1a\nthis is not really a png", "undecodable_image"),
+    (b"%PDF-1.4 not an image", "undecodable_image"),
+])
+def test_undecodable_bytes(torchserve, body, code):
+    r = predict(torchserve, body, headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 200
+    assert r.json()["results"][0]["error"]["code"] == code
+
+
+def test_blank_image_is_reported_not_guessed(torchserve):
+    r = predict(torchserve, png(np.full((64, 64), 255, np.uint8)))
+    assert r.json()["results"][0]["error"]["code"] == "blank_image"
+
+
+def test_empty_body(torchserve):
+    r = predict(torchserve, b"", headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "empty_body"
+
+
+def test_pixel_limit_and_zero_size(torchserve):
+    # A 20000 x 20000 PNG compresses to a few hundred KB: a decompression bomb.
+    bomb = png(np.full((20000, 20000), 255, np.uint8))
+    r = predict(torchserve, bomb)
+    assert r.json()["results"][0]["error"]["code"] == "image_too_large"
+    # A GIF header that claims 0 x 0 pixels.
+    zero = b"GIF89a\x00\x00\x00\x00\x00\x00\x00,\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00;"
+    r = predict(torchserve, zero)
+    assert r.json()["results"][0]["error"]["code"] in ("empty_image", "undecodable_image")
+
+
+def test_too_many_images(torchserve):
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((5000, 28, 28), np.uint8))
+    r = predict(torchserve, buf.getvalue())
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "image_too_large"
+
+
+def test_bad_top_k_and_bad_json(torchserve, confident):
+    r = httpx.post(f"{torchserve.url}/predictions/emnist", json={"images": ["x"], "top_k": 0},
+                   headers=torchserve.headers(), timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_top_k"
+    r = predict(torchserve, b'{"images": [', headers={"Content-Type": "text/plain"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+
+
+def test_worker_survives_and_batching_answers_each_request(torchserve, confident):
+    """Concurrent requests are batched server-side; each still gets its own answer."""
+    import concurrent.futures
+
+    bodies = [(png(paper(t)), c) for t, c in confident] * 6
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda bc: (best(predict(torchserve, bc[0]).json()["results"][0]), bc[1]), bodies))
+    assert all(got == want for got, want in answers)

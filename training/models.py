@@ -1,0 +1,79 @@
+"""The two EMNIST-47 models. Both take float tiles in 0..1 (N x 1 x 28 x 28, upright,
+white ink on black) and normalize inside, so the handler never has to know the statistics.
+
+This file is copied into the model archive as its model file: keep it self-contained.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NUM_CLASSES = 47
+
+
+class Normalize(nn.Module):
+    def __init__(self, mean: float = 0.5, std: float = 0.5):
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class BaselineNet(nn.Module):
+    """The original desktop app's CNN, kept as the documented baseline (Adam 1e-3)."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES):
+        super().__init__()
+        self.net = nn.Sequential(
+            Normalize(),
+            nn.Conv2d(1, 36, 5), nn.LeakyReLU(), nn.MaxPool2d(2),    # 28 -> 24 -> 12
+            nn.Conv2d(36, 72, 3), nn.LeakyReLU(), nn.MaxPool2d(2),   # 12 -> 10 -> 5
+            nn.Flatten(),
+            nn.Linear(72 * 5 * 5, 200), nn.LeakyReLU(), nn.Dropout(0.4),
+            nn.Linear(200, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def conv_bn(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class EmnistNet(nn.Module):
+    """The default: a small VGG-style CNN with batch norm (about 0.5M parameters).
+
+    Three conv stages at 28, 14 and 7 px keep the compute near the baseline's, so it
+    stays fast on one CPU thread; batch norm and the wider head buy the accuracy.
+    """
+
+    def __init__(self, num_classes: int = NUM_CLASSES, width: int = 32, dropout: float = 0.3):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            Normalize(),
+            *conv_bn(1, w), nn.MaxPool2d(2),                         # 28 -> 14
+            *conv_bn(w, 2 * w), *conv_bn(2 * w, 2 * w), nn.MaxPool2d(2),  # 14 -> 7
+            *conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),                 # 7 -> 3
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(4 * w * 3 * 3, 256, bias=False), nn.BatchNorm1d(256), nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(256, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+MODELS = {"baseline": BaselineNet, "default": EmnistNet}
+
+
+def build_model(name: str) -> nn.Module:
+    try:
+        return MODELS[name]()
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None

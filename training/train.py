@@ -1,0 +1,177 @@
+"""Train an EMNIST-47 CNN: `python -m training.train --data ../shared/data/emnist47`.
+
+Net (training/models.py), train, test and main in the spirit of pytorch/examples mnist.
+Inputs are the tiles `serve.preprocess` makes of each EMNIST image, so the model learns
+exactly what the handler will feed it. A 5% slice of the training set is held out for
+validation curves; the test split is only scored once, at the end, for the report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from serve.preprocess import normalize_tiles
+from training import data as emnist
+from training.augment import augment
+from training.models import build_model
+from training.report import write_report
+
+
+def prepare_tiles(images: np.ndarray, cache: Path | None) -> torch.Tensor:
+    """Run EMNIST tiles through the serving preprocessing once, caching the result."""
+    if cache is not None and cache.exists():
+        tiles = np.load(cache)
+        if tiles.shape == images.shape:
+            return torch.from_numpy(tiles)
+    tiles = normalize_tiles(images)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, tiles)
+    return torch.from_numpy(tiles)
+
+
+def to_float(tiles: torch.Tensor) -> torch.Tensor:
+    return tiles.float().div_(255.0).unsqueeze(1)
+
+
+def sampling_weights(labels: torch.Tensor, balance: float) -> torch.Tensor:
+    """Per-example weights ~ count**-balance: 1 samples classes evenly, 0 as they come."""
+    counts = torch.bincount(labels).float()
+    return counts[labels].pow(-balance)
+
+
+def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, generator) -> float:
+    model.train()
+    steps = len(tiles) // args.batch_size
+    order = torch.multinomial(weights, steps * args.batch_size, replacement=True, generator=generator)
+    total = 0.0
+    bar = tqdm(range(steps), desc="train", leave=False, mininterval=2)
+    for step in bar:
+        idx = order[step * args.batch_size:(step + 1) * args.batch_size]
+        x = to_float(tiles[idx])
+        if args.augment:
+            x = augment(x, generator)
+        loss = F.cross_entropy(model(x), labels[idx], label_smoothing=args.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.item()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    return total / max(steps, 1)
+
+
+@torch.no_grad()
+def predict(model, tiles: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(to_float(tiles[i:i + batch_size])).argmax(1)
+                      for i in range(0, len(tiles), batch_size)])
+
+
+def scores(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
+    pred, labels = pred.numpy(), labels.numpy()
+    recall = [float((pred[labels == c] == c).mean()) if np.any(labels == c) else float("nan")
+              for c in range(num_classes)]
+    return {"accuracy": float((pred == labels).mean()),
+            "balanced_accuracy": float(np.nanmean(recall)),
+            "per_class_recall": recall}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="../shared/data/emnist47", help="folder with EMNIST IDX files")
+    p.add_argument("--download", action="store_true", help="fetch official EMNIST via torchvision into --data")
+    p.add_argument("--model", default="default", choices=["default", "baseline"])
+    p.add_argument("--out", default="runs/default", help="weights, checkpoint and report go here")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=None, help="peak LR (default 3e-3, baseline 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--balance", type=float, default=1.0, help="class-balanced sampling power, 0..1")
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N train/test images")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    args = p.parse_args(argv)
+    if args.model == "baseline":
+        # The original app: plain Adam 1e-3, no schedule, no augmentation, no smoothing.
+        args.lr = args.lr or 1e-3
+    args.lr = args.lr or 3e-3
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.download:
+        emnist.download(args.data)
+    train, test = emnist.load_split(args.data, "train", args.limit), emnist.load_split(args.data, "test", args.limit)
+    cache = None if args.limit else Path("runs/cache")
+    tiles = prepare_tiles(train.images, cache and cache / "train.npy")
+    test_tiles = prepare_tiles(test.images, cache and cache / "test.npy")
+    labels, test_labels = torch.from_numpy(train.labels), torch.from_numpy(test.labels)
+
+    generator = torch.Generator().manual_seed(args.seed)
+    perm = torch.randperm(len(tiles), generator=generator)
+    n_val = max(len(tiles) // 20, 1)
+    val_idx, fit_idx = perm[:n_val], perm[n_val:]
+    fit_tiles, fit_labels = tiles[fit_idx], labels[fit_idx]
+    weights = sampling_weights(fit_labels, args.balance)
+
+    model = build_model(args.model)
+    steps_per_epoch = max(len(fit_tiles) // args.batch_size, 1)
+    if args.model == "baseline":
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.2)
+    history, start_epoch = [], 0
+    checkpoint_path = out / "checkpoint.pt"
+    if args.resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        history, start_epoch = state["history"], state["epoch"]
+        print(f"resumed from {checkpoint_path} after epoch {start_epoch}")
+
+    for epoch in range(start_epoch, args.epochs):
+        started = time.time()
+        loss = train_epoch(model, optimizer, scheduler, fit_tiles, fit_labels, weights, args, generator)
+        val = scores(predict(model, tiles[val_idx]), labels[val_idx], len(train.classes))
+        history.append({"epoch": epoch + 1, "train_loss": loss, "val_accuracy": val["accuracy"],
+                        "val_balanced_accuracy": val["balanced_accuracy"], "seconds": time.time() - started})
+        print(json.dumps(history[-1]), flush=True)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                    "history": history, "epoch": epoch + 1}, checkpoint_path)
+
+    torch.save(model.state_dict(), out / "model.pt")
+    test_pred = predict(model, test_tiles)
+    result = scores(test_pred, test_labels, len(train.classes))
+    recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    report = write_report(out, model, args.model, train.classes, result, test_pred, test_labels, history, recipe)
+    print(f"test accuracy {report['accuracy']:.4f}  balanced accuracy {report['balanced_accuracy']:.4f}  "
+          f"n {report['n']}  -> {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The job store in Redis, shared by the web front end (which creates jobs) and the
+workers (which run and finish them). Light imports only: the web app uses it too.
+
+Keys (all expire, so Redis does not grow without bound):
+- `hwr:job:<id>`        hash: status, mode, top_k, n_images, created_at, started_at,
+                        finished_at, callback_url, results (JSON), error (JSON), attempts
+- `hwr:blob:<id>:<i>`   one uploaded image's bytes (TTL HWR_BLOB_TTL)
+- `hwr:idem:<key>`      Idempotency-Key -> job id (TTL HWR_RESULT_TTL)
+- channel `hwr:done:<id>` gets one message when the job reaches a final status.
+
+A job finishes exactly once: `finish_job` moves it to a final status atomically and
+returns False to any later (redelivered) attempt, so clients and webhooks see one result.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import redis
+
+FINAL = ("succeeded", "failed")
+STATUSES = ("queued", "running", *FINAL)
+
+
+def job_key(job_id: str) -> str:
+    return f"hwr:job:{job_id}"
+
+
+def blob_key(job_id: str, index: int) -> str:
+    return f"hwr:blob:{job_id}:{index}"
+
+
+def done_channel(job_id: str) -> str:
+    return f"hwr:done:{job_id}"
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> float:
+    return time.time()
+
+
+def create_job(r: redis.Redis, job_id: str, images: list[bytes], mode: str, top_k: int,
+               callback_url: str | None, result_ttl: int, blob_ttl: int) -> dict:
+    """Store the images as blobs and the job as queued, in one transaction."""
+    record = {"status": "queued", "mode": mode, "top_k": top_k, "n_images": len(images),
+              "created_at": now(), "callback_url": callback_url or "", "attempts": 0}
+    pipe = r.pipeline(transaction=True)
+    for i, image in enumerate(images):
+        pipe.set(blob_key(job_id, i), image, ex=blob_ttl)
+    pipe.hset(job_key(job_id), mapping={k: str(v) for k, v in record.items()})
+    pipe.expire(job_key(job_id), result_ttl)
+    pipe.execute()
+    return record
+
+
+def load_images(r: redis.Redis, job_id: str, n_images: int) -> list[bytes | None]:
+    """The job's image blobs; None where a blob has expired."""
+    return r.mget([blob_key(job_id, i) for i in range(n_images)]) if n_images else []
+
+
+# Lua keeps "move to running unless already final" atomic across redelivered attempts.
+_MARK_RUNNING = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'missing' end
+if status == 'succeeded' or status == 'failed' then return status end
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+return 'running'
+"""
+
+_FINISH = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+if status == 'succeeded' or status == 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'results', ARGV[3], 'error', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', ARGV[6], ARGV[1])
+return 1
+"""
+
+
+def mark_running(r: redis.Redis, job_id: str) -> str:
+    """Returns 'running', 'missing' (expired or unknown), or the final status it already has."""
+    result = r.eval(_MARK_RUNNING, 1, job_key(job_id), now())
+    return result.decode() if isinstance(result, bytes) else result
+
+
+def finish_job(r: redis.Redis, job_id: str, status: str, results: list | None, error: dict | None,
+               result_ttl: int) -> bool:
+    """Move the job to its final status once. True only for the attempt that did it."""
+    assert status in FINAL
+    done = r.eval(_FINISH, 1, job_key(job_id), status, now(), json.dumps(results or []),
+                  json.dumps(error) if error else "", result_ttl, done_channel(job_id))
+    if done:
+        r.delete(*[blob_key(job_id, i) for i in range(int(r.hget(job_key(job_id), "n_images") or 0))] or ["-"])
+    return bool(done)
+
+
+def get_job(r: redis.Redis, job_id: str) -> dict[str, Any] | None:
+    """The job as the API shows it, or None."""
+    raw = r.hgetall(job_key(job_id))
+    if not raw:
+        return None
+    h = {k.decode(): v.decode() for k, v in raw.items()}
+
+    def ts(name: str) -> str | None:
+        value = h.get(name)
+        if not value:
+            return None
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(float(value))) + f".{int(float(value) % 1 * 1000):03d}Z"
+
+    return {
+        "id": job_id,
+        "status": h.get("status", "queued"),
+        "mode": h.get("mode", "char"),
+        "top_k": int(h.get("top_k", 5)),
+        "n_images": int(h.get("n_images", 0)),
+        "created_at": ts("created_at"),
+        "finished_at": ts("finished_at"),
+        "results": json.loads(h["results"]) if h.get("results") else [],
+        "error": json.loads(h["error"]) if h.get("error") else None,
+        "callback_url": h.get("callback_url") or None,
+    }
