@@ -1,0 +1,28 @@
+"""The Celery app: Redis as broker and result store. Shared by the web app (which only
+sends tasks, by name) and the workers (which run them)."""
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.config import WorkerConfig, load
+
+RECOGNIZE_TASK = "hwr.recognize"
+
+
+def make_celery(config: WorkerConfig | None = None) -> Celery:
+    config = config or load()
+    app = Celery("hwr", broker=config.redis_url, backend=config.redis_url)
+    app.conf.update(
+        task_default_queue=config.queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        broker_transport_options={"visibility_timeout": config.visibility_timeout},
+        result_backend_transport_options={"visibility_timeout": config.visibility_timeout},
+        result_expires=config.result_ttl,
+        task_ignore_result=True,  # results live in the job store (worker/jobs.py)
+        broker_connection_retry_on_startup=True,
+    )
+    return app
+
+
+celery_app = make_celery()

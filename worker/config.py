@@ -1,0 +1,39 @@
+"""Worker configuration, read from the environment in this one place."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    redis_url: str = field(default_factory=lambda: os.environ.get("HWR_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    torchserve_urls: tuple[str, ...] = field(default_factory=lambda: tuple(
+        u.strip().rstrip("/") for u in os.environ.get("HWR_TORCHSERVE_URLS", "http://127.0.0.1:8080").split(",")
+        if u.strip()))
+    torchserve_model: str = field(default_factory=lambda: os.environ.get("HWR_TORCHSERVE_MODEL", "emnist"))
+    # TorchServe's inference token: given directly, or read from its key_file.json.
+    torchserve_token: str = field(default_factory=lambda: os.environ.get("HWR_TORCHSERVE_TOKEN", ""))
+    torchserve_key_file: str = field(default_factory=lambda: os.environ.get("HWR_TORCHSERVE_KEY_FILE", ""))
+    queue: str = field(default_factory=lambda: os.environ.get("HWR_QUEUE", "hwr"))
+    result_ttl: int = field(default_factory=lambda: _env_int("HWR_RESULT_TTL", 86400))
+    blob_ttl: int = field(default_factory=lambda: _env_int("HWR_BLOB_TTL", 3600))
+    # Redis redelivers a message not acked within this many seconds (a dead worker's jobs).
+    visibility_timeout: int = field(default_factory=lambda: _env_int("HWR_VISIBILITY_TIMEOUT", 300))
+    max_batch: int = field(default_factory=lambda: _env_int("HWR_MAX_BATCH", 256))
+    concurrency: int = field(default_factory=lambda: _env_int("HWR_WORKER_CONCURRENCY", 32))
+    torchserve_timeout: float = field(default_factory=lambda: _env_float("HWR_TORCHSERVE_TIMEOUT", 30.0))
+    retry_max_seconds: float = field(default_factory=lambda: _env_float("HWR_TORCHSERVE_RETRY_SECONDS", 60.0))
+    metrics_port: int = field(default_factory=lambda: _env_int("HWR_WORKER_METRICS_PORT", 9808))
+
+
+def load() -> WorkerConfig:
+    return WorkerConfig()
