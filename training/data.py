@@ -51,6 +51,16 @@ def read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an IDX file (gzipped when the name ends in .gz)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    magic = IDX_IMAGES if array.ndim == 3 else IDX_LABELS
+    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if Path(path).suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
 def _find(data_dir: Path, names: list[str]) -> Path | None:
     for folder in (data_dir, data_dir / "EMNIST" / "raw", data_dir / "raw"):
         for name in names:

@@ -1,0 +1,69 @@
+"""In-process CPU throughput of the default model beside the original app's baseline.
+
+`python -m bench.model_throughput` times both models, one torch thread, at batch 1 and 64,
+interleaved in one run (the machine is shared and noisy: compare the ratio, not the
+absolute numbers). Writes bench/results/model-<date>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from training.models import build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@torch.inference_mode()
+def images_per_second(model: torch.nn.Module, batch: int, seconds: float) -> float:
+    x = torch.rand(batch, 1, 28, 28)
+    for _ in range(3):
+        model(x)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        model(x)
+        done += batch
+    return done / (time.perf_counter() - started)
+
+
+def measure(seconds: float, rounds: int) -> dict:
+    torch.set_num_threads(1)
+    models = {name: build_model(name).eval() for name in ("baseline", "default")}
+    samples: dict[str, list[float]] = {f"{n}@{b}": [] for n in models for b in (1, 64)}
+    for _ in range(rounds):  # interleave, so drifts in machine load hit both alike
+        for batch in (1, 64):
+            for name, model in models.items():
+                samples[f"{name}@{batch}"].append(images_per_second(model, batch, seconds))
+    best = {k: max(v) for k, v in samples.items()}
+    return {
+        "threads": 1,
+        "images_per_second": best,
+        "parameters": {n: sum(p.numel() for p in m.parameters()) for n, m in models.items()},
+        "ratio_default_to_baseline": {f"batch{b}": best[f"default@{b}"] / best[f"baseline@{b}"] for b in (1, 64)},
+    }
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = p.parse_args(argv)
+    result = measure(args.seconds, args.rounds)
+    ips = result["images_per_second"]
+    print(f"{'model':10} {'params':>9} {'batch 1 img/s':>14} {'batch 64 img/s':>15}")
+    for name in ("baseline", "default"):
+        print(f"{name:10} {result['parameters'][name]:9d} {ips[name + '@1']:14.0f} {ips[name + '@64']:15.0f}")
+    ratio = result["ratio_default_to_baseline"]
+    print(f"default / baseline: batch 1 {ratio['batch1']:.2f}x, batch 64 {ratio['batch64']:.2f}x (goal >= 0.5x at 64)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"model-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

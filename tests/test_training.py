@@ -1,0 +1,132 @@
+"""Data loading, orientation, the train -> package -> evaluate round trip and the evaluate contract."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import data as emnist
+from training.data import DEFAULT_CLASSES, DataNotFoundError, load_split, write_idx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def glyph_f() -> np.ndarray:
+    """An upright 'F': a vertical stem on the left, a long bar on top, a short one mid-way."""
+    img = np.zeros((28, 28), np.uint8)
+    img[4:24, 6:9] = 255
+    img[4:7, 6:22] = 255
+    img[12:15, 6:17] = 255
+    return img
+
+
+def write_split(folder: Path, split: str, images_upright: np.ndarray, labels: np.ndarray, official: bool,
+                gz: bool = True) -> None:
+    """Store images the way EMNIST does: transposed."""
+    prefix = f"emnist-balanced-{split}" if official else split
+    suffix = ".gz" if gz else ""
+    write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", np.swapaxes(images_upright, 1, 2))
+    write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels.astype(np.uint8))
+
+
+@pytest.fixture
+def glyphs():
+    images = np.stack([glyph_f(), np.fliplr(glyph_f()), glyph_f()])
+    return images, np.array([15, 3, 15])
+
+
+def test_plain_layout(tmp_path, glyphs):
+    images, labels = glyphs
+    write_split(tmp_path, "train", images, labels, official=False)
+    (tmp_path / "mapping.txt").write_text("".join(f"{i} {ord(c)}\n" for i, c in enumerate(DEFAULT_CLASSES)))
+    split = load_split(tmp_path, "train")
+    assert split.images.shape == (3, 28, 28) and split.labels.tolist() == [15, 3, 15]
+    assert split.classes[15] == "F" and len(split.classes) == 47
+
+
+def test_official_layout_under_torchvision_raw(tmp_path, glyphs):
+    images, labels = glyphs
+    raw = tmp_path / "EMNIST" / "raw"
+    raw.mkdir(parents=True)
+    write_split(raw, "test", images, labels, official=True, gz=False)  # torchvision un-gzips them
+    (raw / "emnist-balanced-mapping.txt").write_text("".join(f"{i} {ord(c)}\n" for i, c in enumerate(DEFAULT_CLASSES)))
+    split = load_split(tmp_path, "test")
+    assert np.array_equal(split.images, images)
+    assert split.classes == DEFAULT_CLASSES
+
+
+def test_orientation_keeps_glyph_upright(tmp_path, glyphs):
+    images, labels = glyphs
+    write_split(tmp_path, "train", images, labels, official=False)
+    upright = load_split(tmp_path, "train").images[0]
+    assert np.array_equal(upright, glyph_f())
+    assert upright[4:7].sum() > upright[20:24].sum()      # the top bar is at the top
+    assert upright[:, 6:9].sum() > upright[:, 19:22].sum()  # the stem is on the left
+
+
+def test_real_emnist_f_and_7_are_upright(emnist_dir):
+    test = load_split(emnist_dir, "test")
+    f = test.images[test.labels == test.classes.index("F")].astype(float).mean(0)
+    assert f[:9].sum() > f[-9:].sum(), "F's bars should be at the top"
+    assert f[:, :9].sum() > f[:, -9:].sum(), "F's stem should be on the left"
+    seven = test.images[test.labels == test.classes.index("7")].astype(float).mean(0)
+    assert seven[:7].sum() > seven[-7:].sum(), "7's bar should be at the top"
+
+
+def test_missing_files_say_what_to_do(tmp_path):
+    with pytest.raises(DataNotFoundError, match="--download"):
+        load_split(tmp_path, "train")
+
+
+def test_download_failure_is_clear(tmp_path, monkeypatch):
+    from torchvision.datasets import EMNIST
+
+    # The real torchvision download path, pointed at a closed local port: no network needed.
+    monkeypatch.setattr(EMNIST, "mirrors", ["http://127.0.0.1:9/"], raising=False)
+    monkeypatch.setattr(EMNIST, "url", "http://127.0.0.1:9/gzip.zip", raising=False)
+    with pytest.raises(DataNotFoundError, match="could not download EMNIST"):
+        emnist.download(tmp_path)
+
+
+def run_module(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def test_limit_round_trip_train_package_evaluate(tmp_path, emnist_dir):
+    run = tmp_path / "run"
+    run_module("training.train", "--data", str(emnist_dir), "--limit", "3000", "--epochs", "2",
+               "--out", str(run), "--threads", "1")
+    report = json.loads((run / "report.json").read_text())
+    for key in ("accuracy", "balanced_accuracy", "per_class_recall"):
+        assert key in report
+    assert (run / "confusion.png").stat().st_size > 0 and (run / "curves.png").stat().st_size > 0
+    # Resume continues from the checkpoint instead of starting over.
+    out = run_module("training.train", "--data", str(emnist_dir), "--limit", "3000", "--epochs", "3",
+                     "--out", str(run), "--threads", "1", "--resume")
+    assert "resumed from" in out and len(json.loads((run / "report.json").read_text())["history"]) == 3
+    store = tmp_path / "store"
+    run_module("training.package", "--run", str(run), "--export", str(store))
+    line = run_module("training.evaluate", "--archive", str(store / "emnist.mar"), "--data", str(emnist_dir),
+                      "--limit", "1000", "--json").strip().splitlines()[-1]
+    result = json.loads(line)
+    assert result["n"] == 1000
+    assert 0.3 < result["accuracy"] <= 1.0, "three short epochs on 3,000 images should beat chance by far"
+
+
+def test_evaluate_json_contract_on_committed_archive(tmp_path, emnist_test_sample):
+    sample = emnist_test_sample
+    # The official orientation on disk: transposed, as EMNIST ships it.
+    write_idx(tmp_path / "test-images-idx3-ubyte.gz", np.swapaxes(sample.images[:300], 1, 2))
+    write_idx(tmp_path / "test-labels-idx1-ubyte.gz", sample.labels[:300].astype(np.uint8))
+    lines = run_module("training.evaluate", "--archive", str(ROOT / "serve/model-store/emnist.mar"),
+                       "--data", str(tmp_path), "--json").strip().splitlines()
+    result = json.loads(lines[-1])
+    assert set(result) == {"accuracy", "balanced_accuracy", "n"}
+    assert result["n"] == 300
+    assert result["accuracy"] > 0.8, "the committed model should read real EMNIST test images"
