@@ -173,3 +173,72 @@ class TorchServe(Managed):
 
         wait_until(model_ready, timeout, "TorchServe")
         return self
+
+
+def worker_process(state: Path, redis_url: str, ts: TorchServe, name: str = "worker", **extra: str) -> Managed:
+    """A real Celery worker (`python -m worker`) pointed at this Redis and TorchServe."""
+    env = base_env()
+    env.update({"HWR_REDIS_URL": redis_url, "HWR_TORCHSERVE_URLS": ts.url, "HWR_WORKER_METRICS_PORT": "0"})
+    if ts.token_auth:
+        env["HWR_TORCHSERVE_KEY_FILE"] = str(ts.key_file)
+    env.update(extra)
+    return Managed(name, [sys.executable, "-m", "worker"], env, state / f"{name}.log")
+
+
+def web_process(state: Path, redis_url: str, ts: TorchServe, port: int, **extra: str) -> Managed:
+    """The web app under gunicorn, as deployed."""
+    env = base_env()
+    env.update({"HWR_REDIS_URL": redis_url, "HWR_TORCHSERVE_URLS": ts.url, "HWR_WEB_PORT": str(port),
+                "HWR_WEB_BIND": "127.0.0.1"})
+    if ts.token_auth:
+        env["HWR_TORCHSERVE_KEY_FILE"] = str(ts.key_file)
+    env.update(extra)
+    cmd = [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "web" / "gunicorn.conf.py"), "web:create_app()"]
+    return Managed("web", cmd, env, state / "web.log")
+
+
+@dataclass
+class FullStack:
+    """Redis + TorchServe + workers + web, as `make run` starts them, on free ports."""
+
+    state: Path
+    workers: int = 1
+    web_env: dict[str, str] = field(default_factory=dict)
+    worker_env: dict[str, str] = field(default_factory=dict)
+    redis: RedisServer | None = None
+    torchserve: TorchServe | None = None
+    worker_procs: list[Managed] = field(default_factory=list)
+    web: Managed | None = None
+    web_port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start_worker(self, name: str | None = None) -> Managed:
+        proc = worker_process(self.state, self.redis.url, self.torchserve,
+                              name or f"worker{len(self.worker_procs)}", **self.worker_env).start()
+        self.worker_procs.append(proc)
+        return proc
+
+    def start(self, timeout: float = 180) -> "FullStack":
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.redis = RedisServer.create(self.state / "redis", appendonly=True).start()
+        self.torchserve = TorchServe.create(self.state / "torchserve").start(timeout)
+        for _ in range(self.workers):
+            self.start_worker()
+        self.web_port = free_port()
+        self.web = web_process(self.state, self.redis.url, self.torchserve, self.web_port, **self.web_env).start()
+
+        def ready():
+            if not self.web.alive():
+                raise RuntimeError(f"web exited:\n{self.web.tail()}")
+            return httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200
+
+        wait_until(ready, timeout, "web /readyz")
+        return self
+
+    def stop(self) -> None:
+        for proc in [self.web, *self.worker_procs, self.torchserve, self.redis]:
+            if proc is not None:
+                proc.stop()

@@ -1,0 +1,205 @@
+"""End-to-end load test through the real stack: `make bench` (python -m bench.e2e).
+
+Starts Redis, TorchServe, the workers and the web app on free ports, then drives them with
+N concurrent asyncio/httpx clients, each sending its next request as soon as the last one
+answered (closed loop). In the same run, for comparison:
+- the same clients sending one image per request straight to TorchServe;
+- the in-process ceiling: the archived model called directly at batch 64.
+Figures go to stdout, bench/results/<date>.json and bench/results/<date>.png.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from tests.stack import FullStack
+from training import data as emnist
+from training.evaluate import ArchivedModel
+from training.scans import render_scan
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass
+class Load:
+    name: str
+    url: str
+    headers: dict
+    bodies: list  # request kwargs for httpx, cycled
+    chars_per_request: int
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def drive(load: Load, clients: int, seconds: float, warmup: float = 1.0) -> dict:
+    """Closed-loop load: each client sends, waits for the answer, sends again."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=120, headers=load.headers) as client:
+        started = time.perf_counter()
+        measure_from, stop_at = started + warmup, started + warmup + seconds
+
+        async def one_client(offset: int) -> None:
+            nonlocal errors
+            i = offset
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= stop_at:
+                    return
+                body = load.bodies[i % len(load.bodies)]
+                i += clients
+                try:
+                    r = await client.post(load.url, **body)
+                    ok = r.status_code == 200 and "error" not in r.json()
+                except (httpx.HTTPError, ValueError):
+                    ok = False
+                t1 = time.perf_counter()
+                if t0 >= measure_from and t1 <= stop_at:
+                    if ok:
+                        latencies.append(t1 - t0)
+                    else:
+                        errors += 1
+
+        await asyncio.gather(*(one_client(k) for k in range(clients)))
+    done = len(latencies)
+    return {"clients": clients, "requests": done, "errors": errors,
+            "jobs_per_s": done / seconds, "chars_per_s": done * load.chars_per_request / seconds,
+            "p50_ms": 1000 * percentile(latencies, 50), "p95_ms": 1000 * percentile(latencies, 95),
+            "p99_ms": 1000 * percentile(latencies, 99)}
+
+
+def text_line(tiles: np.ndarray, rng: np.random.Generator, gap_every: int = 8) -> bytes:
+    """One line of handwriting from tiles: dark ink on white, word gaps every few chars."""
+    pieces = []
+    for i, tile in enumerate(tiles):
+        pieces.append(255 - tile)
+        gap = 18 if (i + 1) % gap_every == 0 else int(rng.integers(2, 6))
+        pieces.append(np.full((28, gap), 255, np.uint8))
+    line = np.concatenate(pieces, axis=1)
+    page = np.full((line.shape[0] + 16, line.shape[1] + 16), 255, np.uint8)
+    page[8:-8, 8:-8] = line
+    import cv2
+
+    ok, png = cv2.imencode(".png", cv2.resize(page, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC))
+    return png.tobytes()
+
+
+def model_ceiling(tiles: np.ndarray, seconds: float = 3.0) -> dict:
+    """Characters/s of the archived model called in-process at batch 64 (all cores)."""
+    model = ArchivedModel()
+    batch = model.preprocess.normalize_tiles(tiles[:64])
+    model.probabilities(batch)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        model.probabilities(batch)
+        done += len(batch)
+    return {"batch": 64, "chars_per_s": done / (time.perf_counter() - started)}
+
+
+def make_loads(stack: FullStack, tiles: np.ndarray, api_key: str | None) -> dict[str, Load]:
+    rng = np.random.default_rng(0)
+    scans = [render_scan(t, rng, jpeg=False) for t in tiles[:200]]
+    lines = [text_line(tiles[i * 64:(i + 1) * 64], rng) for i in range(8)]
+    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+    api_headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return {
+        "queue_char": Load("queue_char", f"{stack.url}/v1/recognize", api_headers,
+                           [{"json": {"images": [b64(s)], "mode": "char"}} for s in scans], 1),
+        "direct_char": Load("direct_char", f"{stack.torchserve.url}/predictions/emnist", stack.torchserve.headers(),
+                            [{"content": s} for s in scans], 1),
+        "queue_text64": Load("queue_text64", f"{stack.url}/v1/recognize", api_headers,
+                             [{"json": {"images": [b64(line)], "mode": "text"}} for line in lines], 64),
+    }
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in ("queue_char", "direct_char", "queue_text64"):
+        rows = result["scenarios"].get(name, [])
+        key = "chars_per_s"
+        left.plot([r["clients"] for r in rows], [r[key] for r in rows], marker="o", label=name)
+        right.plot([r["clients"] for r in rows], [r["p50_ms"] for r in rows], marker="o", label=name)
+    left.axhline(result["model_ceiling"]["chars_per_s"], ls="--", c="grey", label="model ceiling (batch 64)")
+    left.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="characters/s", title="throughput")
+    right.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="p50 latency (ms)", title="latency")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def summarize(result: dict) -> dict:
+    by = {name: {r["clients"]: r for r in rows} for name, rows in result["scenarios"].items()}
+    targets = {}
+    if 32 in by.get("queue_char", {}) and 32 in by.get("direct_char", {}):
+        ratio = by["queue_char"][32]["jobs_per_s"] / max(by["direct_char"][32]["jobs_per_s"], 1e-9)
+        targets["queue_vs_direct_at_32"] = {"ratio": ratio, "goal": ">= 1.0", "met": ratio >= 1.0}
+    if by.get("queue_text64"):
+        best = max(r["chars_per_s"] for r in by["queue_text64"].values())
+        share = best / result["model_ceiling"]["chars_per_s"]
+        targets["text64_vs_ceiling"] = {"share": share, "goal": ">= 0.40", "met": share >= 0.40}
+    if 1 in by.get("queue_char", {}) and 1 in by.get("direct_char", {}):
+        extra = by["queue_char"][1]["p50_ms"] - by["direct_char"][1]["p50_ms"]
+        targets["p50_overhead_at_1_ms"] = {"ms": extra, "goal": "<= 15", "met": extra <= 15}
+    return targets
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "emnist47")
+    p.add_argument("--clients", default="1,8,32,128")
+    p.add_argument("--seconds", type=float, default=6.0, help="measured time per point")
+    p.add_argument("--workers", type=int, default=1, help="Celery worker processes")
+    p.add_argument("--scenarios", default="direct_char,queue_char,queue_text64")
+    args = p.parse_args(argv)
+    tiles = emnist.load_split(args.data, "test", limit=1000).images
+    result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds_per_point": args.seconds,
+              "workers": args.workers, "scenarios": {}}
+    result["model_ceiling"] = model_ceiling(tiles)
+    print(f"model ceiling (in-process, batch 64): {result['model_ceiling']['chars_per_s']:.0f} chars/s")
+    with tempfile.TemporaryDirectory(prefix="hwr-bench-") as tmp:
+        stack = FullStack(Path(tmp), workers=args.workers, web_env={"HWR_RATE_LIMIT": "1000000/minute"})
+        try:
+            stack.start()
+            loads = make_loads(stack, tiles, None)
+            for clients in [int(c) for c in args.clients.split(",")]:
+                for name in args.scenarios.split(","):
+                    row = asyncio.run(drive(loads[name], clients, args.seconds))
+                    result["scenarios"].setdefault(name, []).append(row)
+                    print(f"{name:13} clients {clients:3d}: {row['jobs_per_s']:7.1f} jobs/s {row['chars_per_s']:8.1f} "
+                          f"chars/s  p50 {row['p50_ms']:7.1f} p95 {row['p95_ms']:7.1f} p99 {row['p99_ms']:7.1f} ms"
+                          f"  errors {row['errors']}", flush=True)
+        finally:
+            stack.stop()
+    result["targets"] = summarize(result)
+    print(json.dumps(result["targets"], indent=2))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / time.strftime("%Y-%m-%d")
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    plot(result, stem.with_suffix(".png"))
+    print(f"wrote {stem}.json and {stem}.png")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""serve/preprocess.py: any reasonable character image becomes an EMNIST-like tile."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from serve import preprocess as P
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def bar_glyph(size: int = 200, stroke: int = 12) -> np.ndarray:
+    """A dark 'L' on light paper, off-centre in a large page."""
+    page = np.full((size, size + 80), 235, np.uint8)
+    page[30:150, 40:40 + stroke] = 20
+    page[150 - stroke:150, 40:110] = 20
+    return page
+
+
+def centroid(tile: np.ndarray) -> tuple[float, float]:
+    ys, xs = np.nonzero(tile > 64)
+    w = tile[ys, xs].astype(float)
+    return float((ys * w).sum() / w.sum()), float((xs * w).sum() / w.sum())
+
+
+def test_tile_is_white_on_black_centred_with_emnist_margin():
+    tile = P.normalize_char(bar_glyph())
+    assert tile.shape == (28, 28) and tile.dtype == np.uint8
+    assert tile.max() == 255 and np.median(tile) == 0, "ink white, background black"
+    ys, xs = np.nonzero(tile > 32)
+    assert ys.min() >= 1 and ys.max() <= 26 and xs.min() >= 1 and xs.max() <= 26
+    assert max(ys.max() - ys.min(), xs.max() - xs.min()) >= 21, "the ink spans ~24 px, as in EMNIST"
+    cy, cx = centroid(tile)
+    assert 8 < cy < 20 and 6 < cx < 20
+
+
+def test_polarity_does_not_matter():
+    dark_on_light = P.normalize_char(bar_glyph())
+    light_on_dark = P.normalize_char(255 - bar_glyph())
+    assert np.abs(dark_on_light.astype(int) - light_on_dark.astype(int)).mean() < 4
+
+
+def test_aspect_ratio_is_kept():
+    page = np.full((200, 200), 255, np.uint8)
+    page[20:180, 95:105] = 0  # a tall thin '1'
+    tile = P.normalize_char(page)
+    ys, xs = np.nonzero(tile > 64)
+    assert (ys.max() - ys.min()) > 3 * (xs.max() - xs.min())
+
+
+def test_thin_strokes_are_thickened_to_emnist_width():
+    thin = np.full((220, 220), 255, np.uint8)
+    thin[20:200, 100:102] = 0  # a 2-px pen line on a big scan
+    thin[20:22, 60:160] = 0
+    tile = P.normalize_char(thin)
+    width = P.stroke_width(tile > 90)
+    assert width >= 1.8, f"strokes should not fade away when downsampled (width {width:.2f})"
+
+
+def test_blank_and_noise_only_images_are_reported():
+    with pytest.raises(P.BlankImageError):
+        P.normalize_char(np.full((50, 50), 255, np.uint8))
+    rng = np.random.default_rng(0)
+    noisy_paper = np.clip(rng.normal(235, 4, (120, 120)), 0, 255).astype(np.uint8)
+    with pytest.raises(P.BlankImageError):
+        P.normalize_char(noisy_paper)
+
+
+def test_alpha_is_flattened_onto_white():
+    rgba = np.zeros((80, 80, 4), np.uint8)  # fully transparent...
+    rgba[10:70, 35:45] = (0, 0, 0, 255)     # ...except an opaque black stroke
+    gray = P.decode_image(encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+    assert gray[0, 0] == 255 and gray[40, 40] == 0
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF"])
+def test_every_client_format_decodes(fmt):
+    img = Image.fromarray(bar_glyph()).convert("RGB" if fmt == "JPEG" else "L")
+    tile = P.bytes_to_tile(encode(img, fmt))
+    assert tile.max() == 255
+
+
+def test_gif_uses_the_first_frame():
+    first = Image.fromarray(bar_glyph())
+    blank = Image.fromarray(np.full((200, 280), 235, np.uint8))
+    data = encode(first, "GIF", save_all=True, append_images=[blank])
+    assert P.bytes_to_tile(data).max() == 255
+
+
+def test_errors_have_codes():
+    with pytest.raises(P.EmptyImageError) as e:
+        P.decode_image(b"")
+    assert e.value.code == "empty_image"
+    with pytest.raises(P.UndecodableImageError):
+        P.decode_image(b"<html>not an image</html>")
+    with pytest.raises(P.ImageTooLargeError):
+        P.decode_image(encode(Image.new("L", (3000, 3000), 255), "PNG"), max_pixels=1_000_000)
+
+
+def test_npy_batches_are_checked():
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((3, 28, 28), np.uint8))
+    assert P.load_npy_tiles(buf.getvalue(), 10).shape == (3, 28, 28)
+    bad = io.BytesIO()
+    np.save(bad, np.zeros((3, 32, 32), np.float32))
+    with pytest.raises(P.PreprocessError):
+        P.load_npy_tiles(bad.getvalue(), 10)
+    with pytest.raises(P.ImageTooLargeError):
+        P.load_npy_tiles(buf.getvalue(), 2)
+
+
+def test_emnist_tiles_survive_normalization(emnist_test_sample):
+    """Real tiles come out nearly as they went in: the pipeline reproduces EMNIST's framing."""
+    tiles = emnist_test_sample.images[:200]
+    normalized = P.normalize_tiles(tiles)
+    iou = [((a > 127) & (b > 127)).sum() / max(((a > 127) | (b > 127)).sum(), 1) for a, b in zip(tiles, normalized)]
+    assert np.median(iou) > 0.6
