@@ -16,7 +16,12 @@ def make_celery(config: WorkerConfig | None = None) -> Celery:
         task_default_queue=config.queue,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        broker_transport_options={"visibility_timeout": config.visibility_timeout},
+        # A dead worker's unacked jobs go back to the queue after the visibility timeout.
+        # Without an event loop (threads pool) kombu sweeps for them when a poll finds the
+        # queue empty; throttle 1 makes every such poll sweep, so they come back promptly.
+        broker_transport_options={"visibility_timeout": config.visibility_timeout,
+                                  "unacked_restore_throttle": 1},
+        worker_prefetch_multiplier=1,
         result_backend_transport_options={"visibility_timeout": config.visibility_timeout},
         result_expires=config.result_ttl,
         task_ignore_result=True,  # results live in the job store (worker/jobs.py)

@@ -13,6 +13,10 @@ def _env_float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    return os.environ.get(name, "1" if default else "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     redis_url: str = field(default_factory=lambda: os.environ.get("HWR_REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -33,6 +37,17 @@ class WorkerConfig:
     torchserve_timeout: float = field(default_factory=lambda: _env_float("HWR_TORCHSERVE_TIMEOUT", 30.0))
     retry_max_seconds: float = field(default_factory=lambda: _env_float("HWR_TORCHSERVE_RETRY_SECONDS", 60.0))
     metrics_port: int = field(default_factory=lambda: _env_int("HWR_WORKER_METRICS_PORT", 9808))
+    # TorchServe requests one worker process keeps in flight at once (TorchServe's own
+    # backend workers run them in parallel); tiles queue up and batch while they run.
+    batch_inflight: int = field(default_factory=lambda: _env_int("HWR_BATCH_INFLIGHT", 2))
+    # An endpoint that refused a connection is skipped for this long (others take over).
+    endpoint_down_seconds: float = field(default_factory=lambda: _env_float("HWR_TORCHSERVE_DOWN_SECONDS", 3.0))
+    max_pixels: int = field(default_factory=lambda: _env_int("HWR_MAX_PIXELS", 40_000_000))
+    webhook_secret: str = field(default_factory=lambda: os.environ.get("HWR_WEBHOOK_SECRET", ""))
+    webhook_allow_private: bool = field(default_factory=lambda: _env_bool("HWR_WEBHOOK_ALLOW_PRIVATE", False))
+    webhook_max_tries: int = field(default_factory=lambda: _env_int("HWR_WEBHOOK_MAX_TRIES", 5))
+    webhook_timeout: float = field(default_factory=lambda: _env_float("HWR_WEBHOOK_TIMEOUT", 10.0))
+    log_level: str = field(default_factory=lambda: os.environ.get("HWR_WORKER_LOG_LEVEL", "INFO"))
 
 
 def load() -> WorkerConfig:

@@ -80,6 +80,9 @@ if status == 'succeeded' or status == 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2], 'results', ARGV[3], 'error', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('PUBLISH', ARGV[6], ARGV[1])
+-- The images are no longer needed: drop them in the same round trip.
+local n = tonumber(redis.call('HGET', KEYS[1], 'n_images') or '0') or 0
+for i = 0, n - 1 do redis.call('DEL', ARGV[7] .. i) end
 return 1
 """
 
@@ -90,14 +93,32 @@ def mark_running(r: redis.Redis, job_id: str) -> str:
     return result.decode() if isinstance(result, bytes) else result
 
 
+CLAIM_FIELDS = ("mode", "top_k", "n_images", "callback_url")
+
+
+def claim_job(r: redis.Redis, job_id: str, n_images: int | None) -> tuple[str, dict[str, str], list[bytes | None]]:
+    """mark_running, the job's fields and (when the caller knows how many) its blobs, in
+    one round trip. Returns (status as mark_running does, fields, blobs)."""
+    pipe = r.pipeline(transaction=False)
+    pipe.eval(_MARK_RUNNING, 1, job_key(job_id), now())
+    pipe.hmget(job_key(job_id), CLAIM_FIELDS)
+    if n_images:
+        pipe.mget([blob_key(job_id, i) for i in range(n_images)])
+    replies = pipe.execute()
+    status = replies[0].decode() if isinstance(replies[0], bytes) else replies[0]
+    fields = {k: (v.decode() if v is not None else "") for k, v in zip(CLAIM_FIELDS, replies[1])}
+    blobs = replies[2] if n_images else None
+    if status == "running" and blobs is None:
+        blobs = load_images(r, job_id, int(fields["n_images"] or 0))
+    return status, fields, blobs or []
+
+
 def finish_job(r: redis.Redis, job_id: str, status: str, results: list | None, error: dict | None,
                result_ttl: int) -> bool:
     """Move the job to its final status once. True only for the attempt that did it."""
     assert status in FINAL
     done = r.eval(_FINISH, 1, job_key(job_id), status, now(), json.dumps(results or []),
-                  json.dumps(error) if error else "", result_ttl, done_channel(job_id))
-    if done:
-        r.delete(*[blob_key(job_id, i) for i in range(int(r.hget(job_key(job_id), "n_images") or 0))] or ["-"])
+                  json.dumps(error) if error else "", result_ttl, done_channel(job_id), f"hwr:blob:{job_id}:")
     return bool(done)
 
 

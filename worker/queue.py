@@ -16,7 +16,9 @@ def submit_job(r: redis.Redis, celery: Celery, config: WorkerConfig, images: lis
     """Store the job and its image blobs, then enqueue it. Returns the job id."""
     job_id = job_id or jobs.new_job_id()
     jobs.create_job(r, job_id, images, mode, top_k, callback_url, config.result_ttl, config.blob_ttl)
-    celery.send_task(RECOGNIZE_TASK, args=[job_id], queue=config.queue, task_id=job_id)
+    # The image count lets the worker fetch the job and its blobs in one round trip.
+    celery.send_task(RECOGNIZE_TASK, args=[job_id], kwargs={"n_images": len(images)}, queue=config.queue,
+                     task_id=job_id)
     return job_id
 
 

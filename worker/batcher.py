@@ -1,0 +1,121 @@
+"""Micro-batching across jobs: the tiles of every job this worker process is running go
+to TorchServe together, as one .npy batch per request.
+
+Dispatcher threads (HWR_BATCH_INFLIGHT of them) each block until some tiles are waiting,
+take everything queued (up to HWR_MAX_BATCH tiles), send it, and hand each job its
+answers. There is no fixed wait: a lone job on an idle worker goes out at once, while
+under load the tiles that arrive during a request in flight fill the next batch.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+
+import numpy as np
+
+from worker import metrics
+from worker.torchserve import TorchServeClient, TorchServeUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class _Chunk:
+    """Up to max_batch tiles of one job, waiting for their answers."""
+
+    __slots__ = ("tiles", "top_k", "deadline", "done", "answers", "error")
+
+    def __init__(self, tiles: np.ndarray, top_k: int, deadline: float):
+        self.tiles, self.top_k, self.deadline = tiles, top_k, deadline
+        self.done = threading.Event()
+        self.answers: list[dict] | None = None
+        self.error: Exception | None = None
+
+    def finish(self, answers: list[dict] | None = None, error: Exception | None = None) -> None:
+        self.answers, self.error = answers, error
+        self.done.set()
+
+
+class MicroBatcher:
+    def __init__(self, client: TorchServeClient, max_batch: int, inflight: int, retry_seconds: float):
+        self.client = client
+        self.max_batch = max(1, min(max_batch, 1024))  # the handler refuses more than 1024
+        self.retry_seconds = retry_seconds
+        self._waiting: collections.deque[_Chunk] = collections.deque()
+        self._cond = threading.Condition()
+        self._threads = [threading.Thread(target=self._dispatch_forever, name=f"hwr-batch-{i}", daemon=True)
+                         for i in range(max(1, inflight))]
+        for thread in self._threads:
+            thread.start()
+
+    def predict(self, tiles: np.ndarray, top_k: int) -> list[dict]:
+        """Answers for N x 28 x 28 tiles, in order. Blocks; raises TorchServeUnavailable
+        when TorchServe stays unreachable for HWR_TORCHSERVE_RETRY_SECONDS."""
+        if len(tiles) == 0:
+            return []
+        deadline = time.monotonic() + self.retry_seconds
+        chunks = [_Chunk(tiles[i:i + self.max_batch], top_k, deadline)
+                  for i in range(0, len(tiles), self.max_batch)]
+        with self._cond:
+            self._waiting.extend(chunks)
+            self._cond.notify(len(chunks))
+        answers: list[dict] = []
+        for chunk in chunks:
+            chunk.done.wait()
+            if chunk.error is not None:
+                raise chunk.error
+            answers.extend(chunk.answers)
+        return answers
+
+    def _take_batch(self) -> list[_Chunk]:
+        with self._cond:
+            while not self._waiting:
+                self._cond.wait()
+            batch, size = [self._waiting.popleft()], 0
+            size = len(batch[0].tiles)
+            while self._waiting and size + len(self._waiting[0].tiles) <= self.max_batch:
+                chunk = self._waiting.popleft()
+                batch.append(chunk)
+                size += len(chunk.tiles)
+            return batch
+
+    def _dispatch_forever(self) -> None:
+        while True:
+            batch = self._take_batch()
+            try:
+                self._send(batch)
+            except Exception as exc:  # never lose the dispatcher; the jobs get the error
+                log.exception("batch of %d chunks failed", len(batch))
+                for chunk in batch:
+                    if not chunk.done.is_set():
+                        chunk.finish(error=exc)
+
+    def _send(self, batch: list[_Chunk]) -> None:
+        tiles = np.concatenate([c.tiles for c in batch]) if len(batch) > 1 else batch[0].tiles
+        top_k = max(c.top_k for c in batch)
+        deadline = min(c.deadline for c in batch)
+        try:
+            answers = self.client.predict(tiles, top_k, deadline)
+        except TorchServeUnavailable as exc:
+            # Only the chunks whose own retry budget is spent fail; younger ones go back
+            # to the front of the queue and keep their remaining budget.
+            now = time.monotonic()
+            retry = [c for c in batch if c.deadline > now + 0.05]
+            for chunk in batch:
+                if chunk not in retry:
+                    chunk.finish(error=exc)
+            if retry:
+                with self._cond:
+                    self._waiting.extendleft(reversed(retry))
+                    self._cond.notify(len(retry))
+            return
+        metrics.BATCH_SIZE.observe(len(tiles))
+        cursor = 0
+        for chunk in batch:
+            n = len(chunk.tiles)
+            part = answers[cursor:cursor + n]
+            cursor += n
+            if chunk.top_k < top_k:
+                part = [{"predictions": a["predictions"][:chunk.top_k]} if "predictions" in a else a for a in part]
+            chunk.finish(answers=part)

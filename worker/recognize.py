@@ -1,0 +1,82 @@
+"""One job's images -> tiles (char mode: the whole image is one character; text mode:
+segmented), then TorchServe's answers -> the API's result per image."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from serve import preprocess
+from worker import segment
+
+
+@dataclass
+class ImagePlan:
+    """What one image became: its tiles and boxes, or the error that stopped it."""
+
+    tiles: list[np.ndarray] = field(default_factory=list)
+    boxes: list[list[int]] = field(default_factory=list)
+    spaces: list[str] = field(default_factory=list)  # text to put before each character
+    error: dict | None = None
+
+
+def _error(code: str, message: str) -> dict:
+    return {"code": code, "message": message}
+
+
+def plan_image(data: bytes | None, mode: str, max_pixels: int) -> ImagePlan:
+    if data is None:
+        return ImagePlan(error=_error("image_expired", "the image blob expired before the job ran"))
+    try:
+        ink = preprocess.ink_map(preprocess.decode_image(data, max_pixels))
+        if mode == "text":
+            cuts = segment.segment(ink)
+            if not cuts:
+                raise preprocess.BlankImageError("no ink found in the image")
+            plan = ImagePlan()
+            for i, cut in enumerate(cuts):
+                plan.tiles.append(segment.char_tile(ink, cut))
+                plan.boxes.append(list(cut.box))
+                new_line = i > 0 and cut.line != cuts[i - 1].line
+                plan.spaces.append("\n" if new_line else " " if cut.space_before else "")
+            return plan
+        mask = preprocess.ink_mask(ink)
+        if not mask.any():
+            raise preprocess.BlankImageError("no ink found in the image")
+        ys, xs = np.nonzero(mask)
+        box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+        return ImagePlan(tiles=[preprocess.tile_from_ink(ink)], boxes=[box], spaces=[""])
+    except preprocess.PreprocessError as exc:
+        return ImagePlan(error=_error(exc.code, str(exc)))
+
+
+def all_tiles(plans: list[ImagePlan]) -> np.ndarray:
+    tiles = [t for p in plans for t in p.tiles]
+    return np.stack(tiles) if tiles else np.zeros((0, preprocess.TILE, preprocess.TILE), np.uint8)
+
+
+def build_results(plans: list[ImagePlan], answers: list[dict]) -> list[dict]:
+    """The API result per image, from the plans and one TorchServe answer per tile."""
+    results, cursor = [], 0
+    for plan in plans:
+        if plan.error is not None:
+            results.append({"text": "", "confidence": 0.0, "characters": [], "error": plan.error})
+            continue
+        chars, text, failed = [], [], None
+        for box, space in zip(plan.boxes, plan.spaces):
+            answer = answers[cursor]
+            cursor += 1
+            if "predictions" not in answer:
+                failed = answer.get("error") or _error("torchserve_error", "no prediction")
+                continue
+            best = answer["predictions"][0]
+            chars.append({"char": best["char"], "confidence": best["p"], "box": box,
+                          "alternatives": answer["predictions"]})
+            text.append(space + best["char"])
+        if failed is not None and not chars:
+            results.append({"text": "", "confidence": 0.0, "characters": [], "error": failed})
+            continue
+        # The text's confidence is the mean of its characters' (one weak character shows).
+        confidence = round(float(np.mean([c["confidence"] for c in chars])), 6) if chars else 0.0
+        results.append({"text": "".join(text), "confidence": confidence, "characters": chars})
+    return results

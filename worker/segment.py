@@ -1,0 +1,179 @@
+"""Text mode: cut a word, a line, several lines or a boxed form field into characters.
+
+Connected components of the ink mask are the starting point. Then:
+- box borders and ruling lines (long straight thin runs) are erased, so boxed fields and
+  underlined words read as their characters;
+- lines are clusters of components that overlap vertically, read top to bottom; small
+  parts (i dots) join the line nearest to them;
+- within a line, components that overlap horizontally are one character (i and j dots,
+  broken strokes); a character far wider than the line's height is touching characters,
+  cut at the columns of least ink;
+- a gap much wider than usual between two characters is a space.
+Every character becomes a tile through preprocess.tile_from_ink, exactly as a single
+character image would; its box is in the original image's coordinates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from serve import preprocess
+
+# A character wider than this many line heights is touching characters (EMNIST's widest,
+# m and W, are about 1.1 line heights wide).
+SPLIT_WIDTH = 1.45
+# Width of one character when cutting touching ones, in line heights.
+CHAR_WIDTH = 0.85
+# A gap is a space when wider than this many line heights and than SPACE_VS_MEDIAN median gaps.
+SPACE_HEIGHTS = 0.6
+SPACE_VS_MEDIAN = 2.5
+
+
+@dataclass
+class CharCut:
+    """One character: its ink pixels as a mask over its box, and the box."""
+
+    mask: np.ndarray  # bool, h x w: the pixels of this character inside its box
+    box: tuple[int, int, int, int]  # x, y, w, h in the image
+    space_before: bool = False
+    line: int = 0
+
+
+def _erase_rules(mask: np.ndarray) -> np.ndarray:
+    """Remove long straight horizontal and vertical runs (box borders, ruling lines).
+
+    A run counts when it is straight for longer than 1.6 times the typical character
+    height; handwritten strokes are not, printed borders and rules are.
+    """
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return mask
+    heights = stats[1:, cv2.CC_STAT_HEIGHT]
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    typical = float(np.median(heights[areas >= 0.1 * areas.max()]))
+    length = int(max(15, 1.6 * typical))
+    # A box around one character is about 1.2-1.5 character heights: use the shortest
+    # side of large hollow components as a second, shorter run length.
+    hollow = [(w, h) for (x, y, w, h, a) in stats[1:] if a < 0.2 * w * h and min(w, h) > 1.1 * typical]
+    if hollow:
+        length = int(max(15, 0.8 * min(min(w, h) for w, h in hollow)))
+    m = mask.astype(np.uint8)
+    rules = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
+    rules |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
+    if not rules.any():
+        return mask
+    rules = cv2.dilate(rules, np.ones((3, 3), np.uint8))
+    return mask & ~rules.astype(bool)
+
+
+def _clusters_by_overlap(spans: list[tuple[int, int]], min_overlap: float) -> list[list[int]]:
+    """Group intervals whose overlap exceeds min_overlap x the shorter one (transitively)."""
+    order = sorted(range(len(spans)), key=lambda i: spans[i][0])
+    groups: list[list[int]] = []
+    ranges: list[list[int]] = []
+    for i in order:
+        a0, a1 = spans[i]
+        for g, (b0, b1) in enumerate(ranges):
+            overlap = min(a1, b1) - max(a0, b0)
+            if overlap > min_overlap * min(a1 - a0, b1 - b0):
+                groups[g].append(i)
+                ranges[g] = [min(a0, b0), max(a1, b1)]
+                break
+        else:
+            groups.append([i])
+            ranges.append([a0, a1])
+    return groups
+
+
+def _tight(mask: np.ndarray, x: int, y: int) -> CharCut | None:
+    """The cut of a mask whose top-left corner sits at (x, y), trimmed to its ink."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return None
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    return CharCut(mask[y0:y1, x0:x1], (int(x + x0), int(y + y0), int(x1 - x0), int(y1 - y0)))
+
+
+def _split_wide(cut: CharCut, ink: np.ndarray, line_height: float) -> list[CharCut]:
+    """Cut touching characters at the least-inked columns near the expected cuts."""
+    x, y, w, h = cut.box
+    parts = max(2, int(round(w / (CHAR_WIDTH * line_height))))
+    profile = (ink[y:y + h, x:x + w] * cut.mask).sum(axis=0)
+    cuts, last, slack = [], 0, max(1, w // (3 * parts))
+    for k in range(1, parts):
+        ideal = int(round(k * w / parts))
+        lo, hi = max(last + 2, ideal - slack), min(w - 2, ideal + slack)
+        if hi <= lo:
+            continue
+        last = lo + int(np.argmin(profile[lo:hi]))
+        cuts.append(last)
+    pieces, start = [], 0
+    for end in cuts + [w]:
+        piece = np.zeros_like(cut.mask)
+        piece[:, start:end] = cut.mask[:, start:end]
+        tight = _tight(piece, x, y)
+        if tight is not None:
+            pieces.append(tight)
+        start = end
+    return pieces
+
+
+def segment(ink: np.ndarray) -> list[CharCut]:
+    """Characters in reading order (lines top to bottom, left to right within a line)."""
+    mask = _erase_rules(preprocess.ink_mask(ink))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return []
+    comps = list(range(1, count))
+    areas = stats[:, cv2.CC_STAT_AREA]
+    keep = [c for c in comps if areas[c] >= max(4, 0.01 * areas[1:].max())]
+    heights = np.array([stats[c, cv2.CC_STAT_HEIGHT] for c in keep])
+    typical = float(np.median(heights))
+    big = [c for c in keep if stats[c, cv2.CC_STAT_HEIGHT] >= 0.45 * typical]
+    small = [c for c in keep if c not in big]
+
+    def yspan(c):
+        return int(stats[c, cv2.CC_STAT_TOP]), int(stats[c, cv2.CC_STAT_TOP] + stats[c, cv2.CC_STAT_HEIGHT])
+
+    def xspan(c):
+        return int(stats[c, cv2.CC_STAT_LEFT]), int(stats[c, cv2.CC_STAT_LEFT] + stats[c, cv2.CC_STAT_WIDTH])
+
+    lines = [[big[i] for i in g] for g in _clusters_by_overlap([yspan(c) for c in big], 0.3)]
+    # Dots and fragments join the line whose vertical centre is nearest.
+    centres = [np.mean([sum(yspan(c)) / 2 for c in line]) for line in lines]
+    for c in small:
+        cy = sum(yspan(c)) / 2
+        lines[int(np.argmin([abs(cy - m) for m in centres]))].append(c)
+    lines.sort(key=lambda line: min(yspan(c)[0] for c in line))
+
+    cuts: list[CharCut] = []
+    for line_no, line in enumerate(lines):
+        line_height = float(np.median([yspan(c)[1] - yspan(c)[0] for c in line if c in big] or [typical]))
+        chars: list[CharCut] = []
+        for group in _clusters_by_overlap([xspan(c) for c in line], 0.5):
+            ids = [line[i] for i in group]
+            x0, x1 = min(xspan(c)[0] for c in ids), max(xspan(c)[1] for c in ids)
+            y0, y1 = min(yspan(c)[0] for c in ids), max(yspan(c)[1] for c in ids)
+            cut = CharCut(np.isin(labels[y0:y1, x0:x1], ids), (x0, y0, x1 - x0, y1 - y0))
+            if cut.box[2] > SPLIT_WIDTH * line_height:
+                chars.extend(_split_wide(cut, ink, line_height))
+            else:
+                chars.append(cut)
+        chars.sort(key=lambda cut: cut.box[0])
+        gaps = [b.box[0] - (a.box[0] + a.box[2]) for a, b in zip(chars, chars[1:])]
+        median_gap = float(np.median([g for g in gaps if g > 0])) if any(g > 0 for g in gaps) else 0.0
+        threshold = max(SPACE_HEIGHTS * line_height, SPACE_VS_MEDIAN * median_gap)
+        for i, cut in enumerate(chars):
+            cut.space_before = i > 0 and gaps[i - 1] > threshold
+            cut.line = line_no
+            cuts.append(cut)
+    return cuts
+
+
+def char_tile(ink: np.ndarray, cut: CharCut) -> np.ndarray:
+    """The 28x28 tile of one character: only its own ink, cropped to its box."""
+    x, y, w, h = cut.box
+    crop = np.where(cut.mask, ink[y:y + h, x:x + w], 0.0).astype(np.float32)
+    return preprocess.tile_from_ink(np.pad(crop, 2))

@@ -1,0 +1,120 @@
+"""The Celery tasks a worker runs: hwr.recognize (one job) and hwr.webhook (tell the
+client's callback URL that its job is final)."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import httpx
+import redis
+
+from worker import jobs, metrics, recognize, webhooks
+from worker.batcher import MicroBatcher
+from worker.celery_app import RECOGNIZE_TASK, celery_app
+from worker.config import load
+from worker.torchserve import TorchServeClient, TorchServeError, TorchServeUnavailable
+
+WEBHOOK_TASK = "hwr.webhook"
+log = logging.getLogger("hwr.worker")
+config = load()
+
+
+class _Runtime:
+    """Per-process state, made on first use (after Celery has forked or started threads)."""
+
+    _lock = threading.Lock()
+    _made = False
+
+    @classmethod
+    def get(cls) -> "_Runtime":
+        if not cls._made:
+            with cls._lock:
+                if not cls._made:
+                    cls.redis = redis.Redis.from_url(config.redis_url, max_connections=None,
+                                                     health_check_interval=30)
+                    cls.batcher = MicroBatcher(TorchServeClient(config), config.max_batch,
+                                               config.batch_inflight, config.retry_max_seconds)
+                    cls._made = True
+        return cls
+
+
+@celery_app.task(name=RECOGNIZE_TASK, ignore_result=True)
+def recognize_job(job_id: str, n_images: int | None = None) -> None:
+    run_job(job_id, n_images)
+
+
+def run_job(job_id: str, n_images: int | None) -> None:
+    started = time.perf_counter()
+    rt = _Runtime.get()
+    status, fields, blobs = jobs.claim_job(rt.redis, job_id, n_images)
+    if status != "running":  # a redelivered job that already finished, or one that expired
+        log.info("job %s: skipped (%s)", job_id, status)
+        return
+    mode = fields["mode"] or "char"
+    top_k = int(fields["top_k"] or 5)
+    try:
+        plans = [recognize.plan_image(blob, mode, config.max_pixels) for blob in blobs]
+        answers = rt.batcher.predict(recognize.all_tiles(plans), top_k)
+        results = recognize.build_results(plans, answers)
+        final, error = "succeeded", None
+    except (TorchServeUnavailable, TorchServeError) as exc:
+        results, final, error = None, "failed", {"code": exc.code, "message": str(exc)}
+    except Exception as exc:  # a bug must not leave the job "running" forever
+        log.exception("job %s: internal error", job_id)
+        metrics.FAILURES.labels(reason="internal_error").inc()
+        results, final, error = None, "failed", {"code": "internal_error", "message": f"{exc.__class__.__name__}"}
+    won = jobs.finish_job(rt.redis, job_id, final, results, error, config.result_ttl)
+    elapsed = time.perf_counter() - started
+    if not won:
+        log.info("job %s: another attempt finished it first", job_id)
+        return
+    n_chars = sum(len(r["characters"]) for r in results or [])
+    metrics.JOBS.labels(mode=mode, status=final).inc()
+    metrics.CHARACTERS.labels(mode=mode).inc(n_chars)
+    metrics.JOB_DURATION.labels(mode=mode).observe(elapsed)
+    if final == "failed":
+        log.warning("job %s: failed: %s", job_id, error)
+    else:
+        log.debug("job %s: %s, %d images, %d characters in %.1f ms", job_id, final, len(blobs), n_chars,
+                  elapsed * 1000)
+    if fields["callback_url"]:
+        deliver_webhook.apply_async(args=[job_id, fields["callback_url"]], queue=config.queue)
+
+
+@celery_app.task(name=WEBHOOK_TASK, bind=True, ignore_result=True, max_retries=None)
+def deliver_webhook(self, job_id: str, url: str) -> None:
+    """POST the final job JSON, signed; retried with exponential backoff."""
+    try:
+        webhooks.check_callback_url(url, config.webhook_allow_private)
+    except ValueError as exc:  # DNS may have changed since submission
+        log.warning("job %s: webhook refused: %s", job_id, exc)
+        metrics.WEBHOOKS.labels(outcome="refused").inc()
+        return
+    job = jobs.get_job(_Runtime.get().redis, job_id)
+    if job is None:
+        metrics.WEBHOOKS.labels(outcome="expired").inc()
+        return
+    body = json.dumps(job).encode()
+    timestamp = str(int(time.time()))
+    headers = {"Content-Type": "application/json", webhooks.TIMESTAMP_HEADER: timestamp,
+               "User-Agent": "hwr-webhook/1"}
+    if config.webhook_secret:
+        headers[webhooks.SIGNATURE_HEADER] = webhooks.sign(body, config.webhook_secret, timestamp)
+    try:
+        # No redirects: a redirect could point at an address the check above refused.
+        response = httpx.post(url, content=body, headers=headers, timeout=config.webhook_timeout,
+                              follow_redirects=False)
+        if response.status_code >= 300:
+            raise RuntimeError(f"HTTP {response.status_code}")
+    except Exception as exc:
+        tries = self.request.retries + 1
+        if tries >= config.webhook_max_tries:
+            log.warning("job %s: webhook to %s failed %d times, giving up: %s", job_id, url, tries, exc)
+            metrics.WEBHOOKS.labels(outcome="gave_up").inc()
+            return
+        metrics.WEBHOOKS.labels(outcome="retry").inc()
+        raise self.retry(countdown=min(2 ** tries, 300), exc=exc)
+    metrics.WEBHOOKS.labels(outcome="delivered").inc()
+    log.info("job %s: webhook delivered to %s", job_id, url)
