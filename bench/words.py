@@ -1,0 +1,138 @@
+"""Words vs characters: does text mode read words as well as the model reads their tiles?
+
+`python -m bench.words --n 300` builds words of 3-8 emnist47 test tiles (black ink on
+white, irregular gaps, random scale), runs them as text-mode jobs through real Redis,
+TorchServe and a `python -m worker`, and scores character accuracy (1 - CER, by edit
+distance) beside per-character accuracy of the same tiles sent to TorchServe directly.
+Prints both and writes bench/results/words-<date>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def compose_word(tiles: list[np.ndarray], rng: np.random.Generator, height: int | None = None) -> np.ndarray:
+    """Upright white-on-black tiles -> one word image, dark ink on white paper (gray uint8).
+
+    Each tile is cropped to its ink columns; gaps between letters vary from 1/12 to 1/2
+    of a tile, as in handwriting."""
+    parts = [np.zeros((28, int(rng.integers(4, 12))), np.uint8)]
+    for i, tile in enumerate(tiles):
+        cols = np.nonzero(tile.max(axis=0) > 40)[0]
+        parts.append(tile[:, cols.min():cols.max() + 1] if len(cols) else tile)
+        gap = int(rng.integers(2, 14)) if i < len(tiles) - 1 else int(rng.integers(4, 12))
+        parts.append(np.zeros((28, gap), np.uint8))
+    word = np.pad(np.concatenate(parts, axis=1), ((6, 6), (0, 0)))
+    scale = (height or int(rng.integers(40, 120))) / word.shape[0]
+    word = cv2.resize(word, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    return (255 - word.astype(np.int16) * 0.85).clip(0, 255).astype(np.uint8)
+
+
+def png(gray: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(gray).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=300, help="words")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "emnist47")
+    args = p.parse_args()
+
+    import redis
+
+    from tests.fixtures.worker import launch_worker
+    from tests.stack import RedisServer, TorchServe
+    from training.data import load_split
+    from worker.celery_app import make_celery
+    from worker.config import WorkerConfig
+    from worker.queue import submit_job, wait_for_job
+
+    split = load_split(args.data, "test")
+    rng = np.random.default_rng(args.seed)
+    words = [rng.choice(len(split.labels), size=int(rng.integers(3, 9)), replace=False) for _ in range(args.n)]
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp)
+        procs = []
+        try:
+            rs = RedisServer.create(state / "redis").start()
+            procs.append(rs)
+            ts = TorchServe.create(state / "ts").start()
+            procs.append(ts)
+            procs.append(launch_worker(state, rs.url, ts))
+            config = WorkerConfig(redis_url=rs.url)
+            celery, r = make_celery(config), redis.Redis.from_url(rs.url)
+
+            # Per-character accuracy: the same tiles straight to TorchServe.
+            all_idx = np.concatenate(words)
+            answer = []
+            for start in range(0, len(all_idx), 1024):  # the handler's per-request limit
+                buf = io.BytesIO()
+                np.save(buf, split.images[all_idx[start:start + 1024]])
+                answer += httpx.post(f"{ts.url}/predictions/emnist", content=buf.getvalue(), timeout=120,
+                                     headers={**ts.headers(), "X-Top-K": "1"}).json()["results"]
+            tile_correct = sum(a["predictions"][0]["char"] == split.classes[split.labels[i]]
+                               for a, i in zip(answer, all_idx))
+
+            def run(idx):
+                image = png(compose_word([split.images[i] for i in idx], rng=np.random.default_rng(int(idx[0]))))
+                job = wait_for_job(r, submit_job(r, celery, config, [image], "text", 1), 120)
+                return job["results"][0]["text"] if job and job["status"] == "succeeded" else None
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(16) as pool:
+                texts = list(pool.map(run, words))
+            elapsed = time.perf_counter() - started
+        finally:
+            for proc in reversed(procs):
+                proc.stop()
+    truths = ["".join(split.classes[split.labels[i]] for i in idx) for idx in words]
+    errors = sum(edit_distance(t or "", truth) for t, truth in zip(texts, truths))
+    n_chars = sum(len(t) for t in truths)
+    figures = {
+        "words": args.n, "characters": n_chars,
+        "word_char_accuracy": round(1 - errors / n_chars, 4),
+        "tile_char_accuracy": round(tile_correct / n_chars, 4),
+        "length_match_rate": round(sum(len(t or "") == len(tr) for t, tr in zip(texts, truths)) / args.n, 4),
+        "exact_word_rate": round(sum(t == tr for t, tr in zip(texts, truths)) / args.n, 4),
+        "failed_jobs": sum(t is None for t in texts),
+        "seconds": round(elapsed, 2),
+        "examples": [{"truth": tr, "read": t} for t, tr in list(zip(texts, truths))[:10]],
+    }
+    figures["gap_points"] = round(100 * (figures["tile_char_accuracy"] - figures["word_char_accuracy"]), 2)
+    print(f"text mode character accuracy (1 - CER): {figures['word_char_accuracy']:.4f}")
+    print(f"per-tile character accuracy:            {figures['tile_char_accuracy']:.4f}")
+    print(f"gap: {figures['gap_points']} points; words with the right length: {figures['length_match_rate']:.3f}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"words-{time.strftime('%Y%m%d')}.json"
+    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), **figures}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
