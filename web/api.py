@@ -1,0 +1,112 @@
+"""The /v1 REST API: submit jobs, read them, recognize and wait, preview a tile."""
+from __future__ import annotations
+
+import hashlib
+import re
+
+from flask import Blueprint, g, jsonify, request, url_for
+
+from serve.preprocess import PreprocessError, decode_image, normalize_char
+from web import inputs
+from web.errors import ApiError
+from web.services import services
+from worker import jobs
+from worker.queue import submit_job, wait_for_job
+
+bp = Blueprint("api", __name__, url_prefix="/v1")
+
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+JOB_FIELDS = ("id", "status", "mode", "top_k", "n_images", "created_at", "finished_at", "results", "error",
+              "callback_url")
+
+
+def job_links(job_id: str) -> dict:
+    return {"self": url_for("api.read_job", job_id=job_id)}
+
+
+def public_job(job: dict) -> dict:
+    return {**{k: job.get(k) for k in JOB_FIELDS}, "links": job_links(job["id"])}
+
+
+def accepted(job_id: str, status: str = "queued"):
+    response = jsonify(id=job_id, status=status, links=job_links(job_id))
+    response.status_code = 202
+    response.headers["Location"] = job_links(job_id)["self"]
+    return response
+
+
+def idempotency_slot(key: str) -> str:
+    # Scoped to the API key, so two clients that pick the same key never see each other's jobs.
+    owner = g.get("api_key") or ""
+    return "hwr:idem:" + hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()
+
+
+def submit(submission: inputs.Submission) -> str:
+    """Create and enqueue the job; with an Idempotency-Key, a replay returns the first job."""
+    s = services()
+    job_id = jobs.new_job_id()
+    key = inputs.idempotency_key(request)
+    slot = None
+    if key is not None:
+        slot = idempotency_slot(key)
+        fingerprint = submission.fingerprint()
+        # SET NX claims the key atomically: of two concurrent first requests exactly one wins.
+        if not s.redis.set(slot, f"{fingerprint}:{job_id}", nx=True, ex=s.config.result_ttl):
+            stored = (s.redis.get(slot) or b"").decode()
+            earlier_fingerprint, _, earlier_id = stored.partition(":")
+            if earlier_fingerprint != fingerprint:
+                raise ApiError(409, "idempotency_conflict",
+                               "this Idempotency-Key was used with a different request body")
+            return earlier_id
+    try:
+        submit_job(s.redis, s.celery, s.worker_config, submission.images, submission.mode, submission.top_k,
+                   submission.callback_url, job_id)
+    except Exception:
+        if slot:  # the key must not point at a job that was never created
+            s.redis.delete(slot)
+        raise
+    s.metrics.jobs.labels(submission.mode).inc()
+    s.metrics.images.inc(len(submission.images))
+    return job_id
+
+
+@bp.post("/jobs")
+def create_job():
+    submission = inputs.parse_submission(request, services().config, with_timeout=False)
+    return accepted(submit(submission))
+
+
+@bp.get("/jobs/<job_id>")
+def read_job(job_id: str):
+    s = services()
+    inputs.check_query(request, ("wait",))
+    wait = inputs.parse_seconds("wait", request.args.get("wait", "0"), s.config.max_wait_seconds)
+    if not JOB_ID.fullmatch(job_id):
+        raise ApiError(404, "not_found", f"no job {job_id[:64]!r}")
+    job = wait_for_job(s.redis, job_id, wait) if wait > 0 else jobs.get_job(s.redis, job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"no job {job_id!r} (unknown, or its results expired)")
+    return jsonify(public_job(job))
+
+
+@bp.post("/recognize")
+def recognize():
+    s = services()
+    submission = inputs.parse_submission(request, s.config, with_timeout=True)
+    job_id = submit(submission)
+    job = wait_for_job(s.redis, job_id, submission.timeout)
+    if job is not None and job["status"] in jobs.FINAL:
+        return jsonify(public_job(job))
+    return accepted(job_id, job["status"] if job else "queued")
+
+
+@bp.post("/preview")
+def preview():
+    """The 28x28 tile the model would see for this image, made by serve.preprocess itself."""
+    config = services().config
+    data = inputs.parse_single_image(request, config)
+    try:
+        tile = normalize_char(decode_image(data, config.max_image_pixels))
+    except PreprocessError as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
+    return jsonify(width=int(tile.shape[1]), height=int(tile.shape[0]), pixels=tile.tolist())

@@ -1,0 +1,83 @@
+"""Web service configuration: every environment variable the web app reads, read here.
+
+`load(overrides)` lets tests and `create_app({...})` pass the same names as the
+environment (`{"HWR_API_KEYS": "k1,k2"}`), so there is one spelling for each setting.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from serve.preprocess import DEFAULT_MAX_PIXELS
+from worker.config import WorkerConfig
+
+# The model's classes (EMNIST balanced, 47): the most alternatives a character can have.
+NUM_CLASSES = 47
+MODES = ("char", "text")
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    redis_url: str
+    torchserve_urls: tuple[str, ...]
+    torchserve_token: str
+    torchserve_key_file: str
+    queue: str
+    result_ttl: int
+    blob_ttl: int
+    api_keys: tuple[str, ...]
+    rate_limit: str
+    max_upload_bytes: int
+    max_images_per_job: int
+    max_image_pixels: int
+    recognize_timeout: float
+    max_wait_seconds: float
+    allow_private_callbacks: bool
+    ready_cache_seconds: float
+    ready_check_timeout: float
+    prometheus_multiproc_dir: str
+
+    def worker_config(self) -> WorkerConfig:
+        """What `worker.queue.submit_job` needs: the same Redis, queue and expiry times."""
+        return WorkerConfig(redis_url=self.redis_url, torchserve_urls=self.torchserve_urls,
+                            torchserve_token=self.torchserve_token,
+                            torchserve_key_file=self.torchserve_key_file, queue=self.queue,
+                            result_ttl=self.result_ttl, blob_ttl=self.blob_ttl)
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def load(overrides: Mapping[str, object] | None = None) -> WebConfig:
+    env = {**os.environ, **{k: str(v) for k, v in (overrides or {}).items()}}
+
+    def get(name: str, default: object) -> str:
+        return env.get(name, str(default))
+
+    return WebConfig(
+        redis_url=get("HWR_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        torchserve_urls=tuple(u.rstrip("/") for u in _csv(get("HWR_TORCHSERVE_URLS", "http://127.0.0.1:8080"))),
+        torchserve_token=get("HWR_TORCHSERVE_TOKEN", ""),
+        torchserve_key_file=get("HWR_TORCHSERVE_KEY_FILE", ""),
+        queue=get("HWR_QUEUE", "hwr"),
+        result_ttl=int(get("HWR_RESULT_TTL", 86400)),
+        blob_ttl=int(get("HWR_BLOB_TTL", 3600)),
+        api_keys=_csv(get("HWR_API_KEYS", "")),
+        rate_limit=get("HWR_RATE_LIMIT", "6000/minute"),
+        max_upload_bytes=int(get("HWR_MAX_UPLOAD_BYTES", 32 * 1024 * 1024)),
+        max_images_per_job=int(get("HWR_MAX_IMAGES_PER_JOB", 1000)),
+        max_image_pixels=int(get("HWR_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS)),
+        recognize_timeout=float(get("HWR_RECOGNIZE_TIMEOUT", 10)),
+        max_wait_seconds=float(get("HWR_MAX_WAIT_SECONDS", 60)),
+        allow_private_callbacks=_flag(get("HWR_WEBHOOK_ALLOW_PRIVATE", "false")),
+        ready_cache_seconds=float(get("HWR_READY_CACHE_SECONDS", 1.5)),
+        ready_check_timeout=float(get("HWR_READY_CHECK_TIMEOUT", 1.0)),
+        # prometheus-client's own variable: set it when gunicorn runs several processes.
+        prometheus_multiproc_dir=get("PROMETHEUS_MULTIPROC_DIR", ""),
+    )

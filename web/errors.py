@@ -1,0 +1,62 @@
+"""JSON errors everywhere: `{"error": {"code", "message"}}` with the right status.
+
+Every HTTP error Flask or Werkzeug raises (404, 405, 413, ...) and every unexpected
+exception goes through here, so no client ever gets an HTML error page.
+"""
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# Machine-readable codes for the statuses Werkzeug raises on its own.
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+              409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+              422: "invalid_request", 429: "rate_limited", 500: "internal_error", 503: "unavailable"}
+
+
+class ApiError(Exception):
+    """An error the API reports to the client as is."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(error={"code": code, "message": message})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        status = exc.code or 500
+        headers = {}
+        if status == 405 and exc.valid_methods:
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        message = exc.description or exc.name
+        if status == 429:  # flask-limiter's RateLimitExceeded: say which limit
+            message = f"rate limit exceeded ({exc.description}); retry later"
+        return error_response(status, HTTP_CODES.get(status, exc.name.lower().replace(" ", "_")), message, headers)
+
+    @app.errorhandler(redis.RedisError)
+    def redis_down(exc: redis.RedisError):
+        log.warning("redis unavailable: %s", exc)
+        return error_response(503, "unavailable", "the job store is unavailable; retry later",
+                              {"Retry-After": "1"})
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal server error")

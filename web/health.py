@@ -1,0 +1,83 @@
+"""Liveness and readiness.
+
+/healthz says the process serves requests. /readyz says a job submitted now can finish:
+Redis answers, at least one TorchServe answers /ping, and at least one Celery worker
+answers a control ping. The result is cached for a second or two: load balancers poll it
+often and every check is a network round trip.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import redis
+from celery import Celery
+
+from web.config import WebConfig
+
+
+def torchserve_token(config: WebConfig) -> str | None:
+    """The inference token: given, or read from TorchServe's key file (new on each restart)."""
+    if config.torchserve_token:
+        return config.torchserve_token
+    if config.torchserve_key_file:
+        try:
+            return json.loads(Path(config.torchserve_key_file).read_text())["inference"]["key"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    return None
+
+
+class Readiness:
+    def __init__(self, config: WebConfig, redis_client: redis.Redis, celery: Celery):
+        self.config, self.redis, self.celery = config, redis_client, celery
+        self._lock = threading.Lock()
+        self._cached: tuple[float, bool, dict] | None = None
+
+    def check_redis(self) -> dict:
+        try:
+            self.redis.ping()
+            return {"ok": True, "detail": "PONG"}
+        except redis.RedisError as exc:
+            return {"ok": False, "detail": f"{exc.__class__.__name__}: {exc}"}
+
+    def check_torchserve(self) -> dict:
+        token = torchserve_token(self.config)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        answers = {}
+        for url in self.config.torchserve_urls:
+            try:
+                r = httpx.get(f"{url}/ping", headers=headers, timeout=self.config.ready_check_timeout)
+                answers[url] = "Healthy" if r.status_code == 200 and "Healthy" in r.text else f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                answers[url] = f"{exc.__class__.__name__}: {exc}"
+        healthy = sum(v == "Healthy" for v in answers.values())
+        return {"ok": healthy > 0, "detail": f"{healthy}/{len(answers)} healthy", "servers": answers}
+
+    def check_workers(self) -> dict:
+        try:
+            # limit=1: return as soon as one worker answers instead of waiting out the timeout.
+            replies = self.celery.control.ping(timeout=self.config.ready_check_timeout, limit=1)
+        except Exception as exc:  # kombu raises many kinds when the broker is unreachable
+            return {"ok": False, "detail": f"{exc.__class__.__name__}: {exc}"}
+        names = sorted(name for reply in replies for name in reply)
+        if not names:
+            return {"ok": False, "detail": "no Celery worker answered a ping"}
+        return {"ok": True, "detail": f"worker {names[0]} answered"}
+
+    def status(self) -> tuple[bool, dict]:
+        with self._lock:  # one thread refreshes; the others wait and reuse its answer
+            now = time.monotonic()
+            if self._cached and now - self._cached[0] < self.config.ready_cache_seconds:
+                return self._cached[1], self._cached[2]
+            checks = {"redis": self.check_redis()}
+            checks["torchserve"] = self.check_torchserve()
+            # Without Redis the broker is gone too: do not wait out a ping that cannot work.
+            checks["workers"] = self.check_workers() if checks["redis"]["ok"] else {
+                "ok": False, "detail": "skipped: Redis (the broker) is unreachable"}
+            ready = all(c["ok"] for c in checks.values())
+            self._cached = (time.monotonic(), ready, checks)
+            return ready, checks

@@ -1,0 +1,186 @@
+"""Parse and strictly validate what clients submit: images and options.
+
+Images come as multipart `image` files or JSON `{"images": ["<base64>", ...]}`; options
+(mode, top_k, callback_url, timeout) as form fields, JSON keys or query parameters (the
+body wins over the query). Every image must decode (header and pixel limit checked by
+serve.preprocess.decode_image) before a job is created, so a job never holds garbage.
+Anything wrong is a 4xx ApiError with a message that says what and where.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+
+from flask import Request
+
+from serve.preprocess import PreprocessError, decode_image
+from web.config import MODES, NUM_CLASSES, WebConfig
+from web.errors import ApiError
+from worker.webhooks import check_callback_url
+
+OPTION_FIELDS = ("mode", "top_k", "callback_url")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+DATA_URL = re.compile(r"^data:[\w.+/-]*;base64,", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Submission:
+    images: list[bytes]
+    mode: str
+    top_k: int
+    callback_url: str | None
+    timeout: float | None
+
+    def fingerprint(self) -> str:
+        """Same images and options -> same fingerprint (for Idempotency-Key replays)."""
+        h = hashlib.sha256(f"{self.mode}\0{self.top_k}\0{self.callback_url or ''}\0{len(self.images)}".encode())
+        for image in self.images:
+            h.update(hashlib.sha256(image).digest())
+        return h.hexdigest()
+
+
+def invalid(message: str, code: str = "invalid_request") -> ApiError:
+    return ApiError(422, code, message)
+
+
+def _int_option(name: str, value: object, low: int, high: int, from_text: bool) -> int:
+    """An integer option; form fields and query parameters are text, JSON must be a number."""
+    if from_text and isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,6}\s*", value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(f"{name} must be an integer between {low} and {high}", f"invalid_{name}")
+    if not low <= value <= high:
+        raise invalid(f"{name} must be between {low} and {high}, got {value}", f"invalid_{name}")
+    return value
+
+
+def parse_seconds(name: str, value: object, high: float, from_text: bool = True) -> float:
+    """A wait in seconds, 0..high, from JSON (number) or a query/form string."""
+    if from_text and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise invalid(f"{name} must be a number of seconds between 0 and {high:g}", f"invalid_{name}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise invalid(f"{name} must be a number of seconds between 0 and {high:g}", f"invalid_{name}")
+    if not 0 <= value <= high:
+        raise invalid(f"{name} must be between 0 and {high:g} seconds, got {value:g}", f"invalid_{name}")
+    return float(value)
+
+
+def check_query(request: Request, allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(request.args) - set(allowed))
+    if unknown:
+        raise invalid(f"unknown query parameter(s): {', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}")
+    for name in allowed:
+        if len(request.args.getlist(name)) > 1:
+            raise invalid(f"query parameter {name} is given more than once")
+
+
+def _decode_base64(value: object, index: int) -> bytes:
+    if not isinstance(value, str):
+        raise invalid(f"images[{index}] must be a base64 string", "invalid_base64")
+    text = DATA_URL.sub("", value, count=1)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid(f"images[{index}] is not valid base64", "invalid_base64") from None
+
+
+def _images_and_options(request: Request, config: WebConfig,
+                        option_names: tuple[str, ...]) -> tuple[list[bytes], dict, bool]:
+    """The raw images, the body's options, and whether those options are text (form fields)."""
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        unknown = sorted((set(request.form) - set(option_names)) | (set(request.files) - {"image"}))
+        if unknown:
+            raise invalid(f"unknown form field(s): {', '.join(unknown)}; images go in `image` file fields, "
+                          f"options are {', '.join(option_names)}")
+        for name in option_names:
+            if len(request.form.getlist(name)) > 1:
+                raise invalid(f"form field {name} is given more than once")
+        count = len(request.files.getlist("image"))
+        if count > config.max_images_per_job:
+            raise ApiError(413, "too_many_images", f"{count} images in one job; the limit is {config.max_images_per_job}")
+        images = [f.read() for f in request.files.getlist("image")]
+        return images, {k: request.form[k] for k in option_names if k in request.form}, True
+    if mimetype == "application/json" or mimetype.endswith("+json"):
+        body = request.get_json(silent=True)
+        if body is None:
+            raise ApiError(400, "invalid_json", "the body is not valid JSON")
+        if not isinstance(body, dict):
+            raise invalid('the JSON body must be an object {"images": ["<base64>", ...]}')
+        unknown = sorted(set(body) - {"images", *option_names})
+        if unknown:
+            raise invalid(f"unknown JSON key(s): {', '.join(unknown)}; allowed: images, {', '.join(option_names)}")
+        images = body.get("images")
+        if not isinstance(images, list):
+            raise invalid('"images" must be a list of base64 strings', "invalid_images")
+        if len(images) > config.max_images_per_job:
+            raise ApiError(413, "too_many_images",
+                           f"{len(images)} images in one job; the limit is {config.max_images_per_job}")
+        options = {k: body[k] for k in option_names if body.get(k) is not None}
+        return [_decode_base64(v, i) for i, v in enumerate(images)], options, False
+    raise ApiError(415, "unsupported_media_type",
+                   "send multipart/form-data with `image` files or application/json {\"images\": [...]}")
+
+
+def check_images(images: list[bytes], max_pixels: int) -> None:
+    """Every image must decode, within the pixel limit; the first failure is reported."""
+    if not images:
+        raise invalid("no image in the request: send `image` files or a non-empty \"images\" list", "no_images")
+    for i, data in enumerate(images):
+        try:
+            decode_image(data, max_pixels)
+        except PreprocessError as exc:
+            raise invalid(f"image {i}: {exc}", exc.code) from None
+
+
+def parse_submission(request: Request, config: WebConfig, with_timeout: bool) -> Submission:
+    option_names = OPTION_FIELDS + (("timeout",) if with_timeout else ())
+    check_query(request, option_names)
+    images, body_options, body_is_text = _images_and_options(request, config, option_names)
+    options = {**{k: request.args[k] for k in option_names if k in request.args}, **body_options}
+
+    def from_text(name: str) -> bool:
+        return body_is_text or name not in body_options
+
+    mode = options.get("mode", "char")
+    if mode not in MODES:
+        raise invalid(f"mode must be one of {', '.join(MODES)}, got {str(mode)[:40]!r}", "invalid_mode")
+    top_k = _int_option("top_k", options.get("top_k", 5), 1, NUM_CLASSES, from_text("top_k"))
+    callback_url = options.get("callback_url")
+    if callback_url is not None:
+        try:
+            check_callback_url(callback_url, config.allow_private_callbacks)
+        except ValueError as exc:
+            raise invalid(str(exc), "invalid_callback_url") from None
+    timeout = None
+    if with_timeout:
+        timeout = parse_seconds("timeout", options.get("timeout", config.recognize_timeout),
+                                config.max_wait_seconds, from_text("timeout"))
+    check_images(images, config.max_image_pixels)
+    return Submission(images, mode, top_k, callback_url, timeout)
+
+
+def parse_single_image(request: Request, config: WebConfig) -> bytes:
+    """The one image of a preview request (multipart `image` or JSON {"images": [b64]})."""
+    check_query(request, ())
+    images, _, _ = _images_and_options(request, config, ())
+    if len(images) != 1:
+        raise invalid(f"send exactly one image, got {len(images)}", "invalid_images")
+    return images[0]
+
+
+def idempotency_key(request: Request) -> str | None:
+    value = request.headers.get("Idempotency-Key")
+    if value is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(value):
+        raise invalid("Idempotency-Key must be 1-255 printable ASCII characters without spaces",
+                      "invalid_idempotency_key")
+    return value

@@ -1,0 +1,205 @@
+// The page: draw a character (mouse, pen or touch), preview the 28x28 tile the model sees,
+// recognize it; or upload image files and see the characters boxed. Plain JS, no build step.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+function authHeaders() {
+  const key = $("api-key").value.trim();
+  return key ? { Authorization: "Bearer " + key } : {};
+}
+
+// POST/GET to the API; returns the parsed JSON or throws an Error with the API's message.
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+  let body = null;
+  try { body = await response.json(); } catch (e) { /* not JSON: reported below */ }
+  if (!response.ok) {
+    const message = body && body.error ? body.error.message : response.statusText;
+    const retry = response.headers.get("Retry-After");
+    throw new Error(`${response.status}: ${message}${retry ? ` (retry in ${retry}s)` : ""}`);
+  }
+  return { status: response.status, body };
+}
+
+// /v1/recognize answers 202 when the job is not done in time: wait for it on the job URL.
+async function recognizeForm(form, timeout) {
+  let { status, body } = await api(`/v1/recognize?timeout=${timeout}`, { method: "POST", body: form });
+  while (status === 202) {
+    ({ status, body } = await api(`${body.links.self}?wait=10`));
+    if (body.status === "queued" || body.status === "running") status = 202;
+  }
+  if (body.status === "failed") throw new Error(body.error ? body.error.message : "the job failed");
+  return body;
+}
+
+// ---- drawing pad ------------------------------------------------------------------------
+const pad = $("pad");
+const ctx = pad.getContext("2d");
+let drawing = false;
+let dirty = false;
+
+function clearPad() {
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, pad.width, pad.height);
+  dirty = false;
+  const tile = $("tile").getContext("2d");
+  tile.fillStyle = "#000";
+  tile.fillRect(0, 0, $("tile").width, $("tile").height);
+  $("best-char").textContent = "\u00a0";
+  $("best-confidence").textContent = "";
+  $("bars").replaceChildren();
+  $("draw-status").textContent = "";
+}
+
+function padPoint(event) {
+  const rect = pad.getBoundingClientRect();
+  return [(event.clientX - rect.left) * pad.width / rect.width, (event.clientY - rect.top) * pad.height / rect.height];
+}
+
+pad.addEventListener("pointerdown", (event) => {
+  event.preventDefault();
+  pad.setPointerCapture(event.pointerId);
+  drawing = true;
+  dirty = true;
+  const [x, y] = padPoint(event);
+  ctx.beginPath();
+  ctx.moveTo(x, y);
+  ctx.lineTo(x + 0.01, y);  // a tap leaves a dot
+  ctx.stroke();
+});
+pad.addEventListener("pointermove", (event) => {
+  if (!drawing) return;
+  const [x, y] = padPoint(event);
+  ctx.lineTo(x, y);
+  ctx.stroke();
+});
+for (const name of ["pointerup", "pointercancel", "pointerleave"]) {
+  pad.addEventListener(name, () => { drawing = false; });
+}
+
+function padBlob() {
+  return new Promise((resolve) => pad.toBlob(resolve, "image/png"));
+}
+
+async function padForm() {
+  const form = new FormData();
+  form.append("image", await padBlob(), "drawing.png");
+  return form;
+}
+
+async function showPreview() {
+  const { body } = await api("/v1/preview", { method: "POST", body: await padForm() });
+  const small = document.createElement("canvas");
+  small.width = body.width;
+  small.height = body.height;
+  const pixels = small.getContext("2d").createImageData(body.width, body.height);
+  body.pixels.flat().forEach((v, i) => { pixels.data.set([v, v, v, 255], i * 4); });
+  small.getContext("2d").putImageData(pixels, 0, 0);
+  const tile = $("tile").getContext("2d");
+  tile.imageSmoothingEnabled = false;  // show the real pixels, enlarged
+  tile.drawImage(small, 0, 0, $("tile").width, $("tile").height);
+}
+
+function showBars(alternatives) {
+  const bars = $("bars");
+  bars.replaceChildren();
+  for (const alt of alternatives) {
+    const item = document.createElement("li");
+    const label = document.createElement("span");
+    label.className = "char";
+    label.textContent = alt.char;
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.style.width = `${Math.max(1, Math.round(alt.p * 100))}%`;
+    const value = document.createElement("span");
+    value.className = "p";
+    value.textContent = `${(alt.p * 100).toFixed(1)}%`;
+    item.append(label, bar, value);
+    bars.append(item);
+  }
+}
+
+async function guarded(statusId, work) {
+  $(statusId).textContent = "working\u2026";
+  $(statusId).classList.remove("error");
+  try {
+    await work();
+    $(statusId).textContent = "";
+  } catch (error) {
+    $(statusId).textContent = error.message;
+    $(statusId).classList.add("error");
+  }
+}
+
+$("clear").addEventListener("click", clearPad);
+$("preview").addEventListener("click", () => guarded("draw-status", async () => {
+  if (!dirty) throw new Error("draw a character first");
+  await showPreview();
+}));
+$("recognize").addEventListener("click", () => guarded("draw-status", async () => {
+  if (!dirty) throw new Error("draw a character first");
+  const form = await padForm();
+  form.append("top_k", $("top-k").value);
+  const [job] = await Promise.all([recognizeForm(form, 10), showPreview()]);
+  const result = job.results[0];
+  if (result.error) throw new Error(result.error.message);
+  const best = result.characters[0];
+  $("best-char").textContent = best.char;
+  $("best-confidence").textContent = `${(best.confidence * 100).toFixed(1)}% confident`;
+  showBars(best.alternatives);
+}));
+
+// ---- uploads ----------------------------------------------------------------------------
+function drawBoxes(file, result) {
+  const figure = document.createElement("figure");
+  const canvas = document.createElement("canvas");
+  const caption = document.createElement("figcaption");
+  figure.append(canvas, caption);
+  if (result.error) {
+    caption.textContent = `${file.name}: ${result.error.message}`;
+    caption.classList.add("error");
+  } else {
+    caption.textContent = `${file.name}: \u201c${result.text}\u201d (${(result.confidence * 100).toFixed(1)}%)`;
+  }
+  const image = new Image();
+  image.onload = () => {
+    canvas.width = image.naturalWidth;
+    canvas.height = image.naturalHeight;
+    const c = canvas.getContext("2d");
+    c.drawImage(image, 0, 0);
+    const scale = Math.max(1, image.naturalWidth / 400);
+    c.lineWidth = 2 * scale;
+    c.font = `${Math.round(14 * scale)}px sans-serif`;
+    for (const ch of result.characters) {
+      const [x, y, w, h] = ch.box;
+      c.strokeStyle = "#d33";
+      c.strokeRect(x, y, w, h);
+      c.fillStyle = "#d33";
+      c.fillText(ch.char, x, Math.max(14 * scale, y - 3 * scale));
+    }
+    URL.revokeObjectURL(image.src);
+  };
+  image.src = URL.createObjectURL(file);
+  return figure;
+}
+
+$("upload-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  guarded("upload-status", async () => {
+    const files = Array.from($("files").files);
+    if (!files.length) throw new Error("choose one or more image files");
+    const form = new FormData();
+    for (const file of files) form.append("image", file, file.name);
+    form.append("mode", $("mode").value);
+    form.append("top_k", $("top-k").value);
+    const job = await recognizeForm(form, 30);
+    $("upload-results").replaceChildren(...files.map((file, i) => drawBoxes(file, job.results[i])));
+  });
+});
+
+ctx.lineWidth = 18;
+ctx.lineCap = "round";
+ctx.lineJoin = "round";
+ctx.strokeStyle = "#000";
+clearPad();
