@@ -1,0 +1,144 @@
+"""`hwr recognize FILES...`: recognize many images through the API, results in input order.
+
+    hwr recognize scans/*.png --mode char --out results.jsonl --concurrency 8
+    hwr recognize line.jpg --mode text --url http://host:8000 --api-key KEY
+
+Files go in batches (one job per batch), several batches in flight at once. A batch the
+API refuses as a whole (422: one file is not an image) is retried file by file, so every
+file still gets its line: a result, or an `error` saying why. Rate limits (429, honouring
+Retry-After) and 503 are retried with backoff by the client. Exit status 1 if any file
+failed. Environment: HWR_URL and HWR_API_KEY are the defaults of --url and --api-key.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import IO
+
+from tqdm import tqdm
+
+from hwr.client import ApiError, Client, JobFailed
+
+CSV_FIELDS = ("file", "text", "confidence", "error_code", "error_message")
+
+
+def error_row(path: str, code: str, message: str) -> dict:
+    return {"file": path, "text": "", "confidence": None, "characters": [],
+            "error": {"code": code, "message": message}}
+
+
+def recognize_batch(client: Client, paths: list[str], mode: str, top_k: int, timeout: float) -> list[dict]:
+    """Rows for these files, in order; never raises for one bad file."""
+    try:
+        results = client.recognize(paths, mode=mode, top_k=top_k, timeout=timeout)
+        return [{"file": p, **r} for p, r in zip(paths, results)]
+    except ApiError as exc:
+        if exc.status == 422 and len(paths) > 1:  # find the culprit; the others still get results
+            return [row for p in paths for row in recognize_batch(client, [p], mode, top_k, timeout)]
+        return [error_row(p, exc.code, exc.message) for p in paths]
+    except JobFailed as exc:
+        error = exc.job.get("error") or {}
+        return [error_row(p, error.get("code", "job_failed"), error.get("message", str(exc))) for p in paths]
+    except Exception as exc:  # unreadable file, network gone, ...: that batch fails, the run goes on
+        return [error_row(p, exc.__class__.__name__, str(exc)) for p in paths]
+
+
+class OrderedWriter:
+    """Writes rows in input order as soon as every earlier row is there."""
+
+    def __init__(self, out: IO[str], fmt: str):
+        self.out, self.fmt = out, fmt
+        self.pending: dict[int, dict] = {}
+        self.next = 0
+        self.lock = threading.Lock()
+        self.failed = 0
+        self.csv = csv.DictWriter(out, CSV_FIELDS) if fmt == "csv" else None
+        if self.csv:
+            self.csv.writeheader()
+
+    def add(self, index: int, rows: list[dict]) -> None:
+        with self.lock:
+            for offset, row in enumerate(rows):
+                self.pending[index + offset] = row
+            while self.next in self.pending:
+                self._write(self.pending.pop(self.next))
+                self.next += 1
+            self.out.flush()
+
+    def _write(self, row: dict) -> None:
+        self.failed += bool(row.get("error"))
+        if self.csv:
+            error = row.get("error") or {}
+            self.csv.writerow({"file": row["file"], "text": row.get("text", ""), "confidence": row.get("confidence"),
+                               "error_code": error.get("code", ""), "error_message": error.get("message", "")})
+        else:
+            self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def run_recognize(args: argparse.Namespace) -> int:
+    files = [str(f) for f in args.files]
+    fmt = "csv" if args.out and args.out.suffix.lower() == ".csv" else "jsonl"
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+    batches = [(i, files[i:i + args.batch_size]) for i in range(0, len(files), args.batch_size)]
+    writer = OrderedWriter(out, fmt)
+    try:
+        with Client(args.url, args.api_key) as client, \
+                tqdm(total=len(files), unit="img", disable=args.quiet, file=sys.stderr) as progress, \
+                ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+            futures = {pool.submit(recognize_batch, client, paths, args.mode, args.top_k, args.timeout): (i, paths)
+                       for i, paths in batches}
+            for future in as_completed(futures):
+                index, paths = futures[future]
+                writer.add(index, future.result())
+                progress.update(len(paths))
+    finally:
+        if args.out:
+            out.close()
+    if writer.failed:
+        print(f"{writer.failed} of {len(files)} files failed", file=sys.stderr)
+    return 1 if writer.failed else 0
+
+
+def positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hwr", description="Handwriting recognition client")
+    commands = parser.add_subparsers(dest="command", required=True)
+    rec = commands.add_parser("recognize", help="recognize image files", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    rec.add_argument("files", nargs="+", type=Path, help="image files (PNG, JPEG, ...)")
+    rec.add_argument("--mode", choices=("char", "text"), default="char",
+                     help="char: one character per image; text: a line of text (default: char)")
+    rec.add_argument("--top-k", type=int, default=5, choices=range(1, 48), metavar="1..47",
+                     help="alternatives per character (default: 5)")
+    rec.add_argument("--url", default=os.environ.get("HWR_URL", "http://127.0.0.1:8000"),
+                     help="API base URL (default: $HWR_URL or http://127.0.0.1:8000)")
+    rec.add_argument("--api-key", default=os.environ.get("HWR_API_KEY") or None,
+                     help="API key (default: $HWR_API_KEY)")
+    rec.add_argument("--out", type=Path, help="output file, .jsonl or .csv (default: JSON lines on stdout)")
+    rec.add_argument("--concurrency", type=positive, default=4, help="requests in flight (default: 4)")
+    rec.add_argument("--batch-size", type=positive, default=8, help="files per job (default: 8)")
+    rec.add_argument("--timeout", type=float, default=300, help="seconds to wait for each job (default: 300)")
+    rec.add_argument("--quiet", action="store_true", help="no progress bar")
+    rec.set_defaults(run=run_recognize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

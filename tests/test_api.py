@@ -1,0 +1,263 @@
+"""The /v1 API against the real stack: gunicorn, Redis, TorchServe and a Celery worker."""
+from __future__ import annotations
+
+import base64
+import io
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from serve.preprocess import bytes_to_tile
+from tests.fixtures.web import draw_char, draw_line
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == {"code", "message"} and error["message"]
+    if code:
+        assert error["code"] == code, error
+    return error
+
+
+@pytest.fixture
+def api(web_app, redis_client):
+    """An HTTP client on the gunicorn app; Redis is flushed before each test."""
+    with httpx.Client(base_url=web_app, timeout=90) as client:
+        yield client
+
+
+def test_submit_then_read_job(api, torchserve):
+    images = [draw_char(c, seed=i) for i, c in enumerate("AB7")]
+    files = [("image", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
+    response = api.post("/v1/jobs", files=files, data={"top_k": "3"})
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["status"] == "queued" and body["links"]["self"] == f"/v1/jobs/{body['id']}"
+    assert response.headers["Location"] == body["links"]["self"]
+
+    job = api.get(body["links"]["self"], params={"wait": 60}).json()
+    assert job["status"] == "succeeded", job
+    assert job["id"] == body["id"] and job["n_images"] == 3 and job["error"] is None
+    assert job["created_at"] <= job["finished_at"]
+    # Each result must say what TorchServe itself says about the same image.
+    direct = [httpx.post(f"{torchserve.url}/predictions/emnist", content=data, timeout=60,
+                         headers={**torchserve.headers(), "X-Top-K": "3"}).json()["results"][0] for data in images]
+    assert len(job["results"]) == 3
+    for result, expected in zip(job["results"], direct):
+        [char] = result["characters"]
+        assert result["text"] == char["char"] == expected["predictions"][0]["char"]
+        assert [a["char"] for a in char["alternatives"]] == [p["char"] for p in expected["predictions"]]
+        assert len(char["box"]) == 4 and 0 <= char["confidence"] <= 1
+        assert len(char["alternatives"]) == 3  # top_k reaches the model
+
+
+def test_recognize_json_waits_for_result(api):
+    response = api.post("/v1/recognize", json={"images": [b64(draw_char("X"))], "top_k": 47})
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["status"] == "succeeded"
+    [result] = job["results"]
+    alternatives = result["characters"][0]["alternatives"]
+    assert len(alternatives) == 47 and abs(sum(a["p"] for a in alternatives) - 1) < 0.01
+
+
+def test_recognize_text_mode_boxes_left_to_right(api):
+    response = api.post("/v1/recognize?mode=text", files={"image": ("line.png", draw_line("HW4T"))})
+    assert response.status_code == 200, response.text
+    [result] = response.json()["results"]
+    boxes = [c["box"] for c in result["characters"]]
+    assert len(result["text"].replace(" ", "")) == 4 and len(boxes) == 4, result
+    assert [b[0] for b in boxes] == sorted(b[0] for b in boxes)
+
+
+def test_recognize_answers_202_when_not_done_in_time(api):
+    images = [b64(draw_line("ABCDEFGH"))] * 40
+    response = api.post("/v1/recognize", json={"images": images, "mode": "text", "timeout": 0})
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["status"] in ("queued", "running")
+    job = api.get(body["links"]["self"], params={"wait": 60}).json()
+    assert job["status"] == "succeeded" and len(job["results"]) == 40
+
+
+def test_blank_image_gets_a_per_image_error(api):
+    blank = io.BytesIO()
+    Image.new("L", (50, 50), 255).save(blank, format="PNG")
+    job = api.post("/v1/recognize", json={"images": [b64(blank.getvalue()), b64(draw_char("Q"))]}).json()
+    assert job["status"] == "succeeded"
+    first, second = job["results"]
+    assert first["error"]["code"] == "blank_image" and first["text"] == "" and first["characters"] == []
+    assert "error" not in second and second["text"]
+
+
+def test_idempotency_key_replays_and_conflicts(api):
+    body = {"images": [b64(draw_char("K"))]}
+    first = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "order-17"})
+    again = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "order-17"})
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    other = api.post("/v1/jobs", json={"images": [b64(draw_char("L"))]}, headers={"Idempotency-Key": "order-17"})
+    assert_error(other, 409, "idempotency_conflict")
+    fresh = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "order-18"})
+    assert fresh.json()["id"] != first.json()["id"]
+
+
+def test_unknown_job_and_path_are_json_404(api):
+    assert_error(api.get("/v1/jobs/" + "0" * 32), 404, "not_found")
+    assert_error(api.get("/v1/jobs/not-a-job-id"), 404, "not_found")
+    assert_error(api.get("/v1/nothing-here"), 404, "not_found")
+    assert_error(api.get("/favicon.ico"), 404, "not_found")
+
+
+def test_wrong_method_is_json_405(api):
+    error = assert_error(api.delete("/v1/jobs"), 405, "method_not_allowed")
+    assert "POST" in api.put("/v1/recognize").headers["Allow"]
+    assert error
+
+
+NOT_AN_IMAGE = b64(b"this is not an image")
+
+
+@pytest.mark.parametrize("body, code", [
+    ({"images": ["@@not base64@@"]}, "invalid_base64"),
+    ({"images": [NOT_AN_IMAGE]}, "undecodable_image"),
+    ({"images": [""]}, "empty_image"),
+    ({"images": []}, "no_images"),
+    ({"images": "abc"}, "invalid_images"),
+    ({"images": [123]}, "invalid_base64"),
+    ({}, "invalid_images"),
+    ({"images": ["VALID"], "mode": "poem"}, "invalid_mode"),
+    ({"images": ["VALID"], "top_k": 0}, "invalid_top_k"),
+    ({"images": ["VALID"], "top_k": 48}, "invalid_top_k"),
+    ({"images": ["VALID"], "top_k": "5"}, "invalid_top_k"),
+    ({"images": ["VALID"], "top_k": True}, "invalid_top_k"),
+    ({"images": ["VALID"], "top_k": 2.5}, "invalid_top_k"),
+    ({"images": ["VALID"], "callback_url": "ftp://example.com/x"}, "invalid_callback_url"),
+    ({"images": ["VALID"], "callback_url": 7}, "invalid_callback_url"),
+    ({"images": ["VALID"], "colour": "red"}, "invalid_request"),
+])
+def test_invalid_json_fields_are_422(api, body, code):
+    if body.get("images") and body["images"][0] == "VALID":
+        body = {**body, "images": [b64(draw_char("A"))]}
+    assert_error(api.post("/v1/jobs", json=body), 422, code)
+
+
+def test_invalid_form_query_and_header_values_are_422(api, char_png):
+    files = {"image": ("a.png", char_png)}
+    assert_error(api.post("/v1/jobs", files=files, data={"top_k": "five"}), 422, "invalid_top_k")
+    assert_error(api.post("/v1/jobs?mode=words", files=files), 422, "invalid_mode")
+    assert_error(api.post("/v1/jobs?verbose=1", files=files), 422, "invalid_request")
+    assert_error(api.post("/v1/jobs", files={"picture": ("a.png", char_png)}), 422, "invalid_request")
+    assert_error(api.post("/v1/jobs", files={"image": ("a.png", b"GIF89a-broken")}), 422, "undecodable_image")
+    assert_error(api.post("/v1/recognize?timeout=61", files=files), 422, "invalid_timeout")
+    assert_error(api.post("/v1/recognize?timeout=nan", files=files), 422, "invalid_timeout")
+    assert_error(api.post("/v1/jobs", files=files, headers={"Idempotency-Key": "has space"}), 422,
+                 "invalid_idempotency_key")
+    assert_error(api.get("/v1/jobs/" + "0" * 32, params={"wait": "-1"}), 422, "invalid_wait")
+
+
+def test_private_callback_url_is_refused_unless_allowed(start_web_app, redis_client, char_png):
+    url = start_web_app(HWR_WEBHOOK_ALLOW_PRIVATE="0")
+    response = httpx.post(f"{url}/v1/jobs", files={"image": ("a.png", char_png)},
+                          data={"callback_url": "http://127.0.0.1:9/hook"}, timeout=30)
+    assert "loopback" in assert_error(response, 422, "invalid_callback_url")["message"]
+
+
+def test_bad_json_is_400_and_other_types_415(api):
+    assert_error(api.post("/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"}),
+                 400, "invalid_json")
+    assert_error(api.post("/v1/jobs", content=b"raw", headers={"Content-Type": "text/plain"}), 415)
+    assert_error(api.post("/v1/jobs"), 415)
+
+
+def test_too_many_images_is_413(api):
+    assert_error(api.post("/v1/jobs", json={"images": ["AA=="] * 1001}), 413, "too_many_images")
+
+
+def test_upload_over_the_size_limit_is_413(start_web_app, redis_client):
+    url = start_web_app(HWR_MAX_UPLOAD_BYTES="20000")
+    big = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8)).save(big, format="PNG")
+    response = httpx.post(f"{url}/v1/jobs", files={"image": ("big.png", big.getvalue())}, timeout=30)
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_image_over_the_pixel_limit_is_422(start_web_app, redis_client):
+    url = start_web_app(HWR_MAX_PIXELS="5000")
+    response = httpx.post(f"{url}/v1/jobs", files={"image": ("a.png", draw_char("A", size=100))}, timeout=30)
+    assert_error(response, 422, "image_too_large")
+
+
+def test_preview_is_the_handlers_tile(api, char_png):
+    response = api.post("/v1/preview", files={"image": ("a.png", char_png)})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["width"], body["height"]) == (28, 28)
+    assert np.array_equal(np.array(body["pixels"], np.uint8), bytes_to_tile(char_png))
+    blank = io.BytesIO()
+    Image.new("L", (40, 40), 255).save(blank, format="PNG")
+    assert_error(api.post("/v1/preview", json={"images": [b64(blank.getvalue())]}), 422, "blank_image")
+    assert_error(api.post("/v1/preview", json={"images": [b64(char_png)] * 2}), 422, "invalid_images")
+
+
+def test_health_and_readiness(api):
+    assert api.get("/healthz").json() == {"status": "ok"}
+    ready = api.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    checks = ready.json()["checks"]
+    assert set(checks) == {"redis", "torchserve", "workers"} and all(c["ok"] for c in checks.values())
+
+
+def test_readyz_is_503_with_detail_when_torchserve_is_down(start_web_app):
+    url = start_web_app(HWR_TORCHSERVE_URLS=f"http://127.0.0.1:{_closed_port()}", HWR_READY_CHECK_TIMEOUT="0.5")
+    response = httpx.get(f"{url}/readyz", timeout=30)
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not_ready"
+    assert body["checks"]["torchserve"]["ok"] is False and body["checks"]["redis"]["ok"] is True
+
+
+def test_readyz_is_503_when_no_worker_listens(start_web_app, redis_server):
+    # Another Redis database: the broker there has no worker.
+    url = start_web_app(HWR_REDIS_URL=redis_server.url.rsplit("/", 1)[0] + "/5", HWR_READY_CHECK_TIMEOUT="0.5")
+    response = httpx.get(f"{url}/readyz", timeout=30)
+    assert response.status_code == 503
+    assert response.json()["checks"]["workers"]["ok"] is False
+
+
+def _closed_port() -> int:
+    from tests.stack import free_port
+
+    return free_port()
+
+
+def test_metrics_count_requests_by_endpoint_and_status(api):
+    api.get("/v1/jobs/" + "0" * 32)
+    text = api.get("/metrics").text
+    assert 'hwr_web_requests_total{endpoint="/v1/jobs/<job_id>",method="GET",status="404"}' in text
+    assert "hwr_web_request_duration_seconds_bucket" in text
+
+
+def test_page_docs_and_spec(api):
+    page = api.get("/")
+    assert page.status_code == 200 and 'id="pad"' in page.text
+    csp = page.headers["Content-Security-Policy"]
+    assert "http" not in csp and "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["X-Frame-Options"] == "DENY" and page.headers["Referrer-Policy"] == "no-referrer"
+    docs = api.get("/docs")
+    assert docs.status_code == 200 and "/v1/recognize" in docs.text
+    assert "http://" not in docs.text.replace("http://127.0.0.1", "") and "https://" not in docs.text
+    spec = api.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/recognize", "/v1/preview", "/healthz", "/readyz",
+            "/metrics"} <= set(spec["paths"])
+    assert api.get("/static/app.js").status_code == 200

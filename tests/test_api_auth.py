@@ -1,0 +1,50 @@
+"""API keys and per-key rate limits, on the real stack (werkzeug server in a thread)."""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+
+@pytest.fixture
+def keyed_app(start_web_app, redis_client):
+    return start_web_app(HWR_API_KEYS="key-one, key-two", HWR_RATE_LIMIT="4/minute")
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_missing_or_wrong_key_is_401(keyed_app, char_png):
+    for headers in ({}, bearer("nope"), {"Authorization": "Basic a2V5LW9uZQ=="}):
+        response = httpx.post(f"{keyed_app}/v1/jobs", files={"image": ("a.png", char_png)}, headers=headers)
+        assert response.status_code == 401, response.text
+        assert response.json()["error"]["code"] == "unauthorized"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert httpx.get(f"{keyed_app}/v1/jobs/" + "0" * 32).status_code == 401
+
+
+def test_valid_key_runs_a_job(keyed_app, celery_worker, char_png):
+    response = httpx.post(f"{keyed_app}/v1/recognize", files={"image": ("a.png", char_png)},
+                          headers=bearer("key-two"), timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "succeeded"
+
+
+def test_probes_and_page_need_no_key(keyed_app):
+    assert httpx.get(f"{keyed_app}/healthz").status_code == 200
+    assert httpx.get(f"{keyed_app}/openapi.json").status_code == 200
+    page = httpx.get(f"{keyed_app}/")
+    assert page.status_code == 200 and 'id="key-panel" hidden' not in page.text
+
+
+def test_rate_limit_is_429_per_key_with_retry_after(keyed_app):
+    url = f"{keyed_app}/v1/jobs/" + "0" * 32
+    statuses = [httpx.get(url, headers=bearer("key-one")).status_code for _ in range(4)]
+    assert statuses == [404] * 4
+    limited = httpx.get(url, headers=bearer("key-one"))
+    assert limited.status_code == 429, limited.text
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    # Another key has its own budget; a bad key is refused before it spends anyone's.
+    assert httpx.get(url, headers=bearer("key-two")).status_code == 404
+    assert httpx.get(url, headers=bearer("wrong")).status_code == 401
