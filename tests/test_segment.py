@@ -1,0 +1,78 @@
+"""Text-mode segmentation on synthetic images with known characters and positions."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from serve import preprocess
+from worker import segment
+
+
+def bar(h, w):
+    return np.full((h, w), 255, np.uint8)
+
+
+def page(shape=(120, 400)):
+    return np.zeros(shape, np.uint8)  # white ink on black; ink_map normalizes polarity
+
+
+def cuts_of(img):
+    return segment.segment(preprocess.ink_map(img))
+
+
+def test_separate_characters_left_to_right_with_boxes():
+    img = page()
+    for x in (20, 80, 140):
+        cv2.rectangle(img, (x, 30), (x + 30, 90), 255, 4)
+    cuts = cuts_of(img)
+    assert [c.box for c in cuts] == [(18, 28, 35, 65), (78, 28, 35, 65), (138, 28, 35, 65)]
+    assert not any(c.space_before for c in cuts)
+
+
+def test_i_dot_joins_its_stem():
+    img = page()
+    img[50:90, 40:46] = 255  # stem
+    img[36:42, 40:46] = 255  # dot above
+    cv2.rectangle(img, (80, 40), (110, 90), 255, 4)
+    cuts = cuts_of(img)
+    assert len(cuts) == 2
+    assert cuts[0].box[1] == 36 and cuts[0].box[3] == 54
+
+
+def test_wide_gap_is_a_space_and_lines_read_top_to_bottom():
+    img = page((260, 400))
+    for y in (30, 150):
+        for x in (20, 70, 230):
+            cv2.circle(img, (x + 20, y + 30), 20, 255, 4)
+    cuts = cuts_of(img)
+    assert len(cuts) == 6
+    assert [c.line for c in cuts] == [0, 0, 0, 1, 1, 1]
+    assert [c.space_before for c in cuts] == [False, False, True, False, False, True]
+
+
+def test_touching_characters_are_split():
+    img = page()
+    for x in (20, 62, 104):  # three rings touching each other
+        cv2.circle(img, (x + 21, 60), 22, 255, 5)
+    cuts = cuts_of(img)
+    assert len(cuts) == 3
+    centres = [c.box[0] + c.box[2] / 2 for c in cuts]
+    assert all(abs(a - b) < 10 for a, b in zip(centres, (41, 83, 125)))
+
+
+def test_box_borders_are_ignored():
+    img = page((120, 300))
+    for k in range(3):
+        x = 20 + k * 80
+        cv2.rectangle(img, (x, 10), (x + 70, 110), 255, 2)  # the form's boxes
+        cv2.circle(img, (x + 35, 60), 22, 255, 5)  # a character inside
+    cuts = cuts_of(img)
+    assert len(cuts) == 3
+    for cut in cuts:
+        assert cut.box[3] < 60  # the character only, not the box
+        tile = segment.char_tile(preprocess.ink_map(img), cut)
+        assert tile.shape == (28, 28) and tile.max() == 255
+
+
+def test_blank_image_has_no_characters():
+    assert cuts_of(np.full((50, 80), 255, np.uint8)) == []

@@ -1,0 +1,158 @@
+"""The Celery worker end to end: real Redis, TorchServe and `python -m worker` processes."""
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.words import compose_word, png
+from tests.fixtures.worker import worker_metric
+from training.scans import render_scan
+from worker import webhooks
+from worker.celery_app import make_celery
+from worker.config import WorkerConfig
+from worker.queue import submit_job, wait_for_job
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture
+def producer(redis_server, redis_client):
+    config = WorkerConfig(redis_url=redis_server.url)
+    return config, make_celery(config)
+
+
+def run_jobs(r, producer, images_per_job, mode="char", top_k=3, clients=16, **kw):
+    config, celery = producer
+
+    def one(images):
+        return wait_for_job(r, submit_job(r, celery, config, images, mode, top_k, **kw), 120)
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(one, images_per_job))
+
+
+def confident_tiles(torchserve, sample, n=40, threshold=0.9):
+    """Indices of tiles the model reads right with p > threshold, straight from TorchServe."""
+    buf = io.BytesIO()
+    np.save(buf, sample.images[:300])
+    answers = httpx.post(f"{torchserve.url}/predictions/emnist", content=buf.getvalue(), timeout=60,
+                         headers={**torchserve.headers(), "X-Top-K": "1"}).json()["results"]
+    good = [i for i, a in enumerate(answers)
+            if a["predictions"][0]["char"] == sample.classes[sample.labels[i]] and a["predictions"][0]["p"] > threshold]
+    assert len(good) >= 10, "the model reads too few tiles confidently to test with"
+    return good[:n]
+
+
+def test_char_jobs_read_scans_of_confident_tiles(celery_worker, torchserve, redis_client, producer,
+                                                 emnist_test_sample):
+    s = emnist_test_sample
+    idx = confident_tiles(torchserve, s)
+    rng = np.random.default_rng(1)
+    jobs = run_jobs(redis_client, producer, [[render_scan(s.images[i], rng, jpeg=False)] for i in idx])
+    right = 0
+    for i, job in zip(idx, jobs):
+        assert job["status"] == "succeeded", job
+        (result,) = job["results"]
+        char = result["characters"][0]
+        assert result["text"] == char["char"] and len(result["characters"]) == 1
+        assert len(char["alternatives"]) == 3 and char["confidence"] == char["alternatives"][0]["p"]
+        x, y, w, h = char["box"]
+        assert w > 0 and h > 0
+        right += result["text"] == s.classes[s.labels[i]]
+    assert right >= 0.85 * len(idx), f"{right}/{len(idx)} scans read right"
+
+
+def test_text_job_reads_a_word(celery_worker, torchserve, redis_client, producer, emnist_test_sample):
+    s = emnist_test_sample
+    idx = confident_tiles(torchserve, s)
+    rng = np.random.default_rng(2)
+    words = [idx[k:k + 5] for k in range(0, 30, 5)]
+    images = [compose_word([s.images[i] for i in w], rng, height=80) for w in words]
+    jobs = run_jobs(redis_client, producer, [[png(img)] for img in images], mode="text")
+    right = total = 0
+    for w, img, job in zip(words, images, jobs):
+        assert job["status"] == "succeeded", job
+        (result,) = job["results"]
+        assert len(result["characters"]) == len(w), result["text"]
+        xs = [c["box"][0] for c in result["characters"]]
+        assert xs == sorted(xs)  # left to right
+        for c in result["characters"]:
+            x, y, bw, bh = c["box"]
+            assert 0 <= x and x + bw <= img.shape[1] and 0 <= y and y + bh <= img.shape[0]
+        truth = "".join(s.classes[s.labels[i]] for i in w)
+        right += sum(a == b for a, b in zip(result["text"], truth))
+        total += len(truth)
+    assert right >= 0.8 * total
+
+
+def test_bad_and_blank_images_get_per_image_errors(celery_worker, redis_client, producer):
+    blank = io.BytesIO()
+    Image.new("L", (50, 50), 255).save(blank, format="PNG")
+    (job,) = run_jobs(redis_client, producer, [[b"not an image", blank.getvalue()]])
+    assert job["status"] == "succeeded"
+    assert [r["error"]["code"] for r in job["results"]] == ["undecodable_image", "blank_image"]
+    assert all(r["text"] == "" and r["characters"] == [] for r in job["results"])
+
+
+def test_concurrent_jobs_share_batches(celery_worker, redis_client, producer, emnist_test_sample):
+    before_n = worker_metric(celery_worker, "hwr_worker_batch_size_count")
+    before_sum = worker_metric(celery_worker, "hwr_worker_batch_size_sum")
+    rng = np.random.default_rng(3)
+    images = [[render_scan(t, rng, jpeg=False)] for t in emnist_test_sample.images[:300]]
+    jobs = run_jobs(redis_client, producer, images, clients=48)
+    assert all(j["status"] == "succeeded" for j in jobs)
+    batches = worker_metric(celery_worker, "hwr_worker_batch_size_count") - before_n
+    tiles = worker_metric(celery_worker, "hwr_worker_batch_size_sum") - before_sum
+    assert tiles == 300
+    assert tiles / batches > 1.0, f"mean batch size {tiles / batches:.2f}"
+    assert worker_metric(celery_worker, "hwr_worker_jobs_total") >= 300
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    received: list = []
+    fail_first = 0
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        cls = type(self)
+        if cls.fail_first > 0:
+            cls.fail_first -= 1
+            self.send_response(503)
+        else:
+            cls.received.append((dict(self.headers), body))
+            self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_webhook_is_signed_and_retried(celery_worker, redis_client, producer, emnist_test_sample):
+    _Receiver.received, _Receiver.fail_first = [], 1
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        rng = np.random.default_rng(4)
+        (job,) = run_jobs(redis_client, producer, [[render_scan(emnist_test_sample.images[0], rng)]],
+                          callback_url=url)
+        from tests.stack import wait_until
+
+        wait_until(lambda: _Receiver.received, 30, "webhook delivery")
+        headers, body = _Receiver.received[0]
+        assert webhooks.verify(body, "test-secret", headers[webhooks.SIGNATURE_HEADER])
+        assert not webhooks.verify(body + b" ", "test-secret", headers[webhooks.SIGNATURE_HEADER])
+        delivered = json.loads(body)
+        assert delivered["id"] == job["id"] and delivered["status"] == "succeeded"
+        assert delivered["results"] == job["results"]
+        assert len(_Receiver.received) == 1
+    finally:
+        server.shutdown()

@@ -1,0 +1,89 @@
+"""Reliability under failure: a worker SIGKILLed mid-run, TorchServe down for 10 s."""
+from __future__ import annotations
+
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from tests.stack import TorchServe
+from training.scans import render_scan
+from worker import jobs
+from worker.celery_app import make_celery
+from worker.config import WorkerConfig
+from worker.queue import submit_job, wait_for_job
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def submit_many(r, redis_url, images):
+    config = WorkerConfig(redis_url=redis_url)
+    celery = make_celery(config)
+    return [submit_job(r, celery, config, [img], "char", 1) for img in images]
+
+
+def test_sigkilled_worker_jobs_are_redelivered(redis_server, redis_client, start_worker, emnist_test_sample):
+    rng = np.random.default_rng(5)
+    images = [render_scan(emnist_test_sample.images[i % 600], rng, jpeg=False) for i in range(500)]
+    env = {"HWR_VISIBILITY_TIMEOUT": "10", "HWR_WORKER_CONCURRENCY": "16"}
+    victim = start_worker(**env)
+    ids = submit_many(redis_client, redis_server.url, images)
+    # Kill it once it is well into the run, with jobs in flight.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = sum(redis_client.hget(jobs.job_key(i), "status") in (b"succeeded",) for i in ids[:200])
+        if done >= 50:
+            break
+        time.sleep(0.05)
+    victim.signal(signal.SIGKILL)
+    running = [i for i in ids if redis_client.hget(jobs.job_key(i), "status") == b"running"]
+    start_worker(**env)
+    with ThreadPoolExecutor(32) as pool:
+        finished = list(pool.map(lambda i: wait_for_job(redis_client, i, 180), ids))
+    statuses = [j["status"] for j in finished]
+    assert statuses.count("succeeded") == 500, {s: statuses.count(s) for s in set(statuses)}
+    assert all(len(j["results"]) == 1 and j["results"][0]["text"] for j in finished)
+    # Jobs the victim held were run again by the survivor, and finished once.
+    if running:
+        attempts = [int(redis_client.hget(jobs.job_key(i), "attempts")) for i in running]
+        assert max(attempts) >= 2, "no job was redelivered after the kill"
+
+
+def test_torchserve_down_for_10s(tmp_path, redis_server, redis_client, start_worker, emnist_test_sample):
+    ts = TorchServe.create(tmp_path / "ts", token_auth=True)
+    ts.start()
+    try:
+        start_worker(ts, HWR_TORCHSERVE_RETRY_SECONDS="300", HWR_VISIBILITY_TIMEOUT="600")
+        old_key = ts.key()
+        rng = np.random.default_rng(6)
+        images = [render_scan(emnist_test_sample.images[i % 600], rng, jpeg=False) for i in range(300)]
+        ids = submit_many(redis_client, redis_server.url, images[:100])
+        ts.stop()
+        ids += submit_many(redis_client, redis_server.url, images[100:])
+        time.sleep(10)
+        ts.start()
+        assert ts.key() != old_key  # the worker must re-read the key file
+        with ThreadPoolExecutor(32) as pool:
+            finished = list(pool.map(lambda i: wait_for_job(redis_client, i, 300), ids))
+        statuses = [j["status"] for j in finished]
+        assert statuses.count("succeeded") == 300, {s: statuses.count(s) for s in set(statuses)}
+    finally:
+        ts.stop()
+
+
+def test_torchserve_unreachable_fails_jobs_clearly(redis_server, redis_client, start_worker, tmp_path):
+    class Nowhere:  # a TorchServe address nothing listens on
+        url = "http://127.0.0.1:9"
+        key_file = tmp_path / "missing.json"
+        token_auth = False
+
+    start_worker(Nowhere(), HWR_TORCHSERVE_RETRY_SECONDS="2")
+    rng = np.random.default_rng(7)
+    tile = np.zeros((28, 28), np.uint8)
+    tile[4:24, 12:16] = 255
+    (job_id,) = submit_many(redis_client, redis_server.url, [render_scan(tile, rng)])
+    job = wait_for_job(redis_client, job_id, 60)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "torchserve_unavailable"
