@@ -107,7 +107,9 @@ done
 kill "$ready_pid" 2>/dev/null || true
 sweep_stack "$HWR_STACK_ID"
 rm -f "$state_file"
-if $stopping; then
+# 130/143: honcho itself got INT/TERM (a Ctrl-C reaches it directly, even where this
+# shell started with SIGINT ignored and so could not trap it).
+if $stopping || [ "$rc" = 130 ] || [ "$rc" = 143 ]; then
   echo "hwr: stopped"
   exit 0
 fi
