@@ -50,15 +50,20 @@ def _erase_rules(mask: np.ndarray) -> np.ndarray:
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if count <= 1:
         return mask
-    heights = stats[1:, cv2.CC_STAT_HEIGHT]
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    typical = float(np.median(heights[areas >= 0.1 * areas.max()]))
+    boxes = [tuple(int(v) for v in row) for row in stats[1:]]
+
+    def encloses(outer, inner):
+        return (outer[0] < inner[0] and outer[1] < inner[1] and inner[0] + inner[2] < outer[0] + outer[2]
+                and inner[1] + inner[3] < outer[1] + outer[3])
+
+    # Box borders: hollow components with another component inside.
+    hollow = [b for b in boxes if b[4] < 0.2 * b[2] * b[3] and any(encloses(b, o) for o in boxes if o is not b)]
+    solid = [b for b in boxes if b not in hollow] or boxes
+    largest = max(b[4] for b in solid)
+    typical = float(np.median([b[3] for b in solid if b[4] >= 0.1 * largest]))
     length = int(max(15, 1.6 * typical))
-    # A box around one character is about 1.2-1.5 character heights: use the shortest
-    # side of large hollow components as a second, shorter run length.
-    hollow = [(w, h) for (x, y, w, h, a) in stats[1:] if a < 0.2 * w * h and min(w, h) > 1.1 * typical]
-    if hollow:
-        length = int(max(15, 0.8 * min(min(w, h) for w, h in hollow)))
+    if hollow:  # a box is only a little taller than its character: shorter runs count
+        length = int(max(15, 0.8 * min(min(b[2], b[3]) for b in hollow)))
     m = mask.astype(np.uint8)
     rules = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
     rules |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
@@ -107,7 +112,9 @@ def _split_wide(cut: CharCut, ink: np.ndarray, line_height: float) -> list[CharC
         lo, hi = max(last + 2, ideal - slack), min(w - 2, ideal + slack)
         if hi <= lo:
             continue
-        last = lo + int(np.argmin(profile[lo:hi]))
+        # Least ink, and among equals the column nearest the expected cut.
+        cost = profile[lo:hi] + 1e-3 * np.abs(np.arange(lo, hi) - ideal)
+        last = lo + int(np.argmin(cost))
         cuts.append(last)
     pieces, start = [], 0
     for end in cuts + [w]:
@@ -163,7 +170,9 @@ def segment(ink: np.ndarray) -> list[CharCut]:
                 chars.append(cut)
         chars.sort(key=lambda cut: cut.box[0])
         gaps = [b.box[0] - (a.box[0] + a.box[2]) for a, b in zip(chars, chars[1:])]
-        median_gap = float(np.median([g for g in gaps if g > 0])) if any(g > 0 for g in gaps) else 0.0
+        # The usual gap between letters of a word: spaces themselves must not inflate it.
+        letter_gaps = [g for g in gaps if 0 < g <= 0.5 * line_height]
+        median_gap = float(np.median(letter_gaps)) if letter_gaps else 0.0
         threshold = max(SPACE_HEIGHTS * line_height, SPACE_VS_MEDIAN * median_gap)
         for i, cut in enumerate(chars):
             cut.space_before = i > 0 and gaps[i - 1] > threshold
