@@ -95,7 +95,9 @@ trap on_signal INT TERM HUP
 # honcho reads .env by default; the compose .env is not for this stack: /dev/null.
 honcho start -f "$root/Procfile" -d "$root" -e /dev/null "${processes[@]}" &
 honcho_pid=$!
-printf 'pid=%s\nstack_id=%s\nhoncho_pid=%s\n' "$$" "$HWR_STACK_ID" "$honcho_pid" > "$state_file"
+redis_port=""
+[[ " ${processes[*]} " == *" redis "* ]] && redis_port="$HWR_REDIS_PORT"
+printf 'pid=%s\nstack_id=%s\nhoncho_pid=%s\nredis_port=%s\n' "$$" "$HWR_STACK_ID" "$honcho_pid" "$redis_port" > "$state_file"
 announce_ready "$url" "$honcho_pid" &
 ready_pid=$!
 
@@ -105,7 +107,7 @@ while :; do
   kill -0 "$honcho_pid" 2>/dev/null || break
 done
 kill "$ready_pid" 2>/dev/null || true
-sweep_stack "$HWR_STACK_ID"
+sweep_stack "$HWR_STACK_ID" "$redis_port"
 rm -f "$state_file"
 # 130/143: honcho itself got INT/TERM (a Ctrl-C reaches it directly, even where this
 # shell started with SIGINT ignored and so could not trap it).

@@ -19,15 +19,23 @@ stack_pids() {
   return 0
 }
 
-# TERM whatever of the stack is still alive, then KILL what ignores it.
+# Redis rewrites its process title over its environment, so it is found by the title
+# ("redis-server 127.0.0.1:PORT"), which only our instance can have while it holds the port.
+stack_and_redis_pids() {
+  stack_pids "$1"
+  [ -n "${2:-}" ] && pgrep -fx "redis-server 127\.0\.0\.1:$2" || true
+}
+
+# TERM whatever of the stack ($1: stack id, $2: redis port if it ran one) is still
+# alive, then KILL what ignores it.
 sweep_stack() {
   local pids i
-  pids="$(stack_pids "$1")"
+  pids="$(stack_and_redis_pids "$1" "${2:-}")"
   [ -z "$pids" ] && return 0
   echo "hwr: stopping leftover processes: $(echo $pids)" >&2
   kill -TERM $pids 2>/dev/null || true
   for i in $(seq 50); do
-    pids="$(stack_pids "$1")"
+    pids="$(stack_and_redis_pids "$1" "${2:-}")"
     [ -z "$pids" ] && return 0
     sleep 0.2
   done

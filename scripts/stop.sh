@@ -12,6 +12,7 @@ if [ ! -f "$state_file" ]; then
 fi
 pid="$(sed -n 's/^pid=//p' "$state_file")"
 stack_id="$(sed -n 's/^stack_id=//p' "$state_file")"
+redis_port="$(sed -n 's/^redis_port=//p' "$state_file")"
 # The pid is only run.sh's while its command line says so (pids get reused).
 is_run_sh() { [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q 'scripts/run.sh'; }
 if is_run_sh; then
@@ -22,7 +23,7 @@ if is_run_sh; then
     sleep 0.1
   done
 fi
-[ -n "$stack_id" ] && sweep_stack "$stack_id"
+[ -n "$stack_id" ] && sweep_stack "$stack_id" "$redis_port"
 is_run_sh && kill -KILL "$pid" 2>/dev/null
 rm -f "$state_file"
 echo "stop.sh: stopped"
