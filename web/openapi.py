@@ -27,7 +27,8 @@ def _json(schema: dict, description: str, headers: dict | None = None) -> dict:
 def _errors(*statuses: int) -> dict:
     text = {400: "Malformed request (e.g. invalid JSON)", 401: "Missing or invalid API key (when keys are on)",
             404: "No such job", 409: "Idempotency-Key reused with a different body",
-            413: "Upload too large, or too many images in one job", 415: "Unsupported content type",
+            413: "Upload too large, or too many images in one job", 414: "URL too long",
+            415: "Unsupported content type",
             422: "Invalid field: the message says which", 429: "Rate limit exceeded",
             503: "Job store unavailable"}
     out = {str(s): _json(_ref("Error"), text[s]) for s in statuses}
@@ -70,7 +71,7 @@ def build_spec(config: WebConfig) -> dict:
                    "description": "Same key and body: the same job again; same key, other body: 409"}
     accepted = _json(_ref("JobAccepted"), "Job queued; poll `links.self`",
                      {"Location": {"description": "The job's URL", "schema": {"type": "string"}}})
-    submit_errors = _errors(400, 401, 409, 413, 415, 422, 429, 503)
+    submit_errors = _errors(400, 401, 409, 413, 414, 415, 422, 429, 503)
     nullable_str = {"type": "string", "nullable": True}
     error_body = {"type": "object", "required": ["code", "message"],
                   "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}
@@ -134,7 +135,7 @@ def build_spec(config: WebConfig) -> dict:
                                *query({"wait": {"type": "number", "minimum": 0, "maximum": max_wait, "default": 0,
                                                 "description": "Wait up to this many seconds for the job to "
                                                                "finish before answering"}})],
-                "responses": {"200": _json(_ref("Job"), "The job"), **_errors(401, 404, 422, 429, 503)}}},
+                "responses": {"200": _json(_ref("Job"), "The job"), **_errors(401, 404, 414, 422, 429, 503)}}},
             "/v1/recognize": {"post": {
                 "summary": "Submit a job and wait for its result", "operationId": "recognize",
                 "parameters": [*query({**options, "timeout": timeout}), idempotency],

@@ -1,0 +1,67 @@
+"""The page in a real browser: draw with pointer events, Preview, Recognize, read the result."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (make system-deps)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield browser
+        browser.close()
+
+
+def draw(page, points: list[tuple[float, float]]) -> None:
+    """One stroke through canvas points (canvas pixels), as a mouse drag: pointer events."""
+    box = page.locator("#pad").bounding_box()
+    sx, sy = box["width"] / 280, box["height"] / 280
+    page.mouse.move(box["x"] + points[0][0] * sx, box["y"] + points[0][1] * sy)
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + x * sx, box["y"] + y * sy, steps=12)
+    page.mouse.up()
+
+
+def test_draw_preview_and_recognize(browser, web_app, redis_client):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(web_app + "/")
+    draw(page, [(90, 50), (90, 230), (200, 230)])  # an L
+
+    page.click("#preview")
+    # Locator waits, not wait_for_function: the page's CSP (rightly) forbids string eval.
+    expect(page.locator("#draw-status")).to_have_text("", timeout=30_000)
+    tile_ink = page.evaluate("""() => {
+        const d = document.getElementById('tile').getContext('2d').getImageData(0, 0, 140, 140).data;
+        let lit = 0; for (let i = 0; i < d.length; i += 4) lit += d[i] > 128; return lit; }""")
+    assert tile_ink > 100, "the preview shows no ink"
+
+    page.click("#recognize")
+    page.locator("#bars li").first.wait_for(timeout=60_000)
+    best = page.inner_text("#best-char").strip()
+    bars = page.locator("#bars li").all_inner_texts()
+    page.screenshot(path=str(ARTIFACTS / "browser-recognize.png"), full_page=True)
+    assert len(best) == 1 and best.isalnum(), best
+    assert len(bars) == 5 and bars[0].startswith(best)
+    assert page.inner_text("#draw-status") == ""
+    assert not errors, errors  # no CSP violations or script errors
+
+    page.click("#clear")
+    assert page.locator("#bars li").count() == 0 and page.inner_text("#best-char").strip() == ""
+    page.close()
