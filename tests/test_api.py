@@ -54,7 +54,7 @@ def test_submit_then_read_job(api, torchserve):
     for result, expected in zip(job["results"], direct):
         [char] = result["characters"]
         assert result["text"] == char["char"] == expected["predictions"][0]["char"]
-        assert [a["char"] for a in char["alternatives"]] == [p["char"] for p in expected["predictions"]]
+        assert [a["char"] for a in char["alternatives"]] == [p["char"] for p in expected["predictions"][:3]]
         assert len(char["box"]) == 4 and 0 <= char["confidence"] <= 1
         assert len(char["alternatives"]) == 3  # top_k reaches the model
 

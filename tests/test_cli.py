@@ -1,0 +1,74 @@
+"""`hwr recognize` end to end: the console script against the live gunicorn app."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures.web import draw_char
+from tests.stack import base_env
+
+HWR = Path(sys.executable).parent / "hwr"
+ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUVWXYZabdefghnqrt"
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("images")
+    files = []
+    for i in range(200):
+        path = folder / f"img-{i:03d}.png"
+        path.write_bytes(draw_char(ALPHABET[i % len(ALPHABET)], size=48 + i % 5 * 16, seed=i))
+        files.append(path)
+    return files
+
+
+def run_hwr(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(HWR), "recognize", *args], env=base_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_recognize_200_files_to_jsonl_in_order(web_app, redis_client, image_files, tmp_path):
+    out = tmp_path / "results.jsonl"
+    run = run_hwr(*map(str, image_files), "--url", web_app, "--out", str(out), "--concurrency", "4",
+                  "--batch-size", "7", "--top-k", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 200
+    assert [row["file"] for row in rows] == [str(f) for f in image_files]
+    for row in rows:
+        assert "error" not in row, row
+        assert len(row["text"]) == 1 and row["characters"][0]["char"] == row["text"]
+        assert len(row["characters"][0]["alternatives"]) == 2
+    assert "200/200" in run.stderr  # the progress bar got to the end
+
+
+def test_bad_file_gets_its_own_error_line_and_csv(web_app, redis_client, image_files, tmp_path):
+    garbage = tmp_path / "not-an-image.png"
+    garbage.write_bytes(b"definitely not a PNG")
+    files = [*map(str, image_files[:3]), str(garbage), str(image_files[3])]
+    out = tmp_path / "results.csv"
+    run = run_hwr(*files, "--url", web_app, "--out", str(out), "--batch-size", "5", "--quiet")
+    assert run.returncode == 1 and "1 of 5 files failed" in run.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [r["file"] for r in rows] == files
+    assert rows[3]["error_code"] == "undecodable_image" and rows[3]["text"] == ""
+    assert all(r["text"] and not r["error_code"] for i, r in enumerate(rows) if i != 3)
+
+
+def test_rate_limited_client_retries_after_429(start_web_app, redis_client, celery_worker, image_files, tmp_path):
+    url = start_web_app(HWR_API_KEYS="cli-key", HWR_RATE_LIMIT="3/second")
+    out = tmp_path / "limited.jsonl"
+    run = run_hwr(*map(str, image_files[:12]), "--url", url, "--api-key", "cli-key", "--out", str(out),
+                  "--batch-size", "1", "--concurrency", "4", "--quiet")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(out.read_text().splitlines()) == 12
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'status="429"' in metrics, "the limit was never hit: this test proves nothing"
+    denied = run_hwr(str(image_files[0]), "--url", url, "--api-key", "wrong", "--quiet")
+    assert denied.returncode == 1 and "unauthorized" in denied.stdout
