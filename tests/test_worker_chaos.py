@@ -1,6 +1,7 @@
 """Reliability under failure: a worker SIGKILLed mid-run, TorchServe down for 10 s."""
 from __future__ import annotations
 
+import json
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,8 +19,8 @@ from worker.queue import submit_job, wait_for_job
 pytestmark = pytest.mark.timeout(900)
 
 
-def submit_many(r, redis_url, images):
-    config = WorkerConfig(redis_url=redis_url)
+def submit_many(r, redis_url, images, queue):
+    config = WorkerConfig(redis_url=redis_url, queue=queue)
     celery = make_celery(config)
     return [submit_job(r, celery, config, [img], "char", 1) for img in images]
 
@@ -27,9 +28,10 @@ def submit_many(r, redis_url, images):
 def test_sigkilled_worker_jobs_are_redelivered(redis_server, redis_client, start_worker, emnist_test_sample):
     rng = np.random.default_rng(5)
     images = [render_scan(emnist_test_sample.images[i % 600], rng, jpeg=False) for i in range(500)]
-    env = {"HWR_VISIBILITY_TIMEOUT": "10", "HWR_WORKER_CONCURRENCY": "16"}
+    # Its own queue: the session's shared worker must not take these jobs.
+    env = {"HWR_VISIBILITY_TIMEOUT": "10", "HWR_WORKER_CONCURRENCY": "16", "HWR_QUEUE": "hwr-kill"}
     victim = start_worker(**env)
-    ids = submit_many(redis_client, redis_server.url, images)
+    ids = submit_many(redis_client, redis_server.url, images, "hwr-kill")
     # Kill it once it is well into the run, with jobs in flight.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -55,20 +57,21 @@ def test_torchserve_down_for_10s(tmp_path, redis_server, redis_client, start_wor
     ts = TorchServe.create(tmp_path / "ts", token_auth=True)
     ts.start()
     try:
-        start_worker(ts, HWR_TORCHSERVE_RETRY_SECONDS="300", HWR_VISIBILITY_TIMEOUT="600")
+        start_worker(ts, HWR_TORCHSERVE_RETRY_SECONDS="300", HWR_VISIBILITY_TIMEOUT="600", HWR_QUEUE="hwr-ts")
         old_key = ts.key()
         rng = np.random.default_rng(6)
         images = [render_scan(emnist_test_sample.images[i % 600], rng, jpeg=False) for i in range(300)]
-        ids = submit_many(redis_client, redis_server.url, images[:100])
+        ids = submit_many(redis_client, redis_server.url, images[:100], "hwr-ts")
         ts.stop()
-        ids += submit_many(redis_client, redis_server.url, images[100:])
+        ids += submit_many(redis_client, redis_server.url, images[100:], "hwr-ts")
         time.sleep(10)
         ts.start()
         assert ts.key() != old_key  # the worker must re-read the key file
         with ThreadPoolExecutor(32) as pool:
             finished = list(pool.map(lambda i: wait_for_job(redis_client, i, 300), ids))
         statuses = [j["status"] for j in finished]
-        assert statuses.count("succeeded") == 300, {s: statuses.count(s) for s in set(statuses)}
+        errors = {json.dumps(j["error"]) for j in finished if j["status"] != "succeeded"}
+        assert statuses.count("succeeded") == 300, ({s: statuses.count(s) for s in set(statuses)}, errors)
     finally:
         ts.stop()
 
@@ -79,11 +82,11 @@ def test_torchserve_unreachable_fails_jobs_clearly(redis_server, redis_client, s
         key_file = tmp_path / "missing.json"
         token_auth = False
 
-    start_worker(Nowhere(), HWR_TORCHSERVE_RETRY_SECONDS="2")
+    start_worker(Nowhere(), HWR_TORCHSERVE_RETRY_SECONDS="2", HWR_QUEUE="hwr-nowhere")
     rng = np.random.default_rng(7)
     tile = np.zeros((28, 28), np.uint8)
     tile[4:24, 12:16] = 255
-    (job_id,) = submit_many(redis_client, redis_server.url, [render_scan(tile, rng)])
+    (job_id,) = submit_many(redis_client, redis_server.url, [render_scan(tile, rng)], "hwr-nowhere")
     job = wait_for_job(redis_client, job_id, 60)
     assert job["status"] == "failed"
     assert job["error"]["code"] == "torchserve_unavailable"

@@ -116,6 +116,6 @@ class MicroBatcher:
             n = len(chunk.tiles)
             part = answers[cursor:cursor + n]
             cursor += n
-            if chunk.top_k < top_k:
-                part = [{"predictions": a["predictions"][:chunk.top_k]} if "predictions" in a else a for a in part]
+            # The batch asked for the largest top_k; each job keeps its own.
+            part = [{"predictions": a["predictions"][:chunk.top_k]} if "predictions" in a else a for a in part]
             chunk.finish(answers=part)

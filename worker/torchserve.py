@@ -134,8 +134,8 @@ class TorchServeClient:
                 return response.json()["results"]
             except (ValueError, KeyError, TypeError) as exc:
                 raise TorchServeError(f"unreadable TorchServe answer: {exc}") from None
-        if response.status_code == 401:
-            # TorchServe writes a new key file on every start.
+        if response.status_code == 401 or (response.status_code == 400 and "Token Authorization" in response.text):
+            # TorchServe writes a new key file on every start (0.12 answers a stale token with 400).
             metrics.FAILURES.labels(reason="torchserve_unauthorized").inc()
             self._refresh_token()
             if retry_auth and self._token != token:
