@@ -26,6 +26,11 @@ auth=()
 case "${HWR_TS_DISABLE_TOKEN_AUTH:-false}" in
   1|true|yes) auth=(--disable-token-auth) ;;
 esac
+# The model API (register/unregister, set-default) is off by default in TorchServe; turn it
+# on for zero-downtime upgrades. It is only on the management address, never public.
+case "${HWR_TS_ENABLE_MODEL_API:-false}" in
+  1|true|yes) auth+=(--enable-model-api) ;;
+esac
 for port in "${HWR_TS_INFERENCE_PORT:-8080}" "${HWR_TS_MANAGEMENT_PORT:-8081}" "${HWR_TS_METRICS_PORT:-8082}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "serve/start.sh: port $port is already in use; set HWR_TS_*_PORT to free ports" >&2
