@@ -9,6 +9,7 @@ import logging
 
 import redis
 from flask import Flask, Response, jsonify
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,14 @@ def register(app: Flask) -> None:
     def redis_down(exc: redis.RedisError):
         log.warning("redis unavailable: %s", exc)
         return error_response(503, "unavailable", "the job store is unavailable; retry later",
+                              {"Retry-After": "1"})
+
+    @app.errorhandler(BrokerUnavailable)
+    def broker_down(exc: BrokerUnavailable):
+        # Celery's send_task wraps a broker (Redis) connection failure in kombu's
+        # OperationalError, not a RedisError: still an outage the client should retry.
+        log.warning("broker unavailable: %s", exc)
+        return error_response(503, "unavailable", "the job queue is unavailable; retry later",
                               {"Retry-After": "1"})
 
     @app.errorhandler(Exception)

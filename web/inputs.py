@@ -13,8 +13,10 @@ import binascii
 import hashlib
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 
+import httpx
 from flask import Request
 
 from serve.preprocess import PreprocessError, decode_image
@@ -25,6 +27,10 @@ from worker.webhooks import check_callback_url
 OPTION_FIELDS = ("mode", "top_k", "callback_url")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 DATA_URL = re.compile(r"^data:[\w.+/-]*;base64,", re.IGNORECASE)
+# Numbers in form fields and query strings: ASCII digits only (Python's int() and float()
+# would also take "５", "٣" or "1_0", which no client means).
+TEXT_INT = re.compile(r"\s*[+-]?[0-9]{1,6}\s*")
+TEXT_NUMBER = re.compile(r"\s*[+-]?([0-9]{1,12}(\.[0-9]{0,12})?|\.[0-9]{1,12})([eE][+-]?[0-9]{1,3})?\s*")
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ def invalid(message: str, code: str = "invalid_request") -> ApiError:
 
 def _int_option(name: str, value: object, low: int, high: int, from_text: bool) -> int:
     """An integer option; form fields and query parameters are text, JSON must be a number."""
-    if from_text and isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,6}\s*", value):
+    if from_text and isinstance(value, str) and TEXT_INT.fullmatch(value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid(f"{name} must be an integer between {low} and {high}", f"invalid_{name}")
@@ -61,10 +67,9 @@ def _int_option(name: str, value: object, low: int, high: int, from_text: bool) 
 def parse_seconds(name: str, value: object, high: float, from_text: bool = True) -> float:
     """A wait in seconds, 0..high, from JSON (number) or a query/form string."""
     if from_text and isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise invalid(f"{name} must be a number of seconds between 0 and {high:g}", f"invalid_{name}") from None
+        if not TEXT_NUMBER.fullmatch(value):
+            raise invalid(f"{name} must be a number of seconds between 0 and {high:g}", f"invalid_{name}")
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise invalid(f"{name} must be a number of seconds between 0 and {high:g}", f"invalid_{name}")
     if not 0 <= value <= high:
@@ -109,7 +114,10 @@ def _images_and_options(request: Request, config: WebConfig,
         images = [f.read() for f in request.files.getlist("image")]
         return images, {k: request.form[k] for k in option_names if k in request.form}, True
     if mimetype == "application/json" or mimetype.endswith("+json"):
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # [[[[... nested deeper than the parser recurses (silent only covers ValueError)
+            raise ApiError(400, "invalid_json", "the body is not valid JSON: nested too deeply") from None
         if body is None:
             raise ApiError(400, "invalid_json", "the body is not valid JSON")
         if not isinstance(body, dict):
@@ -123,7 +131,10 @@ def _images_and_options(request: Request, config: WebConfig,
         if len(images) > config.max_images_per_job:
             raise ApiError(413, "too_many_images",
                            f"{len(images)} images in one job; the limit is {config.max_images_per_job}")
-        options = {k: body[k] for k in option_names if body.get(k) is not None}
+        for name in option_names:  # the spec has no nullable option: leave a key out for its default
+            if name in body and body[name] is None:
+                raise invalid(f"{name} is null; leave it out for the default or give a value", f"invalid_{name}")
+        options = {k: body[k] for k in option_names if k in body}
         return [_decode_base64(v, i) for i, v in enumerate(images)], options, False
     raise ApiError(415, "unsupported_media_type",
                    "send multipart/form-data with `image` files or application/json {\"images\": [...]}")
@@ -157,6 +168,7 @@ def parse_submission(request: Request, config: WebConfig, with_timeout: bool) ->
     if callback_url is not None:
         try:
             check_callback_url(callback_url, config.allow_private_callbacks)
+            check_deliverable_url(callback_url)
         except ValueError as exc:
             raise invalid(str(exc), "invalid_callback_url") from None
     timeout = None
@@ -165,6 +177,23 @@ def parse_submission(request: Request, config: WebConfig, with_timeout: bool) ->
                                 config.max_wait_seconds, from_text("timeout"))
     check_images(images, config.max_image_pixels)
     return Submission(images, mode, top_k, callback_url, timeout)
+
+
+def check_deliverable_url(url: str) -> None:
+    """ValueError unless the worker's HTTP client can deliver to `url`: no spaces or control
+    characters (percent-encode them) and a host that IDNA-encodes. check_callback_url skips
+    DNS when private targets are allowed, so without this a junk URL would be accepted and
+    only fail, silently, at delivery."""
+    bad = next((c for c in url if c.isspace() or unicodedata.category(c)[0] == "C"), None)
+    if bad is not None:
+        raise ValueError(f"callback_url contains {bad!r} at position {url.index(bad)}; percent-encode it")
+    try:
+        host = httpx.URL(url).host
+        host.encode("idna")
+    except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+        raise ValueError(f"callback_url is not a valid URL: {exc}") from None
+    if not host or ".." in host or host.startswith(".") or host.endswith(".."):
+        raise ValueError(f"callback_url host {host!r} is not a valid host name")
 
 
 def parse_single_image(request: Request, config: WebConfig) -> bytes:

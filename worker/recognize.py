@@ -9,6 +9,9 @@ import numpy as np
 from serve import preprocess
 from worker import segment
 
+# Below this many pixels on a side no character is legible (EMNIST tiles are 28x28).
+MIN_SIDE = 8
+
 
 @dataclass
 class ImagePlan:
@@ -28,7 +31,13 @@ def plan_image(data: bytes | None, mode: str, max_pixels: int) -> ImagePlan:
     if data is None:
         return ImagePlan(error=_error("image_expired", "the image blob expired before the job ran"))
     try:
-        ink = preprocess.ink_map(preprocess.decode_image(data, max_pixels))
+        gray = preprocess.decode_image(data, max_pixels)
+        height, width = gray.shape
+        if min(height, width) < MIN_SIDE:  # 1x1, 2x2, a 1-px strip: a result would be a guess
+            return ImagePlan(error=_error(
+                "image_too_small", f"the image is {width}x{height} pixels; a character needs at least "
+                                   f"{MIN_SIDE}x{MIN_SIDE}"))
+        ink = preprocess.ink_map(gray)
         if mode == "text":
             cuts = segment.segment(ink)
             if not cuts:
