@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
+import hashlib
 import json
 import signal
 import sys
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import redis
 
 from tests.stack import FullStack
 from training import data as emnist
@@ -36,6 +39,10 @@ class Client:
     def __init__(self, url: str, deadline: float = 180):
         self.http = httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=64))
         self.deadline = deadline
+        # How submissions that never got a 202 ended ("HTTP 500", "gave up"): refused, not lost,
+        # since the client never got an id, but a real client saw an error.
+        self.not_accepted: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
 
     def request(self, method: str, path: str, retry: bool = True, **kwargs) -> httpx.Response | None:
         stop = time.monotonic() + self.deadline
@@ -59,7 +66,16 @@ class Client:
         headers = {"Idempotency-Key": key} if key else {}
         r = self.request("POST", "/v1/jobs", retry=retry, json={"images": [base64.b64encode(image).decode()]},
                          headers=headers)
-        return r.json()["id"] if r is not None and r.status_code == 202 else None
+        if r is not None and r.status_code == 202:
+            return r.json()["id"]
+        with self._lock:
+            self.not_accepted["no answer" if r is None else f"HTTP {r.status_code}"] += 1
+        return None
+
+    def take_not_accepted(self) -> dict:
+        with self._lock:
+            counts, self.not_accepted = dict(self.not_accepted), collections.Counter()
+        return counts
 
     def final_status(self, job_id: str, timeout: float) -> str:
         stop = time.monotonic() + timeout
@@ -73,11 +89,29 @@ class Client:
         return "unfinished"
 
 
-def count(client: Client, ids: list[str], timeout: float) -> dict:
+def job_records(stack: FullStack, ids: list[str]) -> list[dict]:
+    """What the job store itself holds for these jobs (diagnosis of lost ones)."""
+    r = redis.Redis(port=stack.redis.port)
+    try:
+        return [{"id": j, **{k.decode(): v.decode() for k, v in r.hgetall(f"hwr:job:{j}").items()
+                            if k in (b"status", b"attempts", b"created_at", b"started_at")}} for j in ids]
+    finally:
+        r.close()
+
+
+def count(client: Client, ids: list[str], timeout: float, stack: FullStack | None = None) -> dict:
     with ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(lambda j: client.final_status(j, timeout), ids))
-    return {"succeeded": statuses.count("succeeded"), "failed": statuses.count("failed"),
-            "lost": sum(s not in FINAL for s in statuses)}
+    result = {"succeeded": statuses.count("succeeded"), "failed": statuses.count("failed"),
+              "lost": sum(s not in FINAL for s in statuses)}
+    lost = [j for j, s in zip(ids, statuses) if s not in FINAL]
+    if lost and stack is not None:
+        result["lost_jobs"] = job_records(stack, lost[:50])
+    if stack is not None:  # jobs run more than once: a redelivery happened (a kill or an outage)
+        records = job_records(stack, ids)
+        result["redelivered"] = sum(int(rec.get("attempts") or 0) >= 2 for rec in records)
+    result["not_accepted"] = client.take_not_accepted()
+    return result
 
 
 def submit_many(client: Client, images: list[bytes], n: int, during=None, at: int | None = None) -> list[str]:
@@ -105,7 +139,8 @@ def scenario_kill_worker(stack: FullStack, client: Client, images: list[bytes], 
         stack.start_worker("worker-replacement")
 
     ids = submit_many(client, images, n, during=kill, at=n // 4)
-    return {"fault": "SIGKILL a worker mid-batch, start a replacement", "submitted": len(ids), **count(client, ids, 240)}
+    return {"fault": "SIGKILL a worker mid-batch, start a replacement", "submitted": len(ids),
+            **count(client, ids, 240, stack)}
 
 
 def scenario_stop_torchserve(stack: FullStack, client: Client, images: list[bytes], n: int) -> dict:
@@ -115,7 +150,7 @@ def scenario_stop_torchserve(stack: FullStack, client: Client, images: list[byte
         stack.torchserve.start()
 
     ids = submit_many(client, images, n, during=outage, at=n // 4)
-    return {"fault": "TorchServe stopped for 10 s", "submitted": len(ids), **count(client, ids, 240)}
+    return {"fault": "TorchServe stopped for 10 s", "submitted": len(ids), **count(client, ids, 240, stack)}
 
 
 def scenario_restart_redis(stack: FullStack, client: Client, images: list[bytes], n: int) -> dict:
@@ -125,28 +160,52 @@ def scenario_restart_redis(stack: FullStack, client: Client, images: list[bytes]
         stack.redis.start()
 
     ids = submit_many(client, images, n, during=restart, at=n // 3)
-    return {"fault": "Redis restarted (AOF on)", "submitted": len(ids), **count(client, ids, 240)}
+    return {"fault": "Redis restarted (AOF on)", "submitted": len(ids), **count(client, ids, 240, stack)}
+
+
+def idempotency_slot(key: str) -> str:
+    """The Redis key web.api keeps an Idempotency-Key in (no API keys configured here)."""
+    return "hwr:idem:" + hashlib.sha256(f"\0{key}".encode()).hexdigest()
 
 
 def scenario_client_disconnects(stack: FullStack, client: Client, images: list[bytes], n: int) -> dict:
     """Clients give up on /v1/recognize after 50 ms; the job must still finish and be found again."""
     keys = [f"chaos-disconnect-{time.time_ns()}-{i}" for i in range(n)]
+    outcomes: collections.Counter = collections.Counter()
+    lock = threading.Lock()
 
     def impatient(i: int) -> None:
         try:
-            httpx.post(f"{stack.url}/v1/recognize", timeout=0.05, headers={"Idempotency-Key": keys[i]},
-                       json={"images": [base64.b64encode(images[i % len(images)]).decode()], "timeout": 30})
-        except httpx.HTTPError:
-            pass  # the disconnect is the point
+            r = httpx.post(f"{stack.url}/v1/recognize", timeout=0.05, headers={"Idempotency-Key": keys[i]},
+                           json={"images": [base64.b64encode(images[i % len(images)]).decode()], "timeout": 30})
+            outcome = f"answered HTTP {r.status_code}"
+        except httpx.TimeoutException:
+            outcome = "disconnected"  # the disconnect is the point
+        except httpx.HTTPError as exc:
+            outcome = exc.__class__.__name__
+        with lock:
+            outcomes[outcome] += 1
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(impatient, range(n)))
+    # Which keys the server had already bound to a job when the clients went away.
+    r = redis.Redis(port=stack.redis.port)
+    try:
+        earlier = [(r.get(idempotency_slot(k)) or b"").decode().partition(":")[2] for k in keys]
+    finally:
+        r.close()
     # The same Idempotency-Key finds the job that the disconnected request created.
-    ids = [client.submit(images[i % len(images)], key=keys[i]) for i in range(n)]
-    found = [i for i in ids if i]
-    result = count(client, found, 240)
-    result["lost"] += n - len(found)
-    return {"fault": "client disconnects while waiting on /v1/recognize", "submitted": n, **result}
+    with ThreadPoolExecutor(16) as pool:
+        ids = list(pool.map(lambda i: client.submit(images[i % len(images)], key=keys[i]), range(n)))
+    found_again = sum(bool(e) and j == e for j, e in zip(ids, earlier))
+    other_job = sum(bool(e) and j is not None and j != e for j, e in zip(ids, earlier))
+    found = [j for j in ids if j]
+    result = count(client, found, 240, stack)
+    # A key that found no job, or another job than its first request made, lost that job.
+    result["lost"] += n - len(found) + other_job
+    return {"fault": "client disconnects while waiting on /v1/recognize", "submitted": n,
+            "first_requests": dict(outcomes), "found_again_by_key": found_again,
+            "key_gave_another_job": other_job, **result}
 
 
 def scenario_rate_limit_burst(stack: FullStack, client: Client, images: list[bytes], n: int) -> dict:
@@ -154,14 +213,30 @@ def scenario_rate_limit_burst(stack: FullStack, client: Client, images: list[byt
     with ThreadPoolExecutor(32) as pool:
         first = list(pool.map(lambda i: impatient.request("POST", "/v1/jobs", retry=False, json={
             "images": [base64.b64encode(images[i % len(images)]).decode()]}), range(n)))
-    limited = [r for r in first if r is not None and r.status_code == 429]
+    burst = collections.Counter("no answer" if r is None else f"HTTP {r.status_code}" for r in first)
     ids = [r.json()["id"] for r in first if r is not None and r.status_code == 202]
-    retry_after_ok = all(r.headers.get("Retry-After") for r in limited)
-    # Well-behaved clients come back after Retry-After with the refused jobs.
-    ids += [j for j in (client.submit(images[i % len(images)]) for i in range(len(limited))) if j]
+    refused = [i for i, r in enumerate(first) if r is None or r.status_code != 202]
+    limited = [r for r in first if r is not None and r.status_code == 429]
+    retry_after_ok = all(r.headers.get("Retry-After", "").isdigit() for r in limited)
+    # Well-behaved clients come back after Retry-After (and after any other refusal) with the refused jobs.
+    ids += [j for j in (client.submit(images[i % len(images)]) for i in refused) if j]
     return {"fault": f"burst of {n} submissions beyond the rate limit", "submitted": len(ids),
-            "rate_limited_429": len(limited), "retry_after_on_every_429": retry_after_ok,
-            **count(client, ids, 240)}
+            "burst_answers": dict(burst), "rate_limited_429": len(limited),
+            "retry_after_on_every_429": retry_after_ok, **count(client, ids, 240, stack)}
+
+
+def readiness_after(url: str, settle: float = 20) -> dict:
+    """/readyz once the fault is over: 200, or the last answer's checks after `settle` s."""
+    stop = time.monotonic() + settle
+    while True:
+        try:
+            r = httpx.get(f"{url}/readyz", timeout=10)
+            if r.status_code == 200 or time.monotonic() > stop:
+                return {"status": r.status_code, **({} if r.status_code == 200 else {"checks": r.json()["checks"]})}
+        except httpx.HTTPError as exc:
+            if time.monotonic() > stop:
+                return {"status": None, "error": f"{exc.__class__.__name__}: {exc}"}
+        time.sleep(1)
 
 
 SCENARIOS = {
@@ -196,9 +271,10 @@ def main(argv=None) -> dict:
                 results[name]["seconds"] = round(time.time() - started, 1)
                 r = results[name]
                 print(f"{name:20} submitted {r['submitted']:4d}  succeeded {r['succeeded']:4d}  failed {r['failed']:3d}"
-                      f"  lost {r['lost']:3d}  ({r['fault']}, {r['seconds']} s)", flush=True)
-                ready = httpx.get(f"{stack.url}/readyz", timeout=10).status_code
-                results[name]["readyz_after"] = ready
+                      f"  lost {r['lost']:3d}  redelivered {r.get('redelivered', 0):3d}"
+                      f"  never accepted {sum(r['not_accepted'].values()):3d} {r['not_accepted'] or ''}"
+                      f"  ({r['fault']}, {r['seconds']} s)", flush=True)
+                results[name]["readyz_after"] = readiness_after(stack.url)
         finally:
             stack.stop()
     args.out.mkdir(parents=True, exist_ok=True)
