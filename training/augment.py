@@ -49,7 +49,11 @@ def stroke_jitter(x: torch.Tensor, generator: torch.Generator, p_thick: float = 
     return torch.where(r < p_thick, thick, torch.where(r < p_thick + p_thin, thin, x))
 
 
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    grid = random_affine_grid(x.shape[0], generator) + elastic_offsets(x.shape[0], generator)
+def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+    """All of the above; `strength` scales every magnitude and probability (0 = off)."""
+    s = strength
+    grid = random_affine_grid(x.shape[0], generator, rotate_deg=10.0 * s, scale=(1 - 0.15 * s, 1 + 0.1 * s),
+                              shear=0.25 * s, translate=0.08 * s)
+    grid = grid + elastic_offsets(x.shape[0], generator, strength=0.06 * s)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return stroke_jitter(x, generator)
+    return stroke_jitter(x, generator, p_thick=0.2 * s, p_thin=0.15 * s)

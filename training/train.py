@@ -8,6 +8,7 @@ validation curves; the test split is only scored once, at the end, for the repor
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from serve import preprocess
 from serve.preprocess import normalize_tiles
 from training import data as emnist
 from training.augment import augment
@@ -25,7 +27,11 @@ from training.report import write_report
 
 
 def prepare_tiles(images: np.ndarray, cache: Path | None) -> torch.Tensor:
-    """Run EMNIST tiles through the serving preprocessing once, caching the result."""
+    """Run EMNIST tiles through the serving preprocessing once, caching the result.
+    The cache is keyed by the preprocessing source, so a change to it is never masked."""
+    if cache is not None:
+        digest = hashlib.sha256(Path(preprocess.__file__).read_bytes()).hexdigest()[:12]
+        cache = cache.with_name(f"{cache.stem}-{digest}{cache.suffix}")
     if cache is not None and cache.exists():
         tiles = np.load(cache)
         if tiles.shape == images.shape:
@@ -57,7 +63,7 @@ def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, gener
         idx = order[step * args.batch_size:(step + 1) * args.batch_size]
         x = to_float(tiles[idx])
         if args.augment:
-            x = augment(x, generator)
+            x = augment(x, generator, args.augment_strength)
         loss = F.cross_entropy(model(x), labels[idx], label_smoothing=args.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -98,6 +104,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--balance", type=float, default=1.0, help="class-balanced sampling power, 0..1")
     p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--augment-strength", type=float, default=1.0, help="scales every augmentation magnitude")
     p.add_argument("--limit", type=int, default=None, help="use only the first N train/test images")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
