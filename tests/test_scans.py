@@ -1,0 +1,25 @@
+"""Scans read nearly as well as EMNIST tiles (a smaller sample of `make bench-scans`)."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from training.evaluate import DEFAULT_ARCHIVE
+from training.scans import compare, render_scan
+
+
+def test_render_scan_is_dark_ink_on_light_paper(emnist_test_sample):
+    rng = np.random.default_rng(1)
+    for tile in emnist_test_sample.images[:20]:
+        page = np.asarray(Image.open(io.BytesIO(render_scan(tile, rng))).convert("L"))
+        assert 40 <= max(page.shape)  # the ink alone is 40-220 px, plus margins
+        assert np.median(page) > 180 and page.min() < 120
+
+
+def test_scans_within_three_points_of_tiles(emnist_dir):
+    result = compare(DEFAULT_ARCHIVE, emnist_dir, n=500, seed=7)
+    assert result["n"] == 500
+    assert result["tiles"]["accuracy"] > 0.8
+    assert result["accuracy_gap_points"] <= 3.0, result
