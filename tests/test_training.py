@@ -100,16 +100,18 @@ def run_module(*args: str) -> str:
 
 def test_limit_round_trip_train_package_evaluate(tmp_path, emnist_dir):
     run = tmp_path / "run"
-    run_module("training.train", "--data", str(emnist_dir), "--limit", "3000", "--epochs", "2",
-               "--out", str(run), "--threads", "1")
+    # An interrupted run (stopped after epoch 2 of 3) continues from its checkpoint.
+    out = run_module("training.train", "--data", str(emnist_dir), "--limit", "3000", "--epochs", "3",
+                     "--out", str(run), "--threads", "1", "--stop-after-epoch", "2")
+    assert "stopped after epoch 2" in out and not (run / "model.pt").exists()
+    out = run_module("training.train", "--data", str(emnist_dir), "--limit", "3000", "--epochs", "3",
+                     "--out", str(run), "--threads", "1", "--resume")
+    assert "resumed from" in out
     report = json.loads((run / "report.json").read_text())
+    assert [h["epoch"] for h in report["history"]] == [1, 2, 3]
     for key in ("accuracy", "balanced_accuracy", "per_class_recall"):
         assert key in report
     assert (run / "confusion.png").stat().st_size > 0 and (run / "curves.png").stat().st_size > 0
-    # Resume continues from the checkpoint instead of starting over.
-    out = run_module("training.train", "--data", str(emnist_dir), "--limit", "3000", "--epochs", "3",
-                     "--out", str(run), "--threads", "1", "--resume")
-    assert "resumed from" in out and len(json.loads((run / "report.json").read_text())["history"]) == 3
     store = tmp_path / "store"
     run_module("training.package", "--run", str(run), "--export", str(store))
     line = run_module("training.evaluate", "--archive", str(store / "emnist.mar"), "--data", str(emnist_dir),

@@ -108,7 +108,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="use only the first N train/test images")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same --epochs)")
+    p.add_argument("--stop-after-epoch", type=int, default=None,
+                   help="checkpoint and stop after this epoch, to split a long run over sessions")
     args = p.parse_args(argv)
     if args.model == "baseline":
         # The original app: plain Adam 1e-3, no schedule, no augmentation, no smoothing.
@@ -157,6 +159,9 @@ def main(argv=None) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         history, start_epoch = state["history"], state["epoch"]
+        if state.get("epochs", args.epochs) != args.epochs:
+            raise SystemExit(f"{checkpoint_path} belongs to a {state['epochs']}-epoch run (its LR schedule "
+                             f"spans them): resume with --epochs {state['epochs']}")
         print(f"resumed from {checkpoint_path} after epoch {start_epoch}")
 
     for epoch in range(start_epoch, args.epochs):
@@ -168,7 +173,10 @@ def main(argv=None) -> dict:
         print(json.dumps(history[-1]), flush=True)
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                    "history": history, "epoch": epoch + 1}, checkpoint_path)
+                    "history": history, "epoch": epoch + 1, "epochs": args.epochs}, checkpoint_path)
+        if args.stop_after_epoch and epoch + 1 >= args.stop_after_epoch and epoch + 1 < args.epochs:
+            print(f"stopped after epoch {epoch + 1}; continue with --resume")
+            return {}
 
     torch.save(model.state_dict(), out / "model.pt")
     test_pred = predict(model, test_tiles)
