@@ -11,7 +11,7 @@ from web import inputs
 from web.errors import ApiError
 from web.services import services
 from worker import jobs
-from worker.queue import submit_job, wait_for_job
+from worker.queue import submit_job
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
@@ -41,10 +41,10 @@ def idempotency_slot(key: str) -> str:
     return "hwr:idem:" + hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()
 
 
-def submit(submission: inputs.Submission) -> str:
+def submit(submission: inputs.Submission, job_id: str | None = None) -> str:
     """Create and enqueue the job; with an Idempotency-Key, a replay returns the first job."""
     s = services()
-    job_id = jobs.new_job_id()
+    job_id = job_id or jobs.new_job_id()
     key = inputs.idempotency_key(request)
     slot = None
     if key is not None:
@@ -83,7 +83,7 @@ def read_job(job_id: str):
     wait = inputs.parse_seconds("wait", request.args.get("wait", "0"), s.config.max_wait_seconds)
     if not JOB_ID.fullmatch(job_id):
         raise ApiError(404, "not_found", f"no job {job_id[:64]!r}")
-    job = wait_for_job(s.redis, job_id, wait) if wait > 0 else jobs.get_job(s.redis, job_id)
+    job = s.job_waiter().wait(job_id, wait) if wait > 0 else jobs.get_job(s.redis, job_id)
     if job is None:
         raise ApiError(404, "not_found", f"no job {job_id!r} (unknown, or its results expired)")
     return jsonify(public_job(job))
@@ -93,8 +93,18 @@ def read_job(job_id: str):
 def recognize():
     s = services()
     submission = inputs.parse_submission(request, s.config, with_timeout=True)
-    job_id = submit(submission)
-    job = wait_for_job(s.redis, job_id, submission.timeout)
+    waiter = s.job_waiter()
+    new_id = jobs.new_job_id()
+    # Listen before submitting: the job may finish before this thread gets to wait.
+    event = waiter.register(new_id)
+    try:
+        job_id = submit(submission, new_id)
+        if job_id == new_id:  # just created: not final yet, no need to read it before waiting
+            job = waiter.wait(job_id, submission.timeout, event, fresh=True)
+        else:  # an Idempotency-Key replay: the earlier job, which may be final already
+            job = waiter.wait(job_id, submission.timeout)
+    finally:
+        waiter.unregister(new_id, event)
     if job is not None and job["status"] in jobs.FINAL:
         return jsonify(public_job(job))
     return accepted(job_id, job["status"] if job else "queued")

@@ -1,6 +1,7 @@
 """What the request handlers share: config, one Redis pool, the Celery producer, metrics."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import redis
@@ -11,6 +12,7 @@ from web.config import WebConfig
 from web.health import Readiness
 from web.metrics import WebMetrics
 from worker.config import WorkerConfig
+from worker.queue import JobWaiter
 
 
 @dataclass
@@ -21,6 +23,17 @@ class Services:
     celery: Celery
     metrics: WebMetrics
     readiness: Readiness
+    waiter: JobWaiter | None = None  # made on first use, in the process that serves requests
+
+    def job_waiter(self) -> JobWaiter:
+        if self.waiter is None:
+            with _waiter_lock:
+                if self.waiter is None:
+                    self.waiter = JobWaiter(self.redis)
+        return self.waiter
+
+
+_waiter_lock = threading.Lock()
 
 
 def services() -> Services:

@@ -20,6 +20,9 @@ def main(argv: list[str]) -> None:
     config = load()
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per TorchServe request is noise
+    if not config.task_log:  # Celery's "received" / "succeeded in" lines; errors still show
+        for name in ("celery.worker.strategy", "celery.app.trace"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     metrics.serve(config.metrics_port, config.redis_url, config.queue)
     from worker.tasks import celery_app  # registers the tasks
 

@@ -1,6 +1,8 @@
 """Submit jobs and wait for them: the producer side, used by the web app and benchmarks."""
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
 import redis
@@ -17,8 +19,11 @@ def submit_job(r: redis.Redis, celery: Celery, config: WorkerConfig, images: lis
     job_id = job_id or jobs.new_job_id()
     jobs.create_job(r, job_id, images, mode, top_k, callback_url, config.result_ttl, config.blob_ttl)
     # The image count lets the worker fetch the job and its blobs in one round trip.
+    # ignore_result: the result lives in the job store. Without it the message asks the
+    # worker to store a Celery result too (a SET and a PUBLISH per job, kept for a day),
+    # and send_task subscribes this producer to that result's channel, never to read it.
     celery.send_task(RECOGNIZE_TASK, args=[job_id], kwargs={"n_images": len(images)}, queue=config.queue,
-                     task_id=job_id)
+                     task_id=job_id, ignore_result=True)
     return job_id
 
 
@@ -39,3 +44,107 @@ def wait_for_job(r: redis.Redis, job_id: str, timeout: float) -> dict | None:
         return job
     finally:
         pubsub.close()
+
+
+log = logging.getLogger(__name__)
+
+
+class JobWaiter:
+    """Wait for jobs to finish through one shared pattern subscription (`hwr:done:*`) per
+    process, instead of a pub/sub connection per wait: wait_for_job opens (and closes) a new
+    Redis connection and sends SUBSCRIBE and UNSUBSCRIBE for every job.
+
+    A listener thread reads the finish messages and wakes the threads waiting on those jobs.
+    Nothing depends on a message arriving: every `poll` seconds a waiter reads the job
+    again, so a message lost while the listener reconnects only delays an answer.
+    Create it after any fork (the thread and its connection do not survive one).
+    """
+
+    def __init__(self, r: redis.Redis, poll: float = 1.0):
+        self.redis = r
+        self.poll = poll
+        self._lock = threading.Lock()
+        self._waiters: dict[str, list[threading.Event]] = {}
+        self._subscribed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._prefix = jobs.done_channel("")
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._listen_forever, name="hwr-job-waiter", daemon=True)
+                self._thread.start()
+
+    def _listen_forever(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                pubsub.psubscribe(self._prefix + "*")
+                for message in pubsub.listen():
+                    kind = message["type"]
+                    if kind == b"psubscribe" or kind == "psubscribe":
+                        self._subscribed.set()
+                        backoff = 0.1
+                    elif kind == b"pmessage" or kind == "pmessage":
+                        channel = message["channel"]
+                        job_id = (channel.decode() if isinstance(channel, bytes) else channel)[len(self._prefix):]
+                        with self._lock:
+                            events = self._waiters.get(job_id, ())
+                            for event in events:
+                                event.set()
+            except Exception as exc:  # Redis restarted or unreachable: the waiters poll meanwhile
+                self._subscribed.clear()
+                log.warning("job waiter: subscription lost (%s); retrying in %.1fs", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:
+                    pass
+
+    def register(self, job_id: str) -> threading.Event:
+        """Start listening for `job_id` (before submitting it, so its finish is never missed)."""
+        self._start()
+        event = threading.Event()
+        with self._lock:
+            self._waiters.setdefault(job_id, []).append(event)
+        # Only the first jobs of a process wait here, for the subscription to be active.
+        self._subscribed.wait(2.0)
+        return event
+
+    def unregister(self, job_id: str, event: threading.Event) -> None:
+        with self._lock:
+            events = self._waiters.get(job_id)
+            if events is not None:
+                events.remove(event)
+                if not events:
+                    del self._waiters[job_id]
+
+    def wait(self, job_id: str, timeout: float, event: threading.Event | None = None,
+             fresh: bool = False) -> dict | None:
+        """Block until the job is final or `timeout` passes; returns the job as it stands
+        then (None: unknown or expired). `event` from register() when the caller registered
+        before submitting; `fresh`: the caller has just created the job, so it is not final
+        yet and need not be read before the first wait."""
+        own = event is None
+        if own:
+            event = self.register(job_id)
+        try:
+            deadline = time.monotonic() + timeout
+            job = None if fresh else jobs.get_job(self.redis, job_id)
+            while fresh or (job is not None and job["status"] not in jobs.FINAL):
+                fresh = False
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    if job is None:
+                        job = jobs.get_job(self.redis, job_id)
+                    break
+                event.wait(min(left, self.poll))
+                event.clear()  # a finish writes the job before it publishes: the read below sees it
+                job = jobs.get_job(self.redis, job_id)
+            return job
+        finally:
+            if own:
+                self.unregister(job_id, event)
