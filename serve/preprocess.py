@@ -133,9 +133,12 @@ def stroke_width(mask: np.ndarray) -> float:
     return 2.0 * area / max(perimeter, 1.0)
 
 
-def tile_from_ink(ink: np.ndarray) -> np.ndarray:
-    """Crop, thicken, centre and downsample an ink map into a 28x28 uint8 tile."""
-    mask = ink_mask(ink)
+def tile_from_ink(ink: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Crop, thicken, centre and downsample an ink map into a 28x28 uint8 tile.
+
+    `mask` is the character's `ink_mask` when the caller already has it (the worker does:
+    it needs the box, and in text mode each character's own strokes)."""
+    mask = ink_mask(ink) if mask is None else mask
     if not mask.any():
         raise BlankImageError("no ink found in the image")
     ys, xs = np.nonzero(mask)

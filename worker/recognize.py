@@ -54,7 +54,7 @@ def plan_image(data: bytes | None, mode: str, max_pixels: int) -> ImagePlan:
             raise preprocess.BlankImageError("no ink found in the image")
         ys, xs = np.nonzero(mask)
         box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
-        return ImagePlan(tiles=[preprocess.tile_from_ink(ink)], boxes=[box], spaces=[""])
+        return ImagePlan(tiles=[preprocess.tile_from_ink(ink, mask)], boxes=[box], spaces=[""])
     except preprocess.PreprocessError as exc:
         return ImagePlan(error=_error(exc.code, str(exc)))
 

@@ -182,7 +182,8 @@ def segment(ink: np.ndarray) -> list[CharCut]:
 
 
 def char_tile(ink: np.ndarray, cut: CharCut) -> np.ndarray:
-    """The 28x28 tile of one character: only its own ink, cropped to its box."""
+    """The 28x28 tile of one character: its own strokes, with the same soft rim that
+    `preprocess.tile_from_ink` keeps for a whole-image character (the model was trained so)."""
     x, y, w, h = cut.box
-    crop = np.where(cut.mask, ink[y:y + h, x:x + w], 0.0).astype(np.float32)
-    return preprocess.tile_from_ink(np.pad(crop, 2))
+    crop = np.pad(ink[y:y + h, x:x + w].astype(np.float32), 2)
+    return preprocess.tile_from_ink(crop, np.pad(cut.mask, 2))
