@@ -15,7 +15,6 @@ import hashlib
 import json
 import signal
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -77,16 +76,17 @@ class Client:
             counts, self.not_accepted = dict(self.not_accepted), collections.Counter()
         return counts
 
-    def final_status(self, job_id: str, timeout: float) -> str:
-        stop = time.monotonic() + timeout
-        while time.monotonic() < stop:
+    def final_status(self, job_id: str, stop: float) -> str:
+        """Poll until the job is final or time.monotonic() passes `stop` (checked at least once)."""
+        while True:
             r = self.request("GET", f"/v1/jobs/{job_id}")
             if r is not None and r.status_code == 404:
                 return "vanished"
             if r is not None and r.status_code == 200 and r.json()["status"] in FINAL:
                 return r.json()["status"]
+            if time.monotonic() >= stop:
+                return "unfinished"
             time.sleep(0.5)
-        return "unfinished"
 
 
 def job_records(stack: FullStack, ids: list[str]) -> list[dict]:
@@ -100,8 +100,9 @@ def job_records(stack: FullStack, ids: list[str]) -> list[dict]:
 
 
 def count(client: Client, ids: list[str], timeout: float, stack: FullStack | None = None) -> dict:
+    stop = time.monotonic() + timeout  # one deadline for all: lost jobs must not wait in turns
     with ThreadPoolExecutor(16) as pool:
-        statuses = list(pool.map(lambda j: client.final_status(j, timeout), ids))
+        statuses = list(pool.map(lambda j: client.final_status(j, stop), ids))
     result = {"succeeded": statuses.count("succeeded"), "failed": statuses.count("failed"),
               "lost": sum(s not in FINAL for s in statuses)}
     lost = [j for j, s in zip(ids, statuses) if s not in FINAL]
@@ -254,29 +255,32 @@ def main(argv=None) -> dict:
     p.add_argument("--jobs", type=int, default=300, help="jobs per scenario")
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--state", type=Path, default=None,
+                   help="keep the services' state and logs here (default: var/chaos/<time>)")
     args = p.parse_args(argv)
     rng = np.random.default_rng(0)
     images = [render_scan(t, rng) for t in emnist.load_split(args.data, "test", limit=100).images]
     results = {}
-    with tempfile.TemporaryDirectory(prefix="hwr-chaos-") as tmp:
-        stack = FullStack(Path(tmp), workers=2,
-                          web_env={"HWR_RATE_LIMIT": "100/second"},
-                          worker_env={"HWR_VISIBILITY_TIMEOUT": "20", "HWR_TORCHSERVE_RETRY_SECONDS": "120"})
-        try:
-            stack.start()
-            client = Client(stack.url)
-            for name in args.scenarios.split(","):
-                started = time.time()
-                results[name] = SCENARIOS[name](stack, client, images, args.jobs)
-                results[name]["seconds"] = round(time.time() - started, 1)
-                r = results[name]
-                print(f"{name:20} submitted {r['submitted']:4d}  succeeded {r['succeeded']:4d}  failed {r['failed']:3d}"
-                      f"  lost {r['lost']:3d}  redelivered {r.get('redelivered', 0):3d}"
-                      f"  never accepted {sum(r['not_accepted'].values()):3d} {r['not_accepted'] or ''}"
-                      f"  ({r['fault']}, {r['seconds']} s)", flush=True)
-                results[name]["readyz_after"] = readiness_after(stack.url)
-        finally:
-            stack.stop()
+    state = args.state or ROOT / "var" / "chaos" / time.strftime("%Y%m%d-%H%M%S")
+    print(f"services' state and logs: {state}", flush=True)
+    stack = FullStack(state, workers=2,
+                      web_env={"HWR_RATE_LIMIT": "100/second"},
+                      worker_env={"HWR_VISIBILITY_TIMEOUT": "20", "HWR_TORCHSERVE_RETRY_SECONDS": "120"})
+    try:
+        stack.start()
+        client = Client(stack.url)
+        for name in args.scenarios.split(","):
+            started = time.time()
+            results[name] = SCENARIOS[name](stack, client, images, args.jobs)
+            results[name]["seconds"] = round(time.time() - started, 1)
+            r = results[name]
+            print(f"{name:20} submitted {r['submitted']:4d}  succeeded {r['succeeded']:4d}  failed {r['failed']:3d}"
+                  f"  lost {r['lost']:3d}  redelivered {r.get('redelivered', 0):3d}"
+                  f"  never accepted {sum(r['not_accepted'].values()):3d} {r['not_accepted'] or ''}"
+                  f"  ({r['fault']}, {r['seconds']} s)", flush=True)
+            results[name]["readyz_after"] = readiness_after(stack.url)
+    finally:
+        stack.stop()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"chaos-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(results, indent=2))
     lost = sum(r["lost"] for r in results.values())
