@@ -14,6 +14,8 @@ Decisions, asserted precisely:
 - 1x1 is accepted; its result is the per-image error image_too_small (the other images of
   the job still get their results), never a guessed character.
 - a blank page is accepted; its result is the per-image error blank_image.
+- a job's images are held to a pixel budget from their headers (15 legal 6000x6000 scans,
+  540 M pixels): 413 too_many_pixels, before the web thread decodes any of them.
 - JSON null for an option is refused (the OpenAPI spec declares no option nullable).
 """
 from __future__ import annotations
@@ -135,6 +137,9 @@ CASES: dict[str, Case] = {
                                       code="image_too_large"),
     "jpeg_header_claims_65500x65500": Case(json_body(lambda: {"images": [b64(jpeg_claiming(65500, 65500))]}),
                                            code="image_too_large"),
+    "many_large_images_over_the_job_pixel_budget": Case(
+        lambda: (lambda big: {"files": [("image", (f"{i}.png", big, "image/png")) for i in range(15)]})(
+            gray_png(6000, 6000)), status=413, code="too_many_pixels"),
     "png_10000x10000": Case(files(("big.png", lambda: gray_png(10000, 10000))), code="image_too_large"),
     # Accepted, with a clear per-image error (the real character next to it still gets read).
     "png_1x1_in_a_job": Case(files(("dot.png", gray_png(1, 1, 0)), ("a.png", CHAR_PNG)), status=200,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from werkzeug.exceptions import HTTPException
 
@@ -35,6 +35,23 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return response
 
 
+def drain_request_body() -> None:
+    """Read what is left of a refused request's body (up to the upload limit) before
+    answering. Werkzeug refuses too many form parts mid-body; if the server then closes the
+    socket with the rest unread, the kernel resets the connection and the client often
+    loses the 413 itself ("server disconnected without sending a response")."""
+    length = request.content_length
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if not length or (limit and length > limit):
+        return  # nothing to read, or too much to be worth reading
+    try:
+        stream = request.stream
+        while stream.read(1 << 16):
+            pass
+    except Exception:  # a client that went away: nothing to save
+        pass
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
@@ -47,6 +64,8 @@ def register(app: Flask) -> None:
         if status == 405 and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
         message = exc.description or exc.name
+        if status == 413:
+            drain_request_body()
         if status == 429:  # flask-limiter's RateLimitExceeded: say which limit
             message = f"rate limit exceeded ({exc.description}); retry later"
         return error_response(status, HTTP_CODES.get(status, exc.name.lower().replace(" ", "_")), message, headers)

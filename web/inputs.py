@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import math
 import re
 import unicodedata
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import httpx
 from flask import Request
+from PIL import Image
 
 from serve.preprocess import PreprocessError, decode_image
 from web.config import MODES, NUM_CLASSES, WebConfig
@@ -27,6 +29,9 @@ from worker.webhooks import check_callback_url
 OPTION_FIELDS = ("mode", "top_k", "callback_url")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 DATA_URL = re.compile(r"^data:[\w.+/-]*;base64,", re.IGNORECASE)
+# Pixels (from the headers) one job's images may hold in all: decoding them to check them
+# takes a web thread about a second per 150 M pixels on a small machine.
+MAX_JOB_PIXELS = 500_000_000
 # Numbers in form fields and query strings: ASCII digits only (Python's int() and float()
 # would also take "５", "٣" or "1_0", which no client means).
 TEXT_INT = re.compile(r"\s*[+-]?[0-9]{1,6}\s*")
@@ -140,10 +145,28 @@ def _images_and_options(request: Request, config: WebConfig,
                    "send multipart/form-data with `image` files or application/json {\"images\": [...]}")
 
 
+def _header_pixels(data: bytes) -> int:
+    """width x height from the image header alone (0 if unreadable: decode_image says why)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size[0] * img.size[1]
+    except Exception:
+        return 0
+
+
 def check_images(images: list[bytes], max_pixels: int) -> None:
-    """Every image must decode, within the pixel limit; the first failure is reported."""
+    """Every image must decode, within the pixel limit; the first failure is reported.
+    The whole job is held to a pixel budget first, from the headers: each image is decoded
+    here to check it, and hundreds of large-but-legal images would keep a web thread
+    decoding past gunicorn's timeout (which kills every request of that process)."""
     if not images:
         raise invalid("no image in the request: send `image` files or a non-empty \"images\" list", "no_images")
+    budget = max(MAX_JOB_PIXELS, 2 * max_pixels)
+    # An image over the per-image limit is left to the loop below, which names it.
+    total = sum(n for n in map(_header_pixels, images) if n <= max_pixels)
+    if total > budget:
+        raise ApiError(413, "too_many_pixels", f"the job's {len(images)} images hold {total} pixels in all; "
+                                               f"the limit is {budget}: split it into several jobs")
     for i, data in enumerate(images):
         try:
             decode_image(data, max_pixels)
