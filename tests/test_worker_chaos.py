@@ -90,3 +90,16 @@ def test_torchserve_unreachable_fails_jobs_clearly(redis_server, redis_client, s
     job = wait_for_job(redis_client, job_id, 60)
     assert job["status"] == "failed"
     assert job["error"]["code"] == "torchserve_unavailable"
+
+
+def test_job_whose_message_was_lost_is_resent(redis_server, redis_client, start_worker, emnist_test_sample):
+    """kombu can lose a message popped just as Redis dies; the sweeper re-sends its job."""
+    rng = np.random.default_rng(9)
+    image = render_scan(emnist_test_sample.images[0], rng, jpeg=False)
+    # The job exists in the store but no Celery message was ever sent for it.
+    job_id = jobs.new_job_id()
+    jobs.create_job(redis_client, job_id, [image], "char", 3, None, result_ttl=600, blob_ttl=600)
+    start_worker(HWR_QUEUE="hwr-sweep", HWR_RESUBMIT_AFTER="2", HWR_SWEEP_INTERVAL="1")
+    job = wait_for_job(redis_client, job_id, 90)
+    assert job["status"] == "succeeded", job
+    assert redis_client.zscore(jobs.PENDING, job_id) is None, "a finished job leaves the pending set"

@@ -51,6 +51,11 @@ class WorkerConfig:
     # Celery's two INFO lines per task ("received", "succeeded in"): off by default, they
     # cost ~6% of a worker's Python time at hundreds of jobs/s. Failures are logged anyway.
     task_log: bool = field(default_factory=lambda: _env_bool("HWR_WORKER_TASK_LOG", False))
+    # A job still unfinished this long after it was (re)submitted is sent again: its message
+    # may be lost (see jobs.stale_jobs). Keep it above the visibility timeout plus the
+    # longest expected backlog, or busy queues do work twice (harmless, but wasted).
+    resubmit_after: float = field(default_factory=lambda: _env_float("HWR_RESUBMIT_AFTER", 900.0))
+    sweep_interval: float = field(default_factory=lambda: _env_float("HWR_SWEEP_INTERVAL", 30.0))
 
 
 def load() -> WorkerConfig:

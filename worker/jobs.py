@@ -6,6 +6,8 @@ Keys (all expire, so Redis does not grow without bound):
                         finished_at, callback_url, results (JSON), error (JSON), attempts
 - `hwr:blob:<id>:<i>`   one uploaded image's bytes (TTL HWR_BLOB_TTL)
 - `hwr:idem:<key>`      Idempotency-Key -> job id (TTL HWR_RESULT_TTL)
+- `hwr:pending`          sorted set of unfinished job ids by (re)submission time, so a
+                        job whose Celery message was lost can be found and re-sent
 - channel `hwr:done:<id>` gets one message when the job reaches a final status.
 
 A job finishes exactly once: `finish_job` moves it to a final status atomically and
@@ -22,6 +24,7 @@ import redis
 
 FINAL = ("succeeded", "failed")
 STATUSES = ("queued", "running", *FINAL)
+PENDING = "hwr:pending"
 
 
 def job_key(job_id: str) -> str:
@@ -54,6 +57,7 @@ def create_job(r: redis.Redis, job_id: str, images: list[bytes], mode: str, top_
         pipe.set(blob_key(job_id, i), image, ex=blob_ttl)
     pipe.hset(job_key(job_id), mapping={k: str(v) for k, v in record.items()})
     pipe.expire(job_key(job_id), result_ttl)
+    pipe.zadd(PENDING, {job_id: record["created_at"]})
     pipe.execute()
     return record
 
@@ -83,6 +87,7 @@ redis.call('PUBLISH', ARGV[6], ARGV[1])
 -- The images are no longer needed: drop them in the same round trip.
 local n = tonumber(redis.call('HGET', KEYS[1], 'n_images') or '0') or 0
 for i = 0, n - 1 do redis.call('DEL', ARGV[7] .. i) end
+redis.call('ZREM', ARGV[8], ARGV[9])
 return 1
 """
 
@@ -118,8 +123,36 @@ def finish_job(r: redis.Redis, job_id: str, status: str, results: list | None, e
     """Move the job to its final status once. True only for the attempt that did it."""
     assert status in FINAL
     done = r.eval(_FINISH, 1, job_key(job_id), status, now(), json.dumps(results or []),
-                  json.dumps(error) if error else "", result_ttl, done_channel(job_id), f"hwr:blob:{job_id}:")
+                  json.dumps(error) if error else "", result_ttl, done_channel(job_id), f"hwr:blob:{job_id}:",
+                  PENDING, job_id)
     return bool(done)
+
+
+def stale_jobs(r: redis.Redis, older_than: float, limit: int = 500) -> list[tuple[str, int]]:
+    """Unfinished jobs last (re)submitted more than `older_than` seconds ago: (id, n_images).
+
+    Their Celery message may be gone (kombu can lose one popped just as Redis dies, and
+    a job's own TTL can outlive it). Each returned job is stamped as re-submitted now, so
+    it comes back at most once per `older_than`. Expired and finished ones are dropped."""
+    ids = [i.decode() for i in r.zrangebyscore(PENDING, "-inf", now() - older_than, start=0, num=limit)]
+    if not ids:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hmget(job_key(job_id), "status", "n_images")
+    stale, gone = [], []
+    for job_id, (status, n_images) in zip(ids, pipe.execute()):
+        if status is None or status.decode() in FINAL:
+            gone.append(job_id)
+        else:
+            stale.append((job_id, int(n_images or 0)))
+    pipe = r.pipeline(transaction=False)
+    if gone:
+        pipe.zrem(PENDING, *gone)
+    if stale:
+        pipe.zadd(PENDING, {job_id: now() for job_id, _ in stale}, xx=True)
+    pipe.execute()
+    return stale
 
 
 def get_job(r: redis.Redis, job_id: str) -> dict[str, Any] | None:

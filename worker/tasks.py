@@ -9,6 +9,9 @@ import time
 
 import httpx
 import redis
+from celery.signals import worker_ready
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from worker import jobs, metrics, recognize, webhooks
 from worker.batcher import MicroBatcher
@@ -32,8 +35,12 @@ class _Runtime:
         if not cls._made:
             with cls._lock:
                 if not cls._made:
-                    cls.redis = redis.Redis.from_url(config.redis_url, max_connections=None,
-                                                     health_check_interval=30)
+                    # A Redis restart must not fail the jobs in flight: retry for about a
+                    # minute (a failed task would be acked and its job left unfinished).
+                    cls.redis = redis.Redis.from_url(
+                        config.redis_url, max_connections=None, health_check_interval=30,
+                        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 60),
+                        retry_on_error=[redis.ConnectionError, redis.TimeoutError])
                     cls.batcher = MicroBatcher(TorchServeClient(config), config.max_batch,
                                                config.batch_inflight, config.retry_max_seconds)
                     cls._made = True
@@ -118,3 +125,29 @@ def deliver_webhook(self, job_id: str, url: str) -> None:
         raise self.retry(countdown=min(2 ** tries, 300), exc=exc)
     metrics.WEBHOOKS.labels(outcome="delivered").inc()
     log.info("job %s: webhook delivered to %s", job_id, url)
+
+
+SWEEPER_LOCK = "hwr:sweeper"
+
+
+def sweep_forever(hostname: str) -> None:
+    """Re-send jobs whose Celery message was lost. One worker sweeps per interval (a lock)."""
+    r = _Runtime.get().redis
+    while True:
+        time.sleep(config.sweep_interval)
+        try:
+            if not r.set(SWEEPER_LOCK, hostname, nx=True, ex=max(1, int(config.sweep_interval))):
+                continue
+            for job_id, n_images in jobs.stale_jobs(r, config.resubmit_after):
+                celery_app.send_task(RECOGNIZE_TASK, args=[job_id], kwargs={"n_images": n_images},
+                                     queue=config.queue, task_id=job_id, ignore_result=True)
+                metrics.RESUBMITTED.inc()
+                log.warning("job %s: unfinished %.0f s after submission, re-sent", job_id, config.resubmit_after)
+        except Exception:  # never let the sweeper die; the next round tries again
+            log.exception("sweeper round failed")
+
+
+@worker_ready.connect
+def start_sweeper(sender=None, **_) -> None:
+    name = getattr(sender, "hostname", "worker")
+    threading.Thread(target=sweep_forever, args=(name,), name="hwr-sweeper", daemon=True).start()
