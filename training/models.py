@@ -49,7 +49,7 @@ class EmnistNet(nn.Module):
     stays fast on one CPU thread; batch norm and the wider head buy the accuracy.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, width: int = 32, dropout: float = 0.3):
+    def __init__(self, num_classes: int = NUM_CLASSES, width: int = 32, hidden: int = 256, dropout: float = 0.3):
         super().__init__()
         w = width
         self.features = nn.Sequential(
@@ -60,9 +60,9 @@ class EmnistNet(nn.Module):
         )
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(4 * w * 3 * 3, 256, bias=False), nn.BatchNorm1d(256), nn.ReLU(inplace=True),
+            nn.Linear(4 * w * 3 * 3, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(256, num_classes),
+            nn.Linear(hidden, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
