@@ -66,6 +66,7 @@ def main() -> None:
 
     import redis
 
+    from serve.preprocess import normalize_tiles
     from tests.fixtures.worker import launch_worker
     from tests.stack import RedisServer, TorchServe
     from training.data import load_split
@@ -88,12 +89,14 @@ def main() -> None:
             config = WorkerConfig(redis_url=rs.url)
             celery, r = make_celery(config), redis.Redis.from_url(rs.url)
 
-            # Per-character accuracy: the same tiles straight to TorchServe.
+            # Per-character accuracy: the same tiles straight to TorchServe, through the
+            # preprocessing an image of that tile gets (as training.evaluate measures).
             all_idx = np.concatenate(words)
+            tiles = normalize_tiles(split.images[all_idx])
             answer = []
             for start in range(0, len(all_idx), 1024):  # the handler's per-request limit
                 buf = io.BytesIO()
-                np.save(buf, split.images[all_idx[start:start + 1024]])
+                np.save(buf, tiles[start:start + 1024])
                 answer += httpx.post(f"{ts.url}/predictions/emnist", content=buf.getvalue(), timeout=120,
                                      headers={**ts.headers(), "X-Top-K": "1"}).json()["results"]
             tile_correct = sum(a["predictions"][0]["char"] == split.classes[split.labels[i]]

@@ -77,3 +77,23 @@ def test_box_borders_are_ignored():
 
 def test_blank_image_has_no_characters():
     assert cuts_of(np.full((50, 80), 255, np.uint8)) == []
+
+
+def test_broken_off_fragment_joins_its_letter_not_a_new_one():
+    img = page()
+    for x in (20, 80, 140):
+        cv2.line(img, (x + 15, 30), (x + 15, 90), 255, 5)     # three strokes like '1'
+    cv2.line(img, (104, 86), (110, 90), 255, 4)               # a small piece broken off the second
+    cuts = cuts_of(img)
+    assert len(cuts) == 3
+    assert cuts[1].box[0] <= 104 - 2 and cuts[1].box[0] + cuts[1].box[2] >= 110
+
+
+def test_irregular_letter_gaps_are_not_spaces():
+    img = page((120, 600))
+    x = 20
+X
+        cv2.rectangle(img, (x, 30), (x + 30, 90), 255, 4)
+        x += 30 + gap
+    cv2.rectangle(img, (x, 30), (x + 30, 90), 255, 4)
+    assert not any(c.space_before for c in cuts_of(img))

@@ -27,8 +27,11 @@ SPLIT_WIDTH = 1.45
 # Width of one character when cutting touching ones, in line heights.
 CHAR_WIDTH = 0.85
 # A gap is a space when wider than this many line heights and than SPACE_VS_MEDIAN median gaps.
-SPACE_HEIGHTS = 0.6
+SPACE_HEIGHTS = 0.75
 SPACE_VS_MEDIAN = 2.5
+# A piece smaller than this many line heights on both sides is no character of the model
+# (it has no punctuation): a broken-off stroke or a dot, joined to its nearest neighbour.
+FRAGMENT = 0.35
 
 
 @dataclass
@@ -127,6 +130,35 @@ def _split_wide(cut: CharCut, ink: np.ndarray, line_height: float) -> list[CharC
     return pieces
 
 
+def _union(a: CharCut, b: CharCut) -> CharCut:
+    x0, y0 = min(a.box[0], b.box[0]), min(a.box[1], b.box[1])
+    x1 = max(a.box[0] + a.box[2], b.box[0] + b.box[2])
+    y1 = max(a.box[1] + a.box[3], b.box[1] + b.box[3])
+    mask = np.zeros((y1 - y0, x1 - x0), bool)
+    for cut in (a, b):
+        x, y, w, h = cut.box
+        mask[y - y0:y - y0 + h, x - x0:x - x0 + w] |= cut.mask
+    return CharCut(mask, (x0, y0, x1 - x0, y1 - y0))
+
+
+def _merge_fragments(chars: list[CharCut], line_height: float) -> list[CharCut]:
+    """Join each fragment to the neighbour (left or right) nearest to it."""
+    chars = sorted(chars, key=lambda cut: cut.box[0])
+    i = 0
+    while len(chars) > 1 and i < len(chars):
+        x, _, w, h = chars[i].box
+        if max(w, h) >= FRAGMENT * line_height:
+            i += 1
+            continue
+        neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(chars)]
+        gap = lambda j: max(chars[j].box[0] - (x + w), x - (chars[j].box[0] + chars[j].box[2]), 0)  # noqa: E731
+        j = min(neighbours, key=gap)
+        lo, hi = min(i, j), max(i, j)
+        chars[lo:hi + 1] = [_union(chars[lo], chars[hi])]
+        i = max(lo - 1, 0)
+    return chars
+
+
 def segment(ink: np.ndarray) -> list[CharCut]:
     """Characters in reading order (lines top to bottom, left to right within a line)."""
     mask = _erase_rules(preprocess.ink_mask(ink))
@@ -168,7 +200,7 @@ def segment(ink: np.ndarray) -> list[CharCut]:
                 chars.extend(_split_wide(cut, ink, line_height))
             else:
                 chars.append(cut)
-        chars.sort(key=lambda cut: cut.box[0])
+        chars = _merge_fragments(chars, line_height)
         gaps = [b.box[0] - (a.box[0] + a.box[2]) for a, b in zip(chars, chars[1:])]
         # The usual gap between letters of a word: spaces themselves must not inflate it.
         letter_gaps = [g for g in gaps if 0 < g <= 0.5 * line_height]
