@@ -37,9 +37,10 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 def drain_request_body() -> None:
     """Read what is left of a refused request's body (up to the upload limit) before
-    answering. Werkzeug refuses too many form parts mid-body; if the server then closes the
-    socket with the rest unread, the kernel resets the connection and the client often
-    loses the 413 itself ("server disconnected without sending a response")."""
+    answering. If the server closes the socket with the rest unread (Werkzeug refusing too
+    many form parts mid-body, a 429 decided before the body is read), the kernel resets the
+    connection and the client often loses the answer itself ("server disconnected without
+    sending a response"). A body already read leaves nothing to drain."""
     length = request.content_length
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if not length or (limit and length > limit):
@@ -55,6 +56,7 @@ def drain_request_body() -> None:
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
+        drain_request_body()  # e.g. a 401 decided before the body was read
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.errorhandler(HTTPException)
@@ -64,8 +66,10 @@ def register(app: Flask) -> None:
         if status == 405 and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
         message = exc.description or exc.name
-        if status == 413:
-            drain_request_body()
+        # 413 (too many parts), 429 (decided before the body is read), 404, 405...: an
+        # unread body makes the server drop the connection, and a client reusing it
+        # sees "server disconnected" instead of this answer.
+        drain_request_body()
         if status == 429:  # flask-limiter's RateLimitExceeded: say which limit
             message = f"rate limit exceeded ({exc.description}); retry later"
         return error_response(status, HTTP_CODES.get(status, exc.name.lower().replace(" ", "_")), message, headers)
