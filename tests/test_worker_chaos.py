@@ -6,6 +6,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import numpy as np
 import pytest
 
@@ -103,3 +104,34 @@ def test_job_whose_message_was_lost_is_resent(redis_server, redis_client, start_
     job = wait_for_job(redis_client, job_id, 90)
     assert job["status"] == "succeeded", job
     assert redis_client.zscore(jobs.PENDING, job_id) is None, "a finished job leaves the pending set"
+
+
+def inference_requests(ts: TorchServe) -> float:
+    """TorchServe's own count of inference requests (its Prometheus metrics port)."""
+    text = httpx.get(ts.metrics_url, timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("ts_inference_requests_total"))
+
+
+def test_two_torchserve_nodes_each_with_its_own_token_and_failover(
+        tmp_path, redis_server, redis_client, torchserve, start_worker, emnist_test_sample):
+    """Round robin over two token-protected nodes; jobs keep completing when one goes away."""
+    second = TorchServe.create(tmp_path / "ts2", token_auth=True).start()
+    try:
+        assert second.key() != torchserve.key()
+        urls = f"{torchserve.url},{second.url}"
+        keys = f"{torchserve.key_file},{second.key_file}"
+        start_worker(HWR_QUEUE="hwr-two", HWR_TORCHSERVE_URLS=urls, HWR_TORCHSERVE_KEY_FILE=keys,
+                     HWR_TORCHSERVE_DOWN_SECONDS="30")
+        rng = np.random.default_rng(11)
+        images = [render_scan(emnist_test_sample.images[i], rng, jpeg=False) for i in range(120)]
+        first_half = submit_many(redis_client, redis_server.url, images[:60], "hwr-two")
+        done = [wait_for_job(redis_client, i, 120) for i in first_half]
+        assert all(j["status"] == "succeeded" for j in done)
+        assert inference_requests(second) > 0 and inference_requests(torchserve) > 0, "round robin: both nodes answered"
+        second.stop()
+        rest = submit_many(redis_client, redis_server.url, images[60:], "hwr-two")
+        done = [wait_for_job(redis_client, i, 120) for i in rest]
+        assert all(j["status"] == "succeeded" for j in done), "failover to the node that is still up"
+    finally:
+        second.stop()

@@ -7,28 +7,15 @@ often and every check is a network round trip.
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import redis
 from celery import Celery
 
 from web.config import WebConfig
-
-
-def torchserve_token(config: WebConfig) -> str | None:
-    """The inference token: given, or read from TorchServe's key file (new on each restart)."""
-    if config.torchserve_token:
-        return config.torchserve_token
-    if config.torchserve_key_file:
-        try:
-            return json.loads(Path(config.torchserve_key_file).read_text())["inference"]["key"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-    return None
+from worker.config import endpoint_credentials, read_inference_key
 
 
 class Readiness:
@@ -45,10 +32,13 @@ class Readiness:
             return {"ok": False, "detail": f"{exc.__class__.__name__}: {exc}"}
 
     def check_torchserve(self) -> dict:
-        token = torchserve_token(self.config)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
         answers = {}
-        for url in self.config.torchserve_urls:
+        endpoints = endpoint_credentials(self.config.torchserve_urls, self.config.torchserve_token,
+                                         self.config.torchserve_key_file)
+        for url, token, key_file in endpoints:
+            # Read each time: TorchServe writes a new key file on every start.
+            token = token or (read_inference_key(key_file) if key_file else "")
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
             try:
                 r = httpx.get(f"{url}/ping", headers=headers, timeout=self.config.ready_check_timeout)
                 answers[url] = "Healthy" if r.status_code == 200 and "Healthy" in r.text else f"HTTP {r.status_code}"

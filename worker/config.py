@@ -1,8 +1,10 @@
 """Worker configuration, read from the environment in this one place."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def _env_int(name: str, default: int) -> int:
@@ -60,3 +62,28 @@ class WorkerConfig:
 
 def load() -> WorkerConfig:
     return WorkerConfig()
+
+
+def read_inference_key(path: str) -> str:
+    """The inference token in TorchServe's key_file.json ("" when unreadable: not started yet)."""
+    try:
+        return json.loads(Path(path).read_text())["inference"]["key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def endpoint_credentials(urls: tuple[str, ...], tokens: str, key_files: str) -> list[tuple[str, str, str]]:
+    """(url, token, key file) per TorchServe endpoint.
+
+    Every TorchServe node makes its own random token, so HWR_TORCHSERVE_TOKEN and
+    HWR_TORCHSERVE_KEY_FILE take either one value for all endpoints or a comma-separated
+    list in the order of HWR_TORCHSERVE_URLS."""
+    def spread(value: str, name: str) -> list[str]:
+        parts = [p.strip() for p in value.split(",")] if value else [""]
+        if len(parts) == 1:
+            return parts * len(urls)
+        if len(parts) != len(urls):
+            raise ValueError(f"{name} lists {len(parts)} values for {len(urls)} HWR_TORCHSERVE_URLS")
+        return parts
+
+    return list(zip(urls, spread(tokens, "HWR_TORCHSERVE_TOKEN"), spread(key_files, "HWR_TORCHSERVE_KEY_FILE")))

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 import logging
-import threading
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 
 from worker import metrics
-from worker.config import WorkerConfig
+from worker.config import WorkerConfig, endpoint_credentials, read_inference_key
 
 log = logging.getLogger(__name__)
 
@@ -39,40 +36,29 @@ class TorchServeError(RuntimeError):
 
 
 class _Endpoint:
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str, token: str, key_file: str):
+        self.url, self.key_file = url, key_file
+        self.token = token or (read_inference_key(key_file) if key_file else "")
         self.down_until = 0.0
+
+    def refresh_token(self) -> None:
+        """TorchServe writes a new key file on every start."""
+        if self.key_file:
+            self.token = read_inference_key(self.key_file) or self.token
 
 
 class TorchServeClient:
     def __init__(self, config: WorkerConfig):
         self.config = config
-        self.endpoints = [_Endpoint(u) for u in config.torchserve_urls]
-        if not self.endpoints:
+        if not config.torchserve_urls:
             raise ValueError("HWR_TORCHSERVE_URLS names no endpoint")
+        self.endpoints = [_Endpoint(*c) for c in endpoint_credentials(
+            config.torchserve_urls, config.torchserve_token, config.torchserve_key_file)]
         self._rr = itertools.count()
-        self._lock = threading.Lock()
-        self._token = config.torchserve_token or self._read_key_file()
         # Keep-alive connections, enough for every dispatcher to every endpoint.
         pool = max(4, config.batch_inflight * len(self.endpoints) * 2)
         self.http = httpx.Client(timeout=httpx.Timeout(config.torchserve_timeout, connect=3.0),
                                  limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool))
-
-    # -- token -----------------------------------------------------------------------
-    def _read_key_file(self) -> str:
-        path = self.config.torchserve_key_file
-        if not path:
-            return ""
-        try:
-            return json.loads(Path(path).read_text())["inference"]["key"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("cannot read the TorchServe key file %s: %s", path, exc)
-            return ""
-
-    def _refresh_token(self) -> None:
-        if self.config.torchserve_key_file:
-            with self._lock:
-                self._token = self._read_key_file() or self._token
 
     # -- endpoints -------------------------------------------------------------------
     def _candidates(self) -> list[_Endpoint]:
@@ -117,7 +103,7 @@ class TorchServeClient:
     def _post(self, endpoint: _Endpoint, body: bytes, top_k: int, retry_auth: bool = True) -> list[dict] | str:
         """The results, or a string saying why this attempt should be retried."""
         headers = {"Content-Type": "application/octet-stream", "X-Top-K": str(top_k)}
-        token = self._token
+        token = endpoint.token
         if token:
             headers["Authorization"] = f"Bearer {token}"
         url = f"{endpoint.url}/predictions/{self.config.torchserve_model}"
@@ -137,8 +123,8 @@ class TorchServeClient:
         if response.status_code == 401 or (response.status_code == 400 and "Token Authorization" in response.text):
             # TorchServe writes a new key file on every start (0.12 answers a stale token with 400).
             metrics.FAILURES.labels(reason="torchserve_unauthorized").inc()
-            self._refresh_token()
-            if retry_auth and self._token != token:
+            endpoint.refresh_token()
+            if retry_auth and endpoint.token != token:
                 return self._post(endpoint, body, top_k, retry_auth=False)
             return f"{endpoint.url}: 401 (token re-read from the key file)"
         if response.status_code in RETRYABLE_STATUS:
