@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/emnist47
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run stop test test-fast train package evaluate bench bench-model bench-scans chaos system-deps compose-config clean
+.PHONY: run stop test train evaluate bench bench-model bench-scans chaos system-deps runtime-deps compose-config clean venv
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: sudo apt-get install -y python3.11 python3.11-venv"; exit 1; }
@@ -22,7 +22,11 @@ venv: $(STAMP)
 system-deps:
 	@scripts/system-deps.sh
 
-run: $(STAMP) system-deps
+# What the running stack needs: no browser.
+runtime-deps:
+	@HWR_SKIP_BROWSER=1 scripts/system-deps.sh
+
+run: $(STAMP) runtime-deps
 	@scripts/run.sh
 
 stop:
@@ -45,10 +49,10 @@ bench-model: $(STAMP)
 bench-scans: $(STAMP)
 	$(BIN)/python -m training.scans --data $(DATA) --n 2000
 
-bench: $(STAMP) system-deps bench-model bench-scans
+bench: $(STAMP) runtime-deps bench-model bench-scans
 	$(BIN)/python -m bench.e2e
 
-chaos: $(STAMP) system-deps
+chaos: $(STAMP) runtime-deps
 	$(BIN)/python -m bench.chaos
 
 compose-config:
