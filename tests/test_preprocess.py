@@ -122,3 +122,16 @@ def test_emnist_tiles_survive_normalization(emnist_test_sample):
     normalized = P.normalize_tiles(tiles)
     iou = [((a > 127) & (b > 127)).sum() / max(((a > 127) | (b > 127)).sum(), 1) for a, b in zip(tiles, normalized)]
     assert np.median(iou) > 0.6
+
+
+def test_a_huge_thin_character_is_read_at_bounded_resolution():
+    """A 1-px circle 1,600 px wide: thickened after shrinking to WORK_SIDE, same result."""
+    import cv2
+
+    big = np.full((1640, 1640), 255, np.uint8)
+    cv2.circle(big, (820, 820), 800, 0, 1)
+    small = np.full((140, 140), 255, np.uint8)
+    cv2.circle(small, (70, 70), 56, 0, 1)
+    a, b = P.normalize_char(big), P.normalize_char(small)
+    assert P.stroke_width(a > 90) >= 1.8
+    assert ((a > 127) & (b > 127)).sum() / max(((a > 127) | (b > 127)).sum(), 1) > 0.6

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from serve import preprocess
 from worker import segment
@@ -97,3 +98,12 @@ def test_irregular_letter_gaps_are_not_spaces():
         x += 30 + gap
     cv2.rectangle(img, (x, 30), (x + 30, 90), 255, 4)
     assert not any(c.space_before for c in cuts_of(img))
+
+
+def test_a_page_of_dots_is_refused_not_ground_through():
+    img = page((480, 480))
+    for dy in (0, 1):
+        for dx in (0, 1):
+            img[dy::5, dx::5] = 255  # 9,216 separate 2x2 specks of ink
+    with pytest.raises(preprocess.PreprocessError, match="separate ink pieces"):
+        cuts_of(img)

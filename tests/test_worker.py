@@ -150,8 +150,10 @@ def test_webhook_is_signed_and_retried(celery_worker, redis_client, producer, em
 
         wait_until(lambda: _Receiver.received, 30, "webhook delivery")
         headers, body = _Receiver.received[0]
-        assert webhooks.verify(body, "test-secret", headers[webhooks.SIGNATURE_HEADER])
-        assert not webhooks.verify(body + b" ", "test-secret", headers[webhooks.SIGNATURE_HEADER])
+        signature, timestamp = headers[webhooks.SIGNATURE_HEADER], headers[webhooks.TIMESTAMP_HEADER]
+        assert webhooks.verify(body, "test-secret", signature, timestamp)
+        assert not webhooks.verify(body + b" ", "test-secret", signature, timestamp)
+        assert not webhooks.verify(body, "test-secret", signature, str(int(timestamp) + 60)), "replay"
         delivered = json.loads(body)
         assert delivered["id"] == job["id"] and delivered["status"] == "succeeded"
         assert delivered["results"] == job["results"]

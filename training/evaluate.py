@@ -34,12 +34,14 @@ class ArchivedModel:
             zf.extractall(workdir)
         manifest = json.loads((workdir / "MAR-INF" / "MANIFEST.json").read_text())
         sys.path.insert(0, str(workdir))  # the handler imports the archived preprocess
+        sys.modules.pop("preprocess", None)  # not another archive's, imported earlier
         try:
             spec = importlib.util.spec_from_file_location("hwr_archived_handler", workdir / manifest["model"]["handler"])
             self.handler = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(self.handler)
         finally:
             sys.path.remove(str(workdir))
+            sys.modules.pop("preprocess", None)
         self.preprocess = self.handler.preprocess
         self.device = torch.device(device)
         self.model, self.classes, self.meta = self.handler.load_model(

@@ -101,9 +101,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=None, help="peak LR (default 3e-3, baseline 1e-3)")
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--balance", type=float, default=1.0, help="class-balanced sampling power, 0..1")
-    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--label-smoothing", type=float, default=None, help="default 0.1 (baseline 0)")
+    p.add_argument("--balance", type=float, default=None,
+                   help="class-balanced sampling power, 0..1 (default 1; baseline 0)")
+    p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     p.add_argument("--augment-strength", type=float, default=0.5,
                    help="scales every augmentation magnitude (0.5: the committed recipe, see README)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N train/test images")
@@ -114,9 +115,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="checkpoint and stop after this epoch, to split a long run over sessions")
     args = p.parse_args(argv)
     if args.model == "baseline":
-        # The original app: plain Adam 1e-3, no schedule, no augmentation, no smoothing.
+        # The original app: plain Adam 1e-3, no schedule, no augmentation, no smoothing,
+        # classes as they come (unless asked for explicitly).
         args.lr = args.lr or 1e-3
+        args.augment = False if args.augment is None else args.augment
+        args.label_smoothing = 0.0 if args.label_smoothing is None else args.label_smoothing
+        args.balance = 0.0 if args.balance is None else args.balance
     args.lr = args.lr or 3e-3
+    args.augment = True if args.augment is None else args.augment
+    args.label_smoothing = 0.1 if args.label_smoothing is None else args.label_smoothing
+    args.balance = 1.0 if args.balance is None else args.balance
     return args
 
 

@@ -32,6 +32,9 @@ SPACE_VS_MEDIAN = 2.5
 # A piece smaller than this many line heights on both sides is no character of the model
 # (it has no punctuation): a broken-off stroke or a dot, joined to its nearest neighbour.
 FRAGMENT = 0.35
+# More separate pieces of ink than this is no text the model can read (a form holds a few
+# hundred characters); refusing it keeps one image from costing minutes.
+MAX_COMPONENTS = 4000
 
 
 @dataclass
@@ -165,13 +168,18 @@ def segment(ink: np.ndarray) -> list[CharCut]:
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if count <= 1:
         return []
+    if count - 1 > MAX_COMPONENTS:
+        # A page of noise or dots, not writing; grouping is quadratic in the pieces.
+        raise preprocess.PreprocessError(
+            f"the image has {count - 1} separate ink pieces; text mode reads at most {MAX_COMPONENTS}")
     comps = list(range(1, count))
     areas = stats[:, cv2.CC_STAT_AREA]
     keep = [c for c in comps if areas[c] >= max(4, 0.01 * areas[1:].max())]
     heights = np.array([stats[c, cv2.CC_STAT_HEIGHT] for c in keep])
     typical = float(np.median(heights))
     big = [c for c in keep if stats[c, cv2.CC_STAT_HEIGHT] >= 0.45 * typical]
-    small = [c for c in keep if c not in big]
+    big_set = set(big)
+    small = [c for c in keep if c not in big_set]
 
     def yspan(c):
         return int(stats[c, cv2.CC_STAT_TOP]), int(stats[c, cv2.CC_STAT_TOP] + stats[c, cv2.CC_STAT_HEIGHT])
@@ -189,7 +197,7 @@ def segment(ink: np.ndarray) -> list[CharCut]:
 
     cuts: list[CharCut] = []
     for line_no, line in enumerate(lines):
-        line_height = float(np.median([yspan(c)[1] - yspan(c)[0] for c in line if c in big] or [typical]))
+        line_height = float(np.median([yspan(c)[1] - yspan(c)[0] for c in line if c in big_set] or [typical]))
         chars: list[CharCut] = []
         for group in _clusters_by_overlap([xspan(c) for c in line], 0.5):
             ids = [line[i] for i in group]
