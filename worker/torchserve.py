@@ -127,7 +127,10 @@ class TorchServeClient:
             if retry_auth and endpoint.token != token:
                 return self._post(endpoint, body, top_k, retry_auth=False)
             return f"{endpoint.url}: 401 (token re-read from the key file)"
-        if response.status_code in RETRYABLE_STATUS:
+        # A backend worker that died under the request (TorchServe stopping, or restarting a
+        # crashed worker) is an outage, not a refusal: retry like a refused connection.
+        if response.status_code in RETRYABLE_STATUS or (
+                response.status_code == 500 and "Worker died" in response.text):
             metrics.FAILURES.labels(reason=f"torchserve_{response.status_code}").inc()
             return f"{endpoint.url}: HTTP {response.status_code}"
         metrics.FAILURES.labels(reason="torchserve_error").inc()
