@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -62,14 +63,14 @@ def percentile(values: list[float], q: float) -> float:
 async def drive(load: Load, clients: int, seconds: float, warmup: float = 1.0) -> dict:
     """Closed-loop load: each client sends, waits for the answer, sends again."""
     latencies: list[float] = []
-    errors = 0
+    errors = sent = 0
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(limits=limits, timeout=120, headers=load.headers) as client:
         started = time.perf_counter()
         measure_from, stop_at = started + warmup, started + warmup + seconds
 
         async def one_client(offset: int) -> None:
-            nonlocal errors
+            nonlocal errors, sent
             i = offset
             while True:
                 t0 = time.perf_counter()
@@ -77,6 +78,7 @@ async def drive(load: Load, clients: int, seconds: float, warmup: float = 1.0) -
                     return
                 body = load.bodies[i % len(load.bodies)]
                 i += clients
+                sent += 1
                 try:
                     r = await client.post(load.url, **body)
                     ok = answered(load.kind, r)
@@ -93,10 +95,52 @@ async def drive(load: Load, clients: int, seconds: float, warmup: float = 1.0) -
 
         await asyncio.gather(*(one_client(k) for k in range(clients)))
     done = len(latencies)
-    return {"clients": clients, "requests": done, "errors": errors,
+    return {"clients": clients, "requests": done, "errors": errors, "sent": sent,
             "jobs_per_s": done / seconds, "chars_per_s": done * load.chars_per_request / seconds,
             "p50_ms": 1000 * percentile(latencies, 50), "p95_ms": 1000 * percentile(latencies, 95),
             "p99_ms": 1000 * percentile(latencies, 99)}
+
+
+def _cpu_seconds_by_pid() -> tuple[dict[int, float], dict[int, int]]:
+    """utime + stime of every process, and each one's parent (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu, parent = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        pid = int(entry.name)
+        parent[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return cpu, parent
+
+
+def tier_cpu(tiers: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each tier: its processes and all their descendants.
+    The client is this process (it does nothing else while it drives the load)."""
+    cpu, parent = _cpu_seconds_by_pid()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    out = {}
+    for name, roots in tiers.items():
+        todo, total = list(roots), 0.0
+        while todo:
+            pid = todo.pop()
+            total += cpu.get(pid, 0.0)
+            todo.extend(children.get(pid, ()))
+        out[name] = total
+    times = os.times()
+    out["client"] = times.user + times.system
+    return out
+
+
+def stack_tiers(stack: FullStack) -> dict[str, list[int]]:
+    return {"web": [stack.web.proc.pid], "worker": [w.proc.pid for w in stack.worker_procs],
+            "redis": [stack.redis.proc.pid], "torchserve": [stack.torchserve.proc.pid]}
 
 
 def text_line(tiles: np.ndarray, rng: np.random.Generator, gap_every: int = 8) -> bytes:
@@ -151,7 +195,8 @@ def make_loads(stack: FullStack, tiles: np.ndarray, api_key: str | None) -> dict
     api_headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     return {
         "queue_char": Load("queue_char", f"{stack.url}/v1/recognize", api_headers,
-                           [{"json": {"images": [b64(s)], "mode": "char"}} for s in scans], 1),
+                           # The same bytes the direct client sends, as the raw request body.
+                           [{"content": s, "headers": {"Content-Type": "image/png"}} for s in scans], 1),
         "direct_char": Load("direct_char", f"{stack.torchserve.url}/predictions/emnist", stack.torchserve.headers(),
                             [{"content": s} for s in scans], 1, kind="direct"),
         "queue_text64": Load("queue_text64", f"{stack.url}/v1/recognize", api_headers,
@@ -204,6 +249,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seconds", type=float, default=6.0, help="measured time per point")
     p.add_argument("--workers", type=int, default=1, help="Celery worker processes")
     p.add_argument("--scenarios", default="direct_char,queue_char,queue_text64")
+    p.add_argument("--results", type=Path, default=RESULTS, help="folder for <date>.json and <date>.png")
     args = p.parse_args(argv)
     tiles = emnist.load_split(args.data, "test", limit=1000).images
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds_per_point": args.seconds,
@@ -219,17 +265,24 @@ def main(argv=None) -> dict:
             loads = make_loads(stack, tiles, None)
             for clients in [int(c) for c in args.clients.split(",")]:
                 for name in args.scenarios.split(","):
+                    before = tier_cpu(stack_tiers(stack))
                     row = asyncio.run(drive(loads[name], clients, args.seconds))
+                    after = tier_cpu(stack_tiers(stack))
+                    # CPU milliseconds per request sent (every one sent is answered before drive returns).
+                    row["cpu_ms_per_request"] = {k: 1000 * (after[k] - before[k]) / max(row["sent"], 1)
+                                                 for k in after}
                     result["scenarios"].setdefault(name, []).append(row)
                     print(f"{name:13} clients {clients:3d}: {row['jobs_per_s']:7.1f} jobs/s {row['chars_per_s']:8.1f} "
                           f"chars/s  p50 {row['p50_ms']:7.1f} p95 {row['p95_ms']:7.1f} p99 {row['p99_ms']:7.1f} ms"
                           f"  errors {row['errors']}", flush=True)
+                    print(" " * 15 + "CPU ms per request: " + ", ".join(
+                        f"{k} {v:.2f}" for k, v in row["cpu_ms_per_request"].items()), flush=True)
         finally:
             stack.stop()
     result["targets"] = summarize(result)
     print(json.dumps(result["targets"], indent=2))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / time.strftime("%Y-%m-%d")
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = args.results / time.strftime("%Y-%m-%d")
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
     plot(result, stem.with_suffix(".png"))
     print(f"wrote {stem}.json and {stem}.png")

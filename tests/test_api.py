@@ -69,6 +69,26 @@ def test_recognize_json_waits_for_result(api):
     assert len(alternatives) == 47 and abs(sum(a["p"] for a in alternatives) - 1) < 0.01
 
 
+def test_raw_image_body_with_query_options(api):
+    """`curl --data-binary @char.png -H 'Content-Type: image/png'`: one image, options in the query."""
+    data = draw_char("X")
+    response = api.post("/v1/recognize", params={"top_k": "3"}, content=data, headers={"Content-Type": "image/png"})
+    assert response.status_code == 200, response.text
+    [result] = response.json()["results"]
+    assert len(result["characters"][0]["alternatives"]) == 3
+    same = api.post("/v1/recognize", params={"top_k": "3"}, json={"images": [b64(data)]}).json()["results"]
+    assert [result] == same
+    octet = api.post("/v1/jobs", content=data, headers={"Content-Type": "application/octet-stream"})
+    assert octet.status_code == 202, octet.text
+    tile = api.post("/v1/preview", content=data, headers={"Content-Type": "image/png"})
+    assert tile.status_code == 200 and tile.json()["width"] == 28
+    assert_error(api.post("/v1/recognize", content=b"not a png", headers={"Content-Type": "image/png"}),
+                 422, "undecodable_image")
+    assert_error(api.post("/v1/recognize", content=b"", headers={"Content-Type": "image/png"}), 422)
+    assert_error(api.post("/v1/recognize", params={"top_k": "0"}, content=data,
+                          headers={"Content-Type": "image/jpeg"}), 422, "invalid_top_k")
+
+
 def test_recognize_text_mode_boxes_left_to_right(api):
     response = api.post("/v1/recognize?mode=text", files={"image": ("line.png", draw_line("HW4T"))})
     assert response.status_code == 200, response.text

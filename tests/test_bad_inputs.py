@@ -154,6 +154,15 @@ CASES: dict[str, Case] = {
     # Other files named .png.
     "pdf_named_png": Case(files(("scan.png", PDF)), code="undecodable_image"),
     "html_named_png": Case(files(("page.png", HTML)), code="undecodable_image"),
+    # One image as the raw body (curl --data-binary), options in the query.
+    "raw_body_pdf_as_image_png": Case(raw(PDF, "image/png"), code="undecodable_image"),
+    "raw_body_truncated_png": Case(raw(CHAR_PNG[:40], "image/png"), path="/v1/recognize", code="undecodable_image"),
+    "raw_body_bomb": Case(lambda: {**raw(gray_png(20000, 20000), "application/octet-stream")(),
+                                   "params": {"top_k": "3"}}, code="image_too_large"),
+    "raw_body_top_k_huge": Case(lambda: {**raw(CHAR_PNG, "image/png")(), "params": {"top_k": "99999"}},
+                                code="invalid_top_k"),
+    "raw_body_accepted": Case(lambda: {**raw(CHAR_PNG, "image/jpeg")(), "params": {"top_k": "2"}},
+                              status=200, path="/v1/recognize", per_image=[None]),
     "text_named_png": Case(files(("note.png", TEXT)), code="undecodable_image"),
     "svg_named_png": Case(json_body(lambda: {"images": [b64(SVG)]}), code="undecodable_image"),
     "second_image_bad": Case(files(("a.png", CHAR_PNG), ("b.png", PDF)), code="undecodable_image"),

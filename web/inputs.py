@@ -1,8 +1,10 @@
 """Parse and strictly validate what clients submit: images and options.
 
-Images come as multipart `image` files or JSON `{"images": ["<base64>", ...]}`; options
-(mode, top_k, callback_url, timeout) as form fields, JSON keys or query parameters (the
-body wins over the query). Every image must decode (header and pixel limit checked by
+Images come as multipart `image` files, JSON `{"images": ["<base64>", ...]}`, or one image
+as the raw body (`Content-Type: image/png`, `image/jpeg`, ... or
+`application/octet-stream`, as `curl --data-binary @char.png` sends it); options (mode,
+top_k, callback_url, timeout) as form fields, JSON keys or query parameters (the body wins
+over the query). Every image must decode (header and pixel limit checked by
 serve.preprocess.decode_image) before a job is created, so a job never holds garbage.
 Anything wrong is a 4xx ApiError with a message that says what and where.
 """
@@ -141,8 +143,13 @@ def _images_and_options(request: Request, config: WebConfig,
                 raise invalid(f"{name} is null; leave it out for the default or give a value", f"invalid_{name}")
         options = {k: body[k] for k in option_names if k in body}
         return [_decode_base64(v, i) for i, v in enumerate(images)], options, False
+    if mimetype.startswith("image/") or mimetype == "application/octet-stream":
+        # One image, its bytes as sent; options come from the query string.
+        return [request.get_data(cache=False)], {}, True
     raise ApiError(415, "unsupported_media_type",
-                   "send multipart/form-data with `image` files or application/json {\"images\": [...]}")
+                   "send multipart/form-data with `image` files, application/json {\"images\": [...]}, "
+                   "or one image as the body with Content-Type image/png, image/jpeg, ... "
+                   "or application/octet-stream")
 
 
 def _header_pixels(data: bytes) -> int:

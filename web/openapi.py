@@ -37,6 +37,12 @@ def _errors(*statuses: int) -> dict:
     return out
 
 
+# One image as the whole body (`curl --data-binary @char.png -H "Content-Type: image/png"`);
+# its options go in the query string.
+RAW_IMAGE = {media: {"schema": {"type": "string", "format": "binary"}}
+             for media in ("image/png", "image/jpeg", "image/*", "application/octet-stream")}
+
+
 def build_spec(config: WebConfig) -> dict:
     max_wait = config.max_wait_seconds
     options = {
@@ -64,7 +70,7 @@ def build_spec(config: WebConfig) -> dict:
             "image": {"type": "array", "minItems": 1, "maxItems": config.max_images_per_job,
                       "items": {"type": "string", "format": "binary"}}, **fields}}
         return {"required": True, "content": {"application/json": {"schema": json_body},
-                                              "multipart/form-data": {"schema": form}}}
+                                              "multipart/form-data": {"schema": form}, **RAW_IMAGE}}
 
     idempotency = {"name": "Idempotency-Key", "in": "header", "required": False,
                    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
@@ -151,7 +157,7 @@ def build_spec(config: WebConfig) -> dict:
                                        "items": {"type": "string", "format": "byte"}}}}},
                     "multipart/form-data": {"schema": {
                         "type": "object", "required": ["image"], "additionalProperties": False, "properties": {
-                            "image": {"type": "string", "format": "binary"}}}}}},
+                            "image": {"type": "string", "format": "binary"}}}}, **RAW_IMAGE}},
                 "responses": {"200": _json(_ref("Tile"), "The tile"), **_errors(400, 401, 413, 415, 422, 429)}}},
             "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "security": [],
                                  "responses": {"200": _json({"type": "object", "required": ["status"], "properties": {
