@@ -203,7 +203,10 @@ def segment(ink: np.ndarray) -> list[CharCut]:
             ids = [line[i] for i in group]
             x0, x1 = min(xspan(c)[0] for c in ids), max(xspan(c)[1] for c in ids)
             y0, y1 = min(yspan(c)[0] for c in ids), max(yspan(c)[1] for c in ids)
-            cut = CharCut(np.isin(labels[y0:y1, x0:x1], ids), (x0, y0, x1 - x0, y1 - y0))
+            window = labels[y0:y1, x0:x1]
+            # One piece (the usual case): a comparison is ~10x cheaper than np.isin.
+            mask = window == ids[0] if len(ids) == 1 else np.isin(window, ids)
+            cut = CharCut(mask, (x0, y0, x1 - x0, y1 - y0))
             if cut.box[2] > SPLIT_WIDTH * line_height:
                 chars.extend(_split_wide(cut, ink, line_height))
             else:
@@ -225,5 +228,11 @@ def char_tile(ink: np.ndarray, cut: CharCut) -> np.ndarray:
     """The 28x28 tile of one character: its own strokes, with the same soft rim that
     `preprocess.tile_from_ink` keeps for a whole-image character (the model was trained so)."""
     x, y, w, h = cut.box
-    crop = np.pad(ink[y:y + h, x:x + w].astype(np.float32), 2)
-    return preprocess.tile_from_ink(crop, np.pad(cut.mask, 2))
+    return preprocess.tile_from_ink(_pad2(ink[y:y + h, x:x + w].astype(np.float32)), _pad2(cut.mask))
+
+
+def _pad2(a: np.ndarray) -> np.ndarray:
+    """A 2-px zero border (np.pad costs ~20 us a call, about a fifth of text mode's time)."""
+    out = np.zeros((a.shape[0] + 4, a.shape[1] + 4), a.dtype)
+    out[2:-2, 2:-2] = a
+    return out
