@@ -94,7 +94,7 @@ def run_job(job_id: str, n_images: int | None) -> None:
 def deliver_webhook(self, job_id: str, url: str) -> None:
     """POST the final job JSON, signed; retried with exponential backoff."""
     try:
-        webhooks.check_callback_url(url, config.webhook_allow_private)
+        target, pinned_headers, extensions = webhooks.pinned_request(url, config.webhook_allow_private)
     except ValueError as exc:  # DNS may have changed since submission
         log.warning("job %s: webhook refused: %s", job_id, exc)
         metrics.WEBHOOKS.labels(outcome="refused").inc()
@@ -111,8 +111,10 @@ def deliver_webhook(self, job_id: str, url: str) -> None:
         headers[webhooks.SIGNATURE_HEADER] = webhooks.sign(body, config.webhook_secret, timestamp)
     try:
         # No redirects: a redirect could point at an address the check above refused.
-        response = httpx.post(url, content=body, headers=headers, timeout=config.webhook_timeout,
-                              follow_redirects=False)
+        with httpx.Client(timeout=config.webhook_timeout, follow_redirects=False) as client:
+            request = client.build_request("POST", target, content=body, headers={**headers, **pinned_headers},
+                                           extensions=extensions)
+            response = client.send(request)
         if response.status_code >= 300:
             raise RuntimeError(f"HTTP {response.status_code}")
     except Exception as exc:

@@ -37,9 +37,10 @@ def resolve_host(host: str, port: int) -> list[str]:
     return sorted({info[4][0].split("%")[0] for info in infos})
 
 
-def check_callback_url(url: str, allow_private: bool) -> None:
+def check_callback_url(url: str, allow_private: bool) -> list[str]:
     """Raise ValueError(message) unless `url` is an http(s) URL whose host resolves only
-    to public addresses (any address when `allow_private`)."""
+    to public addresses (any address when `allow_private`). Returns those addresses
+    ([] when `allow_private`: nothing was resolved)."""
     if not isinstance(url, str) or not url:
         raise ValueError("callback_url must be a non-empty string")
     if len(url) > MAX_URL_LENGTH:
@@ -56,7 +57,7 @@ def check_callback_url(url: str, allow_private: bool) -> None:
     if parts.username or parts.password:
         raise ValueError("callback_url must not carry credentials")
     if allow_private:
-        return
+        return []
     port = port or (443 if parts.scheme == "https" else 80)
     try:
         addresses = resolve_host(parts.hostname, port)
@@ -69,6 +70,33 @@ def check_callback_url(url: str, allow_private: bool) -> None:
         if reason:
             raise ValueError(f"callback_url host {parts.hostname!r} resolves to {reason} address "
                              f"{address}; only public addresses are allowed")
+    return addresses
+
+
+def pinned_request(url: str, allow_private: bool) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(URL, headers, httpx extensions) that reach `url` at an address checked just now.
+
+    Checking the host and then letting the HTTP client resolve it again would leave a gap
+    (DNS rebinding: a public answer for the check, 127.0.0.1 for the connection). So the
+    request goes to the checked IP itself, with the original Host header and, for https,
+    the original name for SNI and certificate verification."""
+    addresses = check_callback_url(url, allow_private)
+    if not addresses:  # private targets allowed: no check to keep
+        return url, {}, {}
+    parts = urlsplit(url)
+    ip = addresses[0]
+    host_in_url = f"[{ip}]" if ":" in ip else ip
+    netloc = host_in_url + (f":{parts.port}" if parts.port else "")
+    name = parts.hostname
+    try:
+        ipaddress.ip_address(name)
+        is_literal = True
+    except ValueError:
+        is_literal = False
+        name = name.encode("idna").decode("ascii")
+    host_header = (f"[{name}]" if ":" in name else name) + (f":{parts.port}" if parts.port else "")
+    extensions = {"sni_hostname": name} if parts.scheme == "https" and not is_literal else {}
+    return parts._replace(netloc=netloc).geturl(), {"Host": host_header}, extensions
 
 
 def sign(body: bytes, secret: str, timestamp: str) -> str:
