@@ -137,11 +137,12 @@ def test_evaluate_json_contract_on_committed_archive(tmp_path, emnist_test_sampl
 def test_sampling_log_prior_follows_the_balance_power():
     import torch
 
-    from training.train import sampling_log_prior
+    from training.train import sampling_log_prior, sampling_weights
 
     labels = torch.tensor([0] * 30 + [1] * 10)
-    assert torch.allclose(sampling_log_prior(labels, 0.0).exp(), torch.tensor([0.75, 0.25]))
-    assert torch.allclose(sampling_log_prior(labels, 1.0).exp(), torch.tensor([0.5, 0.5]))
+    prior = lambda balance: sampling_log_prior(labels, sampling_weights(labels, balance)).exp()  # noqa: E731
+    assert torch.allclose(prior(0.0), torch.tensor([0.75, 0.25]))
+    assert torch.allclose(prior(1.0), torch.tensor([0.5, 0.5]))
 
 
 def test_logit_adjusted_ema_run_ships_loadable_weights(tmp_path, emnist_dir):

@@ -53,9 +53,9 @@ def sampling_weights(labels: torch.Tensor, balance: float) -> torch.Tensor:
     return counts[labels].pow(-balance)
 
 
-def sampling_log_prior(labels: torch.Tensor, balance: float) -> torch.Tensor:
-    """Log of the class distribution the sampler draws (counts**(1 - balance), normalized)."""
-    share = torch.bincount(labels).float().pow(1.0 - balance)
+def sampling_log_prior(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Log of the class distribution a sampler with these per-example weights draws."""
+    share = torch.bincount(labels, weights=weights)
     return (share / share.sum()).log()
 
 
@@ -66,7 +66,7 @@ def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, gener
     # Logit adjustment (Menon et al. 2021): the loss sees logits plus the sampler's log prior,
     # so the raw logits the server uses rank classes as if all were equally likely; that is
     # what balanced accuracy rewards, without repeating rare classes' few images.
-    adjust = args.logit_adjust * sampling_log_prior(labels, args.balance) if args.logit_adjust else 0.0
+    adjust = args.logit_adjust * sampling_log_prior(labels, weights) if args.logit_adjust else 0.0
     total = 0.0
     bar = tqdm(range(steps), desc="train", leave=False, mininterval=2)
     for step in bar:

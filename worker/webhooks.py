@@ -85,8 +85,8 @@ def pinned_request(url: str, allow_private: bool) -> tuple[str, dict[str, str], 
         return url, {}, {}
     parts = urlsplit(url)
     ip = addresses[0]
-    host_in_url = f"[{ip}]" if ":" in ip else ip
-    netloc = host_in_url + (f":{parts.port}" if parts.port else "")
+    port = f":{parts.port}" if parts.port else ""
+    netloc = (f"[{ip}]" if ":" in ip else ip) + port
     name = parts.hostname
     try:
         ipaddress.ip_address(name)
@@ -94,7 +94,7 @@ def pinned_request(url: str, allow_private: bool) -> tuple[str, dict[str, str], 
     except ValueError:
         is_literal = False
         name = name.encode("idna").decode("ascii")
-    host_header = (f"[{name}]" if ":" in name else name) + (f":{parts.port}" if parts.port else "")
+    host_header = (f"[{name}]" if ":" in name else name) + port
     extensions = {"sni_hostname": name} if parts.scheme == "https" and not is_literal else {}
     return parts._replace(netloc=netloc).geturl(), {"Host": host_header}, extensions
 
