@@ -1,6 +1,7 @@
 """The Celery worker end to end: real Redis, TorchServe and `python -m worker` processes."""
 from __future__ import annotations
 
+import base64
 import http.server
 import io
 import json
@@ -15,10 +16,10 @@ from PIL import Image
 from bench.words import compose_word, png
 from tests.fixtures.worker import worker_metric
 from training.scans import render_scan
-from worker import webhooks
+from worker import jobs, webhooks
 from worker.celery_app import make_celery
 from worker.config import WorkerConfig
-from worker.queue import submit_job, wait_for_job
+from worker.queue import JobPublisher, publish_jobs, submit_job, wait_for_job
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -116,6 +117,46 @@ def test_concurrent_jobs_share_batches(celery_worker, redis_client, producer, em
     assert tiles == 300
     assert tiles / batches > 1.0, f"mean batch size {tiles / batches:.2f}"
     assert worker_metric(celery_worker, "hwr_worker_jobs_total") >= 300
+
+
+def test_one_message_runs_several_jobs_each_with_its_own_options(celery_worker, torchserve, redis_client,
+                                                                  producer, emnist_test_sample):
+    config, celery = producer
+    s = emnist_test_sample
+    idx = confident_tiles(torchserve, s, n=5)
+    rng = np.random.default_rng(4)
+    word = png(compose_word([s.images[i] for i in idx[:4]], rng, height=80))
+    group = [jobs.NewJob(jobs.new_job_id(), [render_scan(s.images[idx[4]], rng, jpeg=False)], "char", 1),
+             jobs.NewJob(jobs.new_job_id(), [word], "text", 4),
+             jobs.NewJob(jobs.new_job_id(), [b"not an image"], "char", 2)]
+    publish_jobs(redis_client, celery, config, group)
+    char_job, text_job, bad_job = [wait_for_job(redis_client, j.job_id, 120) for j in group]
+    assert [j["status"] for j in (char_job, text_job, bad_job)] == ["succeeded"] * 3
+    (char,) = char_job["results"][0]["characters"]
+    assert char["char"] == s.classes[s.labels[idx[4]]] and len(char["alternatives"]) == 1
+    text = text_job["results"][0]
+    assert len(text["characters"]) >= 3 and all(len(c["alternatives"]) == 4 for c in text["characters"])
+    assert bad_job["results"][0]["error"]["code"] == "undecodable_image"
+
+
+def test_publisher_sends_the_jobs_submitted_together_as_one_message(redis_server, redis_client):
+    # A queue no worker reads, so the message stays there to be looked at.
+    config = WorkerConfig(redis_url=redis_server.url, queue="hwr-grouping-test")
+    publisher = JobPublisher(redis_client, make_celery(config), config, linger=60.0)
+    new = [jobs.NewJob(jobs.new_job_id(), [b"image %d" % i], "char", 3) for i in range(6)]
+    with publisher.arrival() as last_request:  # still parsing its upload: the others wait for it
+        threads = [threading.Thread(target=publisher.submit, args=(job,)) for job in new[:5]]
+        for thread in threads:
+            thread.start()
+        publisher.submit(new[5], last_request)
+        for thread in threads:
+            thread.join(10)
+    messages = redis_client.lrange(config.queue, 0, -1)
+    assert len(messages) == 1
+    body = json.loads(base64.b64decode(json.loads(messages[0])["body"]))
+    args, kwargs, _ = body
+    assert sorted(args[0]) == sorted(j.job_id for j in new) and args[1] == [1] * 6
+    assert all(jobs.get_job(redis_client, j.job_id)["status"] == "queued" for j in new)
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):

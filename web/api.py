@@ -11,7 +11,7 @@ from web import inputs
 from web.errors import ApiError
 from web.services import services
 from worker import jobs
-from worker.queue import submit_job
+from worker.gather import Announcement
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
@@ -41,7 +41,7 @@ def idempotency_slot(key: str) -> str:
     return "hwr:idem:" + hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()
 
 
-def submit(submission: inputs.Submission, job_id: str | None = None) -> str:
+def submit(submission: inputs.Submission, arrival: Announcement, job_id: str | None = None) -> str:
     """Create and enqueue the job; with an Idempotency-Key, a replay returns the first job."""
     s = services()
     job_id = job_id or jobs.new_job_id()
@@ -59,8 +59,8 @@ def submit(submission: inputs.Submission, job_id: str | None = None) -> str:
                                "this Idempotency-Key was used with a different request body")
             return earlier_id
     try:
-        submit_job(s.redis, s.celery, s.worker_config, submission.images, submission.mode, submission.top_k,
-                   submission.callback_url, job_id)
+        s.job_publisher().submit(jobs.NewJob(job_id, submission.images, submission.mode, submission.top_k,
+                                             submission.callback_url), arrival)
     except Exception:
         if slot:  # the key must not point at a job that was never created
             s.redis.delete(slot)
@@ -72,8 +72,10 @@ def submit(submission: inputs.Submission, job_id: str | None = None) -> str:
 
 @bp.post("/jobs")
 def create_job():
-    submission = inputs.parse_submission(request, services().config, with_timeout=False)
-    return accepted(submit(submission))
+    s = services()
+    with s.job_publisher().arrival() as arrival:
+        submission = inputs.parse_submission(request, s.config, with_timeout=False)
+        return accepted(submit(submission, arrival))
 
 
 @bp.get("/jobs/<job_id>")
@@ -92,19 +94,20 @@ def read_job(job_id: str):
 @bp.post("/recognize")
 def recognize():
     s = services()
-    submission = inputs.parse_submission(request, s.config, with_timeout=True)
     waiter = s.job_waiter()
     new_id = jobs.new_job_id()
-    # Listen before submitting: the job may finish before this thread gets to wait.
-    event = waiter.register(new_id)
-    try:
-        job_id = submit(submission, new_id)
-        if job_id == new_id:  # just created: not final yet, no need to read it before waiting
-            job = waiter.wait(job_id, submission.timeout, event, fresh=True)
-        else:  # an Idempotency-Key replay: the earlier job, which may be final already
-            job = waiter.wait(job_id, submission.timeout)
-    finally:
-        waiter.unregister(new_id, event)
+    with s.job_publisher().arrival() as arrival:
+        submission = inputs.parse_submission(request, s.config, with_timeout=True)
+        # Listen before submitting: the job may finish before this thread gets to wait.
+        event = waiter.register(new_id)
+        try:
+            job_id = submit(submission, arrival, new_id)
+            if job_id == new_id:  # just created: not final yet, no need to read it before waiting
+                job = waiter.wait(job_id, submission.timeout, event, fresh=True)
+            else:  # an Idempotency-Key replay: the earlier job, which may be final already
+                job = waiter.wait(job_id, submission.timeout)
+        finally:
+            waiter.unregister(new_id, event)
     if job is not None and job["status"] in jobs.FINAL:
         return jsonify(public_job(job))
     return accepted(job_id, job["status"] if job else "queued")

@@ -33,6 +33,7 @@ class WebConfig:
     max_image_pixels: int
     recognize_timeout: float
     max_wait_seconds: float
+    publish_linger: float
     allow_private_callbacks: bool
     ready_cache_seconds: float
     ready_check_timeout: float
@@ -75,6 +76,8 @@ def load(overrides: Mapping[str, object] | None = None) -> WebConfig:
         max_image_pixels=int(get("HWR_MAX_PIXELS", DEFAULT_MAX_PIXELS)),
         recognize_timeout=float(get("HWR_RECOGNIZE_TIMEOUT", 10)),
         max_wait_seconds=float(get("HWR_MAX_WAIT_SECONDS", 60)),
+        # The longest a job waits for requests still parsing, to share their Celery message.
+        publish_linger=float(get("HWR_PUBLISH_LINGER_MS", 5)) / 1000,
         allow_private_callbacks=_flag(get("HWR_WEBHOOK_ALLOW_PRIVATE", "false")),
         ready_cache_seconds=float(get("HWR_READY_CACHE_SECONDS", 1.5)),
         ready_check_timeout=float(get("HWR_READY_CHECK_TIMEOUT", 1.0)),

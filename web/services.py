@@ -12,7 +12,7 @@ from web.config import WebConfig
 from web.health import Readiness
 from web.metrics import WebMetrics
 from worker.config import WorkerConfig
-from worker.queue import JobWaiter
+from worker.queue import JobPublisher, JobWaiter
 
 
 @dataclass
@@ -23,17 +23,27 @@ class Services:
     celery: Celery
     metrics: WebMetrics
     readiness: Readiness
-    waiter: JobWaiter | None = None  # made on first use, in the process that serves requests
+    # Made on first use, in the process that serves requests (their threads do not survive a fork).
+    waiter: JobWaiter | None = None
+    publisher: JobPublisher | None = None
 
     def job_waiter(self) -> JobWaiter:
         if self.waiter is None:
-            with _waiter_lock:
+            with _made_lock:
                 if self.waiter is None:
                     self.waiter = JobWaiter(self.redis)
         return self.waiter
 
+    def job_publisher(self) -> JobPublisher:
+        if self.publisher is None:
+            with _made_lock:
+                if self.publisher is None:
+                    self.publisher = JobPublisher(self.redis, self.celery, self.worker_config,
+                                                  linger=self.config.publish_linger)
+        return self.publisher
 
-_waiter_lock = threading.Lock()
+
+_made_lock = threading.Lock()
 
 
 def services() -> Services:

@@ -3,19 +3,22 @@ to TorchServe together, as one .npy batch per request.
 
 Dispatcher threads (HWR_BATCH_INFLIGHT of them) each block until some tiles are waiting,
 take everything queued (up to HWR_MAX_BATCH tiles), send it, and hand each job its
-answers. There is no fixed wait: a lone job on an idle worker goes out at once, while
-under load the tiles that arrive during a request in flight fill the next batch.
+answers. There is no fixed wait: a lone job on an idle worker goes out at once. Jobs
+being decoded and cut into tiles say so (`planning`), and a dispatcher waits for those,
+up to HWR_BATCH_LINGER_MS, so that under load their tiles join the same request: a
+TorchServe request costs milliseconds of CPU on both sides, whatever its size.
 """
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
+from typing import ContextManager
 
 import numpy as np
 
 from worker import metrics
+from worker.gather import Announcement, GatheringQueue
 from worker.torchserve import TorchServeClient, TorchServeUnavailable
 
 log = logging.getLogger(__name__)
@@ -38,18 +41,23 @@ class _Chunk:
 
 
 class MicroBatcher:
-    def __init__(self, client: TorchServeClient, max_batch: int, inflight: int, retry_seconds: float):
+    def __init__(self, client: TorchServeClient, max_batch: int, inflight: int, retry_seconds: float,
+                 linger: float = 0.005):
         self.client = client
         self.max_batch = max(1, min(max_batch, 1024))  # the handler refuses more than 1024
         self.retry_seconds = retry_seconds
-        self._waiting: collections.deque[_Chunk] = collections.deque()
-        self._cond = threading.Condition()
+        self._queue: GatheringQueue[_Chunk] = GatheringQueue(linger, size=lambda chunk: len(chunk.tiles))
         self._threads = [threading.Thread(target=self._dispatch_forever, name=f"hwr-batch-{i}", daemon=True)
                          for i in range(max(1, inflight))]
         for thread in self._threads:
             thread.start()
 
-    def predict(self, tiles: np.ndarray, top_k: int) -> list[dict]:
+    def planning(self) -> ContextManager[Announcement]:
+        """Wrap the making of tiles, and pass what it yields to `predict`: the dispatchers
+        wait for the tiles being made (see worker.gather)."""
+        return self._queue.announce()
+
+    def predict(self, tiles: np.ndarray, top_k: int, planned: Announcement | None = None) -> list[dict]:
         """Answers for N x 28 x 28 tiles, in order. Blocks; raises TorchServeUnavailable
         when TorchServe stays unreachable for HWR_TORCHSERVE_RETRY_SECONDS."""
         if len(tiles) == 0:
@@ -57,9 +65,7 @@ class MicroBatcher:
         deadline = time.monotonic() + self.retry_seconds
         chunks = [_Chunk(tiles[i:i + self.max_batch], top_k, deadline)
                   for i in range(0, len(tiles), self.max_batch)]
-        with self._cond:
-            self._waiting.extend(chunks)
-            self._cond.notify(len(chunks))
+        self._queue.put(chunks, planned)
         answers: list[dict] = []
         for chunk in chunks:
             chunk.done.wait()
@@ -68,21 +74,9 @@ class MicroBatcher:
             answers.extend(chunk.answers)
         return answers
 
-    def _take_batch(self) -> list[_Chunk]:
-        with self._cond:
-            while not self._waiting:
-                self._cond.wait()
-            batch, size = [self._waiting.popleft()], 0
-            size = len(batch[0].tiles)
-            while self._waiting and size + len(self._waiting[0].tiles) <= self.max_batch:
-                chunk = self._waiting.popleft()
-                batch.append(chunk)
-                size += len(chunk.tiles)
-            return batch
-
     def _dispatch_forever(self) -> None:
         while True:
-            batch = self._take_batch()
+            batch = self._queue.take(self.max_batch)
             try:
                 self._send(batch)
             except Exception as exc:  # never lose the dispatcher; the jobs get the error
@@ -106,9 +100,7 @@ class MicroBatcher:
                 if chunk not in retry:
                     chunk.finish(error=exc)
             if retry:
-                with self._cond:
-                    self._waiting.extendleft(reversed(retry))
-                    self._cond.notify(len(retry))
+                self._queue.put(retry, front=True)
             return
         metrics.BATCH_SIZE.observe(len(tiles))
         cursor = 0

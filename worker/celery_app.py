@@ -7,7 +7,8 @@ from kombu.transport import redis as kombu_redis
 
 from worker.config import WorkerConfig, load
 
-RECOGNIZE_TASK = "hwr.recognize"
+RECOGNIZE_TASK = "hwr.recognize"  # one job: args [job_id], kwargs {"n_images": n}
+RECOGNIZE_JOBS_TASK = "hwr.recognize_jobs"  # several: args [[job_id, ...], [n_images, ...]]
 
 
 class _Channel(kombu_redis.Channel):

@@ -42,6 +42,8 @@ class WorkerConfig:
     # TorchServe requests one worker process keeps in flight at once (TorchServe's own
     # backend workers run them in parallel); tiles queue up and batch while they run.
     batch_inflight: int = field(default_factory=lambda: _env_int("HWR_BATCH_INFLIGHT", 2))
+    # The longest a batch waits for jobs still making their tiles, to share their request.
+    batch_linger: float = field(default_factory=lambda: _env_float("HWR_BATCH_LINGER_MS", 5.0) / 1000)
     # An endpoint that refused a connection is skipped for this long (others take over).
     endpoint_down_seconds: float = field(default_factory=lambda: _env_float("HWR_TORCHSERVE_DOWN_SECONDS", 3.0))
     max_pixels: int = field(default_factory=lambda: _env_int("HWR_MAX_PIXELS", 40_000_000))

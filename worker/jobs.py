@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -47,19 +48,35 @@ def now() -> float:
     return time.time()
 
 
-def create_job(r: redis.Redis, job_id: str, images: list[bytes], mode: str, top_k: int,
-               callback_url: str | None, result_ttl: int, blob_ttl: int) -> dict:
-    """Store the images as blobs and the job as queued, in one transaction."""
-    record = {"status": "queued", "mode": mode, "top_k": top_k, "n_images": len(images),
-              "created_at": now(), "callback_url": callback_url or "", "attempts": 0}
+@dataclass(frozen=True)
+class NewJob:
+    """A job to store: its id, uploaded image bytes and options."""
+
+    job_id: str
+    images: list[bytes]
+    mode: str = "char"
+    top_k: int = 5
+    callback_url: str | None = None
+
+
+def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_ttl: int) -> None:
+    """Store each job's images as blobs and the job as queued: all of them in one transaction."""
     pipe = r.pipeline(transaction=True)
-    for i, image in enumerate(images):
-        pipe.set(blob_key(job_id, i), image, ex=blob_ttl)
-    pipe.hset(job_key(job_id), mapping={k: str(v) for k, v in record.items()})
-    pipe.expire(job_key(job_id), result_ttl)
-    pipe.zadd(PENDING, {job_id: record["created_at"]})
+    created = now()
+    for job in new_jobs:
+        record = {"status": "queued", "mode": job.mode, "top_k": job.top_k, "n_images": len(job.images),
+                  "created_at": created, "callback_url": job.callback_url or "", "attempts": 0}
+        for i, image in enumerate(job.images):
+            pipe.set(blob_key(job.job_id, i), image, ex=blob_ttl)
+        pipe.hset(job_key(job.job_id), mapping={k: str(v) for k, v in record.items()})
+        pipe.expire(job_key(job.job_id), result_ttl)
+    pipe.zadd(PENDING, {job.job_id: created for job in new_jobs})
     pipe.execute()
-    return record
+
+
+def create_job(r: redis.Redis, job_id: str, images: list[bytes], mode: str, top_k: int,
+               callback_url: str | None, result_ttl: int, blob_ttl: int) -> None:
+    create_jobs(r, [NewJob(job_id, images, mode, top_k, callback_url)], result_ttl, blob_ttl)
 
 
 def load_images(r: redis.Redis, job_id: str, n_images: int) -> list[bytes | None]:
@@ -101,31 +118,56 @@ def mark_running(r: redis.Redis, job_id: str) -> str:
 CLAIM_FIELDS = ("mode", "top_k", "n_images", "callback_url")
 
 
-def claim_job(r: redis.Redis, job_id: str, n_images: int | None) -> tuple[str, dict[str, str], list[bytes | None]]:
-    """mark_running, the job's fields and (when the caller knows how many) its blobs, in
-    one round trip. Returns (status as mark_running does, fields, blobs)."""
+Claim = tuple[str, dict[str, str], list[bytes | None]]
+
+
+def claim_jobs(r: redis.Redis, wanted: list[tuple[str, int | None]]) -> list[Claim]:
+    """mark_running, the fields and (where the caller knows how many) the blobs of every
+    (job id, n_images) in one round trip. Per job: (status as mark_running returns it,
+    fields, blobs)."""
     pipe = r.pipeline(transaction=False)
-    pipe.eval(_MARK_RUNNING, 1, job_key(job_id), now())
-    pipe.hmget(job_key(job_id), CLAIM_FIELDS)
-    if n_images:
-        pipe.mget([blob_key(job_id, i) for i in range(n_images)])
-    replies = pipe.execute()
-    status = replies[0].decode() if isinstance(replies[0], bytes) else replies[0]
-    fields = {k: (v.decode() if v is not None else "") for k, v in zip(CLAIM_FIELDS, replies[1])}
-    blobs = replies[2] if n_images else None
-    if status == "running" and blobs is None:
-        blobs = load_images(r, job_id, int(fields["n_images"] or 0))
-    return status, fields, blobs or []
+    for job_id, n_images in wanted:
+        pipe.eval(_MARK_RUNNING, 1, job_key(job_id), now())
+        pipe.hmget(job_key(job_id), CLAIM_FIELDS)
+        if n_images:
+            pipe.mget([blob_key(job_id, i) for i in range(n_images)])
+    replies = iter(pipe.execute())
+    claims = []
+    for job_id, n_images in wanted:
+        status = next(replies)
+        status = status.decode() if isinstance(status, bytes) else status
+        fields = {k: (v.decode() if v is not None else "") for k, v in zip(CLAIM_FIELDS, next(replies))}
+        blobs = next(replies) if n_images else None
+        if status == "running" and blobs is None:
+            blobs = load_images(r, job_id, int(fields["n_images"] or 0))
+        claims.append((status, fields, blobs or []))
+    return claims
+
+
+def claim_job(r: redis.Redis, job_id: str, n_images: int | None) -> Claim:
+    return claim_jobs(r, [(job_id, n_images)])[0]
+
+
+def _finish_args(job_id: str, status: str, results: list | None, error: dict | None, result_ttl: int) -> tuple:
+    assert status in FINAL
+    return (_FINISH, 1, job_key(job_id), status, now(), json.dumps(results or []),
+            json.dumps(error) if error else "", result_ttl, done_channel(job_id), f"hwr:blob:{job_id}:",
+            PENDING, job_id)
 
 
 def finish_job(r: redis.Redis, job_id: str, status: str, results: list | None, error: dict | None,
                result_ttl: int) -> bool:
     """Move the job to its final status once. True only for the attempt that did it."""
-    assert status in FINAL
-    done = r.eval(_FINISH, 1, job_key(job_id), status, now(), json.dumps(results or []),
-                  json.dumps(error) if error else "", result_ttl, done_channel(job_id), f"hwr:blob:{job_id}:",
-                  PENDING, job_id)
-    return bool(done)
+    return bool(r.eval(*_finish_args(job_id, status, results, error, result_ttl)))
+
+
+def finish_jobs(r: redis.Redis, outcomes: list[tuple[str, str, list | None, dict | None]],
+                result_ttl: int) -> list[bool]:
+    """finish_job for each (job id, status, results, error), in one round trip."""
+    pipe = r.pipeline(transaction=False)
+    for job_id, status, results, error in outcomes:
+        pipe.eval(*_finish_args(job_id, status, results, error, result_ttl))
+    return [bool(done) for done in pipe.execute()]
 
 
 def stale_jobs(r: redis.Redis, older_than: float, limit: int = 500) -> list[tuple[str, int]]:

@@ -15,7 +15,7 @@ from redis.retry import Retry
 
 from worker import jobs, metrics, recognize, webhooks
 from worker.batcher import MicroBatcher
-from worker.celery_app import RECOGNIZE_TASK, celery_app
+from worker.celery_app import RECOGNIZE_JOBS_TASK, RECOGNIZE_TASK, celery_app
 from worker.config import load
 from worker.torchserve import TorchServeClient, TorchServeError, TorchServeUnavailable
 
@@ -42,52 +42,76 @@ class _Runtime:
                         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 60),
                         retry_on_error=[redis.ConnectionError, redis.TimeoutError])
                     cls.batcher = MicroBatcher(TorchServeClient(config), config.max_batch,
-                                               config.batch_inflight, config.retry_max_seconds)
+                                               config.batch_inflight, config.retry_max_seconds,
+                                               config.batch_linger)
                     cls._made = True
         return cls
 
 
 @celery_app.task(name=RECOGNIZE_TASK, ignore_result=True)
 def recognize_job(job_id: str, n_images: int | None = None) -> None:
-    run_job(job_id, n_images)
+    run_jobs([job_id], [n_images])
 
 
-def run_job(job_id: str, n_images: int | None) -> None:
+@celery_app.task(name=RECOGNIZE_JOBS_TASK, ignore_result=True)
+def recognize_jobs(job_ids: list[str], n_images: list[int | None]) -> None:
+    """Several jobs in one message: the web front end groups the jobs submitted together."""
+    run_jobs(job_ids, n_images)
+
+
+def run_jobs(job_ids: list[str], n_images: list[int | None]) -> None:
+    """Claim the jobs, send all their tiles to TorchServe together, and finish each once."""
     started = time.perf_counter()
     rt = _Runtime.get()
-    status, fields, blobs = jobs.claim_job(rt.redis, job_id, n_images)
-    if status != "running":  # a redelivered job that already finished, or one that expired
-        log.info("job %s: skipped (%s)", job_id, status)
+    claimed = []
+    for job_id, (status, fields, blobs) in zip(job_ids, jobs.claim_jobs(rt.redis, list(zip(job_ids, n_images)))):
+        if status != "running":  # a redelivered job that already finished, or one that expired
+            log.info("job %s: skipped (%s)", job_id, status)
+        else:
+            claimed.append((job_id, fields, blobs))
+    if not claimed:
         return
-    mode = fields["mode"] or "char"
-    top_k = int(fields["top_k"] or 5)
     try:
-        plans = [recognize.plan_image(blob, mode, config.max_pixels) for blob in blobs]
-        answers = rt.batcher.predict(recognize.all_tiles(plans), top_k)
-        results = recognize.build_results(plans, answers)
-        final, error = "succeeded", None
+        with rt.batcher.planning() as planned:
+            plans = [[recognize.plan_image(blob, fields["mode"] or "char", config.max_pixels) for blob in blobs]
+                     for _, fields, blobs in claimed]
+            top_k = max(int(fields["top_k"] or 5) for _, fields, _ in claimed)
+            tiles = recognize.all_tiles([p for job_plans in plans for p in job_plans])
+            answers = rt.batcher.predict(tiles, top_k, planned)
+        outcomes, cursor = [], 0
+        for (job_id, fields, _), job_plans in zip(claimed, plans):
+            n_tiles = sum(len(p.tiles) for p in job_plans)
+            job_top_k = int(fields["top_k"] or 5)
+            own = [{"predictions": a["predictions"][:job_top_k]} if "predictions" in a else a
+                   for a in answers[cursor:cursor + n_tiles]]
+            cursor += n_tiles
+            outcomes.append((job_id, "succeeded", recognize.build_results(job_plans, own), None))
     except (TorchServeUnavailable, TorchServeError) as exc:
-        results, final, error = None, "failed", {"code": exc.code, "message": str(exc)}
-    except Exception as exc:  # a bug must not leave the job "running" forever
-        log.exception("job %s: internal error", job_id)
+        error = {"code": exc.code, "message": str(exc)}
+        outcomes = [(job_id, "failed", None, error) for job_id, _, _ in claimed]
+    except Exception as exc:  # a bug must not leave the jobs "running" forever
+        log.exception("jobs %s: internal error", [job_id for job_id, _, _ in claimed])
         metrics.FAILURES.labels(reason="internal_error").inc()
-        results, final, error = None, "failed", {"code": "internal_error", "message": f"{exc.__class__.__name__}"}
-    won = jobs.finish_job(rt.redis, job_id, final, results, error, config.result_ttl)
+        error = {"code": "internal_error", "message": f"{exc.__class__.__name__}"}
+        outcomes = [(job_id, "failed", None, error) for job_id, _, _ in claimed]
+    won = jobs.finish_jobs(rt.redis, outcomes, config.result_ttl)
     elapsed = time.perf_counter() - started
-    if not won:
-        log.info("job %s: another attempt finished it first", job_id)
-        return
-    n_chars = sum(len(r["characters"]) for r in results or [])
-    metrics.JOBS.labels(mode=mode, status=final).inc()
-    metrics.CHARACTERS.labels(mode=mode).inc(n_chars)
-    metrics.JOB_DURATION.labels(mode=mode).observe(elapsed)
-    if final == "failed":
-        log.warning("job %s: failed: %s", job_id, error)
-    else:
-        log.debug("job %s: %s, %d images, %d characters in %.1f ms", job_id, final, len(blobs), n_chars,
-                  elapsed * 1000)
-    if fields["callback_url"]:
-        deliver_webhook.apply_async(args=[job_id, fields["callback_url"]], queue=config.queue)
+    for (job_id, final, results, error), (_, fields, blobs), first in zip(outcomes, claimed, won):
+        if not first:
+            log.info("job %s: another attempt finished it first", job_id)
+            continue
+        mode = fields["mode"] or "char"
+        n_chars = sum(len(r["characters"]) for r in results or [])
+        metrics.JOBS.labels(mode=mode, status=final).inc()
+        metrics.CHARACTERS.labels(mode=mode).inc(n_chars)
+        metrics.JOB_DURATION.labels(mode=mode).observe(elapsed)
+        if final == "failed":
+            log.warning("job %s: failed: %s", job_id, error)
+        else:
+            log.debug("job %s: %s, %d images, %d characters in %.1f ms", job_id, final, len(blobs), n_chars,
+                      elapsed * 1000)
+        if fields["callback_url"]:
+            deliver_webhook.apply_async(args=[job_id, fields["callback_url"]], queue=config.queue)
 
 
 @celery_app.task(name=WEBHOOK_TASK, bind=True, ignore_result=True, max_retries=None)

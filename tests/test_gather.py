@@ -1,0 +1,88 @@
+"""worker.gather: groups form from what waits and what was announced, and nothing waits
+for an announcement that was withdrawn. No sleeps decide an outcome here: a `take` that
+should return at once runs with a linger of a minute, so waiting would time the test out."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from worker.gather import GatheringQueue
+
+LONG = 60.0
+
+
+def take_in_thread(queue: GatheringQueue, max_size: int = 100) -> tuple[threading.Thread, list]:
+    out: list = []
+    thread = threading.Thread(target=lambda: out.extend(queue.take(max_size)), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_a_lone_item_goes_out_at_once():
+    queue = GatheringQueue(linger=LONG)
+    queue.put(["a"])
+    thread, out = take_in_thread(queue)
+    thread.join(5)
+    assert out == ["a"]
+
+
+def test_announced_items_join_the_group():
+    queue = GatheringQueue(linger=LONG)
+    with queue.announce() as coming:
+        queue.put(["a", "b"])
+        thread, out = take_in_thread(queue)
+        thread.join(0.2)
+        assert thread.is_alive(), "the consumer should wait for the announced item"
+        queue.put(["c"], coming)
+        thread.join(5)
+    assert out == ["a", "b", "c"]
+    assert queue.announced == 0
+
+
+def test_a_withdrawn_announcement_releases_the_consumer():
+    queue = GatheringQueue(linger=LONG)
+    with pytest.raises(ValueError):
+        with queue.announce():
+            queue.put(["a"])
+            thread, out = take_in_thread(queue)
+            raise ValueError("the request failed validation")
+    thread.join(5)
+    assert out == ["a"] and queue.announced == 0
+
+
+def test_linger_bounds_the_wait_for_an_announcement():
+    queue = GatheringQueue(linger=0.05)
+    with queue.announce():
+        queue.put(["a"])
+        thread, out = take_in_thread(queue)
+        thread.join(5)
+        assert out == ["a"]
+
+
+def test_a_full_group_does_not_wait():
+    queue = GatheringQueue(linger=LONG, size=len)
+    with queue.announce():
+        queue.put(["xxx", "yyy", "zzz"])
+        thread, out = take_in_thread(queue, max_size=7)
+        thread.join(5)
+        assert out == ["xxx", "yyy"]  # the third does not fit in 7
+    assert queue.take(7) == ["zzz"]
+
+
+def test_an_oversized_item_goes_alone_and_retries_go_first():
+    queue = GatheringQueue(linger=0.0, size=len)
+    queue.put(["a" * 50, "b"])
+    assert queue.take(10) == ["a" * 50]
+    queue.put(["r1", "r2"], front=True)
+    assert queue.take(10) == ["r1", "r2", "b"]
+
+
+def test_put_keeps_the_announcement_once():
+    queue = GatheringQueue(linger=LONG)
+    with queue.announce() as coming:
+        queue.put(["a"], coming)
+        queue.put(["b"], coming)  # a second put must not count the announcement again
+        assert queue.announced == 0
+    assert queue.announced == 0
+    assert queue.take(10) == ["a", "b"]
