@@ -56,12 +56,8 @@ class BlankImageError(PreprocessError):
     code = "blank_image"
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode PNG/JPEG/BMP/TIFF/WebP/GIF (first frame) bytes to grayscale uint8.
-
-    Transparent pixels are flattened onto white paper, the way a drawing app exports them.
-    The pixel limit is checked from the header, before any pixel is decoded.
-    """
+def _open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Open (headers only) and check the size; no pixel is decoded yet."""
     if not data:
         raise EmptyImageError("the image is empty (0 bytes)")
     try:
@@ -74,6 +70,34 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     if width * height > max_pixels:
         raise ImageTooLargeError(
             f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    return img
+
+
+def check_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse what `decode_image` would refuse, cheaply where the format allows it.
+
+    A PNG is checked chunk by chunk (lengths, CRCs, an end marker), which finds truncated
+    and garbled files at ~5% of the cost of decoding them. Only compressed pixel data that
+    is corrupt yet CRC-valid, which takes deliberate crafting, passes here; `decode_image`
+    still refuses it later. Every other format is decoded in full.
+    """
+    img = _open_image(data, max_pixels)
+    if img.format != "PNG":
+        decode_image(data, max_pixels)
+        return
+    try:
+        img.verify()
+    except Exception as exc:
+        raise UndecodableImageError(f"cannot decode image: {exc.__class__.__name__}: {exc}") from None
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode PNG/JPEG/BMP/TIFF/WebP/GIF (first frame) bytes to grayscale uint8.
+
+    Transparent pixels are flattened onto white paper, the way a drawing app exports them.
+    The pixel limit is checked from the header, before any pixel is decoded.
+    """
+    img = _open_image(data, max_pixels)
     try:
         img.seek(0)
         img = ImageOps.exif_transpose(img)

@@ -45,6 +45,7 @@ def test_rate_limit_is_429_per_key_with_retry_after(keyed_app):
     assert limited.status_code == 429, limited.text
     assert limited.json()["error"]["code"] == "rate_limited"
     assert 0 < int(limited.headers["Retry-After"]) <= 60
+    assert limited.headers["X-RateLimit-Remaining"] == "0" and int(limited.headers["X-RateLimit-Limit"]) == 4
     # Another key has its own budget; a bad key is refused before it spends anyone's.
     assert httpx.get(url, headers=bearer("key-two")).status_code == 404
     assert httpx.get(url, headers=bearer("wrong")).status_code == 401

@@ -104,6 +104,43 @@ def test_errors_have_codes():
         P.decode_image(encode(Image.new("L", (3000, 3000), 255), "PNG"), max_pixels=1_000_000)
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP"])
+def test_check_image_refuses_what_decoding_refuses(fmt):
+    good = encode(Image.fromarray(bar_glyph()), fmt)
+    P.check_image(good)
+    refused = 0
+    for bad in (good[: len(good) // 2], good[:-20], good[:40] + b"\0" * 20 + good[60:], good[:200]):
+        try:
+            P.decode_image(bad)
+        except P.PreprocessError:
+            refused += 1
+            with pytest.raises(P.PreprocessError):
+                P.check_image(bad)
+    assert refused >= 2
+    with pytest.raises(P.EmptyImageError):
+        P.check_image(b"")
+    with pytest.raises(P.ImageTooLargeError):
+        P.check_image(encode(Image.new("L", (3000, 3000), 255), fmt), max_pixels=1_000_000)
+
+
+def test_a_crc_valid_png_with_corrupt_pixels_passes_the_check_but_not_decoding():
+    """The one gap of the cheap PNG check: the worker still refuses it, per image."""
+    import struct
+    import zlib
+
+    raw = b"".join(b"\0" + bytes(range(64)) for _ in range(64))
+    garbage = bytes(len(zlib.compress(raw)))  # not a zlib stream
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", garbage) + chunk(b"IEND", b""))
+    P.check_image(png)
+    with pytest.raises(P.UndecodableImageError):
+        P.decode_image(png)
+
+
 def test_npy_batches_are_checked():
     buf = io.BytesIO()
     np.save(buf, np.zeros((3, 28, 28), np.uint8))

@@ -4,8 +4,9 @@ Images come as multipart `image` files, JSON `{"images": ["<base64>", ...]}`, or
 as the raw body (`Content-Type: image/png`, `image/jpeg`, ... or
 `application/octet-stream`, as `curl --data-binary @char.png` sends it); options (mode,
 top_k, callback_url, timeout) as form fields, JSON keys or query parameters (the body wins
-over the query). Every image must decode (header and pixel limit checked by
-serve.preprocess.decode_image) before a job is created, so a job never holds garbage.
+over the query). Every image is checked (header, pixel limit, and a decode or, for PNG,
+its chunk CRCs: serve.preprocess.check_image) before a job is created, so a job does not
+hold garbage.
 Anything wrong is a 4xx ApiError with a message that says what and where.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ import httpx
 from flask import Request
 from PIL import Image
 
-from serve.preprocess import PreprocessError, decode_image
+from serve.preprocess import PreprocessError, check_image
 from web.config import MODES, NUM_CLASSES, WebConfig
 from web.errors import ApiError
 from worker.webhooks import check_callback_url
@@ -153,7 +154,7 @@ def _images_and_options(request: Request, config: WebConfig,
 
 
 def _header_pixels(data: bytes) -> int:
-    """width x height from the image header alone (0 if unreadable: decode_image says why)."""
+    """width x height from the image header alone (0 if unreadable: check_image says why)."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             return img.size[0] * img.size[1]
@@ -163,9 +164,10 @@ def _header_pixels(data: bytes) -> int:
 
 def check_images(images: list[bytes], max_pixels: int) -> None:
     """Every image must decode, within the pixel limit; the first failure is reported.
-    The whole job is held to a pixel budget first, from the headers: each image is decoded
-    here to check it, and hundreds of large-but-legal images would keep a web thread
-    decoding past gunicorn's timeout (which kills every request of that process)."""
+    The whole job is held to a pixel budget first, from the headers: most formats are
+    decoded here to check them (`check_image`), and hundreds of large-but-legal images
+    would keep a web thread decoding past gunicorn's timeout (which kills every request of
+    that process)."""
     if not images:
         raise invalid("no image in the request: send `image` files or a non-empty \"images\" list", "no_images")
     budget = max(MAX_JOB_PIXELS, 2 * max_pixels)
@@ -176,7 +178,7 @@ def check_images(images: list[bytes], max_pixels: int) -> None:
                                                f"the limit is {budget}: split it into several jobs")
     for i, data in enumerate(images):
         try:
-            decode_image(data, max_pixels)
+            check_image(data, max_pixels)
         except PreprocessError as exc:
             raise invalid(f"image {i}: {exc}", exc.code) from None
 
