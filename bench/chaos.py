@@ -131,17 +131,37 @@ def submit_many(client: Client, images: list[bytes], n: int, during=None, at: in
     return [i for i in ids if i]
 
 
+def wait_for_running_job(stack: FullStack, timeout: float = 10.0) -> bool:
+    """Block until some job is claimed by a worker (status running): a kill then lands
+    mid-batch, not between jobs."""
+    r = redis.Redis(port=stack.redis.port)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            keys = list(r.scan_iter("hwr:job:*", count=1000))
+            pipe = r.pipeline(transaction=False)
+            for key in keys:
+                pipe.hget(key, "status")
+            if b"running" in pipe.execute():
+                return True
+        return False
+    finally:
+        r.close()
+
+
 def scenario_kill_worker(stack: FullStack, client: Client, images: list[bytes], n: int) -> dict:
     victim = stack.worker_procs[0]
+    caught_running = threading.Event()
 
     def kill():
-        time.sleep(0.5)
+        if wait_for_running_job(stack):
+            caught_running.set()
         victim.signal(signal.SIGKILL)
         stack.start_worker("worker-replacement")
 
     ids = submit_many(client, images, n, during=kill, at=n // 4)
     return {"fault": "SIGKILL a worker mid-batch, start a replacement", "submitted": len(ids),
-            **count(client, ids, 240, stack)}
+            "killed_with_a_job_running": caught_running.is_set(), **count(client, ids, 240, stack)}
 
 
 def scenario_stop_torchserve(stack: FullStack, client: Client, images: list[bytes], n: int) -> dict:
