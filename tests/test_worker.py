@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.server
 import io
 import json
 import threading
+import types
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -153,10 +155,46 @@ def test_publisher_sends_the_jobs_submitted_together_as_one_message(redis_server
             thread.join(10)
     messages = redis_client.lrange(config.queue, 0, -1)
     assert len(messages) == 1
-    body = json.loads(base64.b64decode(json.loads(messages[0])["body"]))
-    args, kwargs, _ = body
+    args, kwargs, _ = json.loads(base64.b64decode(json.loads(messages[0])["body"]))
     assert sorted(args[0]) == sorted(j.job_id for j in new) and args[1] == [1] * 6
     assert all(jobs.get_job(redis_client, j.job_id)["status"] == "queued" for j in new)
+
+
+def test_only_small_jobs_share_a_message():
+    from worker.queue import _Submission, _weight
+
+    def weight(*sizes):
+        return _weight(_Submission(jobs.NewJob("id", [bytes(n) for n in sizes])))
+
+    assert weight(43_000) == 1 and weight(1000, 1000) == 2 and weight(100_000) == 2
+    assert weight(5 << 20) > JobPublisher.MAX_GROUP_WEIGHT  # a 5 MB scan travels alone
+    assert weight(*[1000] * 100) > JobPublisher.MAX_GROUP_WEIGHT  # so does a 100-image job
+
+
+def test_a_bug_in_one_job_fails_only_that_job(monkeypatch):
+    from worker import recognize, tasks
+
+    class AnswerEverything:
+        def planning(self):
+            return contextlib.nullcontext()
+
+        def predict(self, tiles, top_k, planned=None):
+            return [{"predictions": [{"char": "A", "p": 0.9}] * top_k} for _ in tiles]
+
+    plan_image = recognize.plan_image
+
+    def buggy(blob, mode, max_pixels):
+        if blob == b"trigger":
+            raise RuntimeError("a bug")
+        return plan_image(blob, mode, max_pixels)
+
+    monkeypatch.setattr(recognize, "plan_image", buggy)
+    image = png(255 - compose_word([np.eye(28, dtype=np.uint8) * 255], np.random.default_rng(0), height=60))
+    claimed = [("ok", {"mode": "char", "top_k": "2"}, [image]), ("bug", {"mode": "char", "top_k": "1"}, [b"trigger"])]
+    outcomes = tasks.recognize_claimed(types.SimpleNamespace(batcher=AnswerEverything()), claimed)
+    status, results, error = outcomes["ok"]
+    assert status == "succeeded" and len(results[0]["characters"][0]["alternatives"]) == 2
+    assert outcomes["bug"] == ("failed", None, {"code": "internal_error", "message": "RuntimeError"})
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):

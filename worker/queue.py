@@ -39,13 +39,17 @@ class JobPublisher:
     `hwr.recognize_jobs` message. Requests announce themselves (`arrival`) before they
     parse their upload, and the publisher waits for those, up to `linger` seconds (see
     worker.gather); a lone job goes out at once. Create it after any fork.
+
+    A group's jobs run one after the other in one worker thread, so only small jobs share
+    a message: a job weighs one per image plus one per 64 KiB uploaded, and a group holds
+    up to MAX_GROUP_WEIGHT. A large job travels alone and holds no small one up.
     """
 
-    def __init__(self, r: redis.Redis, celery: Celery, config: WorkerConfig, linger: float = 0.005,
-                 max_images: int = 1024):
+    MAX_GROUP_WEIGHT = 64
+
+    def __init__(self, r: redis.Redis, celery: Celery, config: WorkerConfig, linger: float = 0.005):
         self.redis, self.celery, self.config = r, celery, config
-        self.max_images = max_images
-        self._queue: GatheringQueue[_Submission] = GatheringQueue(linger, size=lambda item: len(item.job.images))
+        self._queue: GatheringQueue[_Submission] = GatheringQueue(linger, size=_weight)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -68,7 +72,7 @@ class JobPublisher:
 
     def _publish_forever(self) -> None:
         while True:
-            group = self._queue.take(self.max_images)
+            group = self._queue.take(self.MAX_GROUP_WEIGHT)
             try:
                 publish_jobs(self.redis, self.celery, self.config, [item.job for item in group])
             except Exception as exc:  # each request answers with the error; the thread goes on
@@ -76,6 +80,10 @@ class JobPublisher:
                     item.error = exc
             for item in group:
                 item.done.set()
+
+
+def _weight(item: "_Submission") -> int:
+    return len(item.job.images) + sum(map(len, item.job.images)) // 65536
 
 
 class _Submission:

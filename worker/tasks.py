@@ -59,6 +59,16 @@ def recognize_jobs(job_ids: list[str], n_images: list[int | None]) -> None:
     run_jobs(job_ids, n_images)
 
 
+Outcome = tuple[str, list | None, dict | None]  # final status, results, error
+
+
+def _internal_error(job_ids: list[str], exc: Exception) -> Outcome:
+    # A bug must not leave a job "running" forever; it fails only the jobs it touched.
+    log.error("jobs %s: internal error", job_ids, exc_info=exc)
+    metrics.FAILURES.labels(reason="internal_error").inc()
+    return "failed", None, {"code": "internal_error", "message": exc.__class__.__name__}
+
+
 def run_jobs(job_ids: list[str], n_images: list[int | None]) -> None:
     """Claim the jobs, send all their tiles to TorchServe together, and finish each once."""
     started = time.perf_counter()
@@ -71,35 +81,14 @@ def run_jobs(job_ids: list[str], n_images: list[int | None]) -> None:
             claimed.append((job_id, fields, blobs))
     if not claimed:
         return
-    try:
-        with rt.batcher.planning() as planned:
-            plans = [[recognize.plan_image(blob, fields["mode"] or "char", config.max_pixels) for blob in blobs]
-                     for _, fields, blobs in claimed]
-            top_k = max(int(fields["top_k"] or 5) for _, fields, _ in claimed)
-            tiles = recognize.all_tiles([p for job_plans in plans for p in job_plans])
-            answers = rt.batcher.predict(tiles, top_k, planned)
-        outcomes, cursor = [], 0
-        for (job_id, fields, _), job_plans in zip(claimed, plans):
-            n_tiles = sum(len(p.tiles) for p in job_plans)
-            job_top_k = int(fields["top_k"] or 5)
-            own = [{"predictions": a["predictions"][:job_top_k]} if "predictions" in a else a
-                   for a in answers[cursor:cursor + n_tiles]]
-            cursor += n_tiles
-            outcomes.append((job_id, "succeeded", recognize.build_results(job_plans, own), None))
-    except (TorchServeUnavailable, TorchServeError) as exc:
-        error = {"code": exc.code, "message": str(exc)}
-        outcomes = [(job_id, "failed", None, error) for job_id, _, _ in claimed]
-    except Exception as exc:  # a bug must not leave the jobs "running" forever
-        log.exception("jobs %s: internal error", [job_id for job_id, _, _ in claimed])
-        metrics.FAILURES.labels(reason="internal_error").inc()
-        error = {"code": "internal_error", "message": f"{exc.__class__.__name__}"}
-        outcomes = [(job_id, "failed", None, error) for job_id, _, _ in claimed]
-    won = jobs.finish_jobs(rt.redis, outcomes, config.result_ttl)
+    outcomes = recognize_claimed(rt, claimed)
+    won = jobs.finish_jobs(rt.redis, [(job_id, *outcomes[job_id]) for job_id, _, _ in claimed], config.result_ttl)
     elapsed = time.perf_counter() - started
-    for (job_id, final, results, error), (_, fields, blobs), first in zip(outcomes, claimed, won):
+    for (job_id, fields, blobs), first in zip(claimed, won):
         if not first:
             log.info("job %s: another attempt finished it first", job_id)
             continue
+        final, results, error = outcomes[job_id]
         mode = fields["mode"] or "char"
         n_chars = sum(len(r["characters"]) for r in results or [])
         metrics.JOBS.labels(mode=mode, status=final).inc()
@@ -112,6 +101,41 @@ def run_jobs(job_ids: list[str], n_images: list[int | None]) -> None:
                       elapsed * 1000)
         if fields["callback_url"]:
             deliver_webhook.apply_async(args=[job_id, fields["callback_url"]], queue=config.queue)
+
+
+def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]]) -> dict[str, Outcome]:
+    """Each claimed job's outcome. All their tiles go to TorchServe as one request; an
+    outage fails them all, a bug only the job it hit."""
+    outcomes: dict[str, Outcome] = {}
+    planned_jobs = []
+    with rt.batcher.planning() as planned:
+        for job_id, fields, blobs in claimed:
+            try:
+                plans = [recognize.plan_image(blob, fields["mode"] or "char", config.max_pixels) for blob in blobs]
+                planned_jobs.append((job_id, int(fields["top_k"] or 5), plans))
+            except Exception as exc:
+                outcomes[job_id] = _internal_error([job_id], exc)
+        try:
+            tiles = recognize.all_tiles([p for _, _, plans in planned_jobs for p in plans])
+            answers = rt.batcher.predict(tiles, max((k for _, k, _ in planned_jobs), default=1), planned)
+        except (TorchServeUnavailable, TorchServeError) as exc:
+            error = {"code": exc.code, "message": str(exc)}
+            return {**outcomes, **{job_id: ("failed", None, error) for job_id, _, _ in planned_jobs}}
+        except Exception as exc:
+            failed = _internal_error([job_id for job_id, _, _ in planned_jobs], exc)
+            return {**outcomes, **{job_id: failed for job_id, _, _ in planned_jobs}}
+    cursor = 0
+    for job_id, top_k, plans in planned_jobs:
+        n_tiles = sum(len(p.tiles) for p in plans)
+        # The request asked for the largest top_k of the group; each job keeps its own.
+        own = [{"predictions": a["predictions"][:top_k]} if "predictions" in a else a
+               for a in answers[cursor:cursor + n_tiles]]
+        cursor += n_tiles
+        try:
+            outcomes[job_id] = ("succeeded", recognize.build_results(plans, own), None)
+        except Exception as exc:
+            outcomes[job_id] = _internal_error([job_id], exc)
+    return outcomes
 
 
 @celery_app.task(name=WEBHOOK_TASK, bind=True, ignore_result=True, max_retries=None)
