@@ -2,7 +2,8 @@
 
 `python -m bench.model_throughput` times both models, one torch thread, at batch 1 and 64,
 interleaved in one run (the machine is shared and noisy: compare the ratio, not the
-absolute numbers). Writes bench/results/model-<date>.json.
+absolute numbers): as served (`serve.handler.optimize_for_inference`: batch norm folded,
+channels-last) and as plain eager modules. Writes bench/results/model-<date>.json.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from serve.handler import optimize_for_inference
 from training.models import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,18 +34,24 @@ def images_per_second(model: torch.nn.Module, batch: int, seconds: float) -> flo
 
 def measure(seconds: float, rounds: int) -> dict:
     torch.set_num_threads(1)
-    models = {name: build_model(name).eval() for name in ("baseline", "default")}
-    samples: dict[str, list[float]] = {f"{n}@{b}": [] for n in models for b in (1, 64)}
-    for _ in range(rounds):  # interleave, so drifts in machine load hit both alike
+    eager = {name: build_model(name).eval() for name in ("baseline", "default")}
+    variants = {"served": {n: optimize_for_inference(m) for n, m in eager.items()}, "eager": eager}
+    samples: dict[str, list[float]] = {f"{v}/{n}@{b}": [] for v in variants for n in eager for b in (1, 64)}
+    for _ in range(rounds):  # interleave, so drifts in machine load hit every model alike
         for batch in (1, 64):
-            for name, model in models.items():
-                samples[f"{name}@{batch}"].append(images_per_second(model, batch, seconds))
+            for variant, models in variants.items():
+                for name, model in models.items():
+                    samples[f"{variant}/{name}@{batch}"].append(images_per_second(model, batch, seconds))
     best = {k: max(v) for k, v in samples.items()}
     return {
         "threads": 1,
         "images_per_second": best,
-        "parameters": {n: sum(p.numel() for p in m.parameters()) for n, m in models.items()},
-        "ratio_default_to_baseline": {f"batch{b}": best[f"default@{b}"] / best[f"baseline@{b}"] for b in (1, 64)},
+        "parameters": {n: sum(p.numel() for p in m.parameters()) for n, m in eager.items()},
+        "ratio_default_to_baseline": {
+            v: {f"batch{b}": best[f"{v}/default@{b}"] / best[f"{v}/baseline@{b}"] for b in (1, 64)}
+            for v in variants},
+        "speedup_served_over_eager": {
+            f"{n}@{b}": best[f"served/{n}@{b}"] / best[f"eager/{n}@{b}"] for n in eager for b in (1, 64)},
     }
 
 
@@ -55,11 +63,16 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     result = measure(args.seconds, args.rounds)
     ips = result["images_per_second"]
-    print(f"{'model':10} {'params':>9} {'batch 1 img/s':>14} {'batch 64 img/s':>15}")
-    for name in ("baseline", "default"):
-        print(f"{name:10} {result['parameters'][name]:9d} {ips[name + '@1']:14.0f} {ips[name + '@64']:15.0f}")
-    ratio = result["ratio_default_to_baseline"]
-    print(f"default / baseline: batch 1 {ratio['batch1']:.2f}x, batch 64 {ratio['batch64']:.2f}x (goal >= 0.5x at 64)")
+    print(f"{'model':20} {'params':>9} {'batch 1 img/s':>14} {'batch 64 img/s':>15}")
+    for variant in ("served", "eager"):
+        for name in ("baseline", "default"):
+            key = f"{variant}/{name}"
+            print(f"{name + ' (' + variant + ')':20} {result['parameters'][name]:9d} {ips[key + '@1']:14.0f} "
+                  f"{ips[key + '@64']:15.0f}")
+    for variant, ratio in result["ratio_default_to_baseline"].items():
+        print(f"default / baseline, {variant}: batch 1 {ratio['batch1']:.2f}x, batch 64 {ratio['batch64']:.2f}x"
+              + (" (goal >= 0.5x at 64)" if variant == "served" else ""))
+    print("served / eager: " + ", ".join(f"{k} {v:.2f}x" for k, v in result["speedup_served_over_eager"].items()))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"model-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
     return result

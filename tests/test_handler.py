@@ -162,3 +162,38 @@ def test_worker_survives_and_batching_answers_each_request(torchserve, confident
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(lambda bc: (best(predict(torchserve, bc[0]).json()["results"][0]), bc[1]), bodies))
     assert all(got == want for got, want in answers)
+
+
+@pytest.mark.parametrize("architecture", ["default", "baseline"])
+def test_inference_optimization_keeps_the_answers(architecture):
+    import torch
+
+    from serve.handler import optimize_for_inference
+    from training.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(architecture).eval()
+    for module in model.modules():  # non-trivial batch-norm statistics, as after training
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(16, 1, 28, 28)
+    with torch.inference_mode():
+        expected = torch.softmax(model(x), dim=1)
+        optimized = optimize_for_inference(model)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in optimized.modules())
+        assert torch.allclose(torch.softmax(optimized(x), dim=1), expected, atol=1e-5)
+
+
+def test_the_committed_archive_holds_the_code_of_this_repository():
+    """What TorchServe runs is the handler, preprocessing and model code packed in the
+    .mar: they must be the files here, or a change would be tested but never served."""
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    with zipfile.ZipFile(root / "serve" / "model-store" / "emnist.mar") as mar:
+        for packed, source in (("handler.py", "serve/handler.py"), ("preprocess.py", "serve/preprocess.py"),
+                               ("models.py", "training/models.py"), ("model-config.yaml", "serve/model-config.yaml")):
+            assert mar.read(packed) == (root / source).read_bytes(), f"{packed} differs from {source}: run make train " \
+                                                                     "or python -m training.package"

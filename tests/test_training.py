@@ -158,3 +158,22 @@ def test_logit_adjusted_ema_run_ships_loadable_weights(tmp_path, emnist_dir):
     report = json.loads((run / "report.json").read_text())
     assert report["recipe"]["logit_adjust"] == 1 and report["recipe"]["ema"] == 0.9
     assert report["accuracy"] > 0.3, "two short epochs should beat chance (1/47) by far, averaged or not"
+
+
+def test_repack_keeps_the_weights_and_takes_the_current_code(tmp_path):
+    import shutil
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    store = tmp_path / "store"
+    shutil.copytree(root / "serve" / "model-store", store)
+    (store / "emnist-report" / "report.json").write_text('{"model": "default", "accuracy": 0.5}')
+    subprocess.run([sys.executable, "-m", "training.package", "--repack", str(store / "emnist.mar")], check=True,
+                   cwd=root, capture_output=True)
+    with zipfile.ZipFile(root / "serve" / "model-store" / "emnist.mar") as before, \
+            zipfile.ZipFile(store / "emnist.mar") as after:
+        for name in ("model.pt", "index_to_name.json"):
+            assert after.read(name) == before.read(name)
+        assert after.read("handler.py") == (root / "serve" / "handler.py").read_bytes()
+        assert after.read("preprocess.py") == (root / "serve" / "preprocess.py").read_bytes()
+        assert json.loads(after.read("model_meta.json"))["test_accuracy"] == 0.5  # from the report beside it

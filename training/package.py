@@ -4,6 +4,10 @@
 the handler, the one preprocessing module, the model file, the weights, the label mapping
 and serve/model-config.yaml (batch size, max batch delay, workers). The run's report is
 copied beside the archive, so the committed model carries its own measurements.
+
+`python -m training.package --repack serve/model-store/emnist.mar` packs an archive's
+weights, labels and report again with this repository's code: after a change to the
+handler, the preprocessing or the config, without training again.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from training.data import DEFAULT_CLASSES, read_mapping
@@ -55,6 +60,25 @@ def package(run: Path, export: Path, name: str = "emnist", version: str = "1.0",
     return archive
 
 
+def repack(archive: Path, name: str = "emnist") -> Path:
+    archive = Path(archive)
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(archive) as mar:
+        run = Path(tmp)
+        meta = json.loads(mar.read("model_meta.json"))
+        (run / "model.pt").write_bytes(mar.read(meta.get("weights", "model.pt")))
+        labels = json.loads(mar.read("index_to_name.json"))
+        (run / "mapping.txt").write_text("".join(f"{i} {ord(labels[str(i)])}\n" for i in range(len(labels))))
+        report_dir = archive.parent / f"{name}-report"
+        for filename in REPORT_FILES:
+            if (report_dir / filename).exists():
+                shutil.copy(report_dir / filename, run / filename)
+        if not (run / "report.json").exists():
+            (run / "report.json").write_text(json.dumps(
+                {"model": meta["architecture"], "accuracy": meta.get("test_accuracy"),
+                 "balanced_accuracy": meta.get("test_balanced_accuracy")}))
+        return package(run, archive.parent, name, meta.get("version", "1.0"), data=run)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", default="runs/default", help="training output folder (model.pt, report.json)")
@@ -62,8 +86,13 @@ def main(argv=None) -> None:
     p.add_argument("--name", default="emnist")
     p.add_argument("--version", default="1.0")
     p.add_argument("--data", default=None, help="take the label mapping from this EMNIST folder")
+    p.add_argument("--repack", default=None, metavar="ARCHIVE",
+                   help="pack this archive's weights, labels and report again with the current code (in place)")
     args = p.parse_args(argv)
-    package(Path(args.run), Path(args.export), args.name, args.version, args.data)
+    if args.repack:
+        repack(Path(args.repack), args.name)
+    else:
+        package(Path(args.run), Path(args.export), args.name, args.version, args.data)
 
 
 if __name__ == "__main__":
