@@ -138,16 +138,22 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     return np.clip(ink, 0.0, 1.0)
 
 
-def ink_mask(ink: np.ndarray) -> np.ndarray:
-    """Binary mask of real ink: specks far smaller than the largest stroke are dropped."""
+def ink_components(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`ink_mask` and the connected components it was made from: (mask, labels, stats,
+    kept), where kept[i] says whether component i of labels/stats (0: the paper) is in the
+    mask. Text mode segments with them instead of labelling the same pixels again."""
     mask = (ink > 0.35).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count <= 1:
-        return mask.astype(bool)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.zeros(count, bool)
-    keep[1:] = areas >= max(3, 0.02 * areas.max())
-    return keep[labels]
+    kept = np.zeros(count, bool)
+    if count > 1:
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        kept[1:] = areas >= max(3, 0.02 * areas.max())
+    return kept[labels], labels, stats, kept
+
+
+def ink_mask(ink: np.ndarray) -> np.ndarray:
+    """Binary mask of real ink: specks far smaller than the largest stroke are dropped."""
+    return ink_components(ink)[0]
 
 
 def stroke_width(mask: np.ndarray) -> float:
