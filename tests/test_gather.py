@@ -86,3 +86,26 @@ def test_put_keeps_the_announcement_once():
         assert queue.announced == 0
     assert queue.announced == 0
     assert queue.take(10) == ["a", "b"]
+
+
+def test_two_consumers_never_take_from_an_empty_queue():
+    """Both wait for the same announcement; the first to wake takes everything, and the
+    other must go back to waiting, not fail (it once raised IndexError, which stopped a
+    worker's TorchServe dispatcher and left its jobs hanging)."""
+    queue = GatheringQueue(linger=LONG)
+    with queue.announce() as coming:
+        queue.put(["a"])
+        first, out_first = take_in_thread(queue)
+        second, out_second = take_in_thread(queue)
+        first.join(0.2)
+        second.join(0.2)
+        assert first.is_alive() and second.is_alive()
+        queue.put(["b"], coming)
+    for thread in (first, second):
+        thread.join(0.5)
+    assert sorted([out_first, out_second], key=len) == [[], ["a", "b"]]
+    waiting = first if first.is_alive() else second
+    assert waiting.is_alive(), "the consumer that got nothing must still be waiting"
+    queue.put(["c"])
+    waiting.join(5)
+    assert ["c"] in (out_first, out_second)

@@ -76,7 +76,12 @@ class MicroBatcher:
 
     def _dispatch_forever(self) -> None:
         while True:
-            batch = self._queue.take(self.max_batch)
+            try:
+                batch = self._queue.take(self.max_batch)
+            except Exception:  # a bug here must not stop the dispatcher: every job would hang
+                log.exception("taking a batch failed")
+                time.sleep(0.1)
+                continue
             try:
                 self._send(batch)
             except Exception as exc:  # never lose the dispatcher; the jobs get the error

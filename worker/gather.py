@@ -72,14 +72,18 @@ class GatheringQueue(Generic[T]):
         group is below `max_size`, wait for them up to `linger`. Returns the oldest items
         whose sizes fit in `max_size` (at least one, whatever its size)."""
         with self._cond:
-            while not self._items:
-                self._cond.wait()
-            deadline = time.monotonic() + self.linger
-            while self._announced > 0 and sum(map(self._size, self._items)) < max_size:
-                left = deadline - time.monotonic()
-                if left <= 0:
+            while True:
+                while not self._items:
+                    self._cond.wait()
+                deadline = time.monotonic() + self.linger
+                while self._announced > 0 and sum(map(self._size, self._items)) < max_size:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                # Another consumer may have taken everything while this one waited.
+                if self._items:
                     break
-                self._cond.wait(left)
             group = [self._items.popleft()]
             total = self._size(group[0])
             while self._items and total + self._size(self._items[0]) <= max_size:

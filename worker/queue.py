@@ -14,6 +14,8 @@ from worker.celery_app import RECOGNIZE_JOBS_TASK, RECOGNIZE_TASK
 from worker.config import WorkerConfig
 from worker.gather import Announcement, GatheringQueue
 
+log = logging.getLogger(__name__)
+
 
 def submit_job(r: redis.Redis, celery: Celery, config: WorkerConfig, images: list[bytes], mode: str = "char",
                top_k: int = 5, callback_url: str | None = None, job_id: str | None = None) -> str:
@@ -72,7 +74,12 @@ class JobPublisher:
 
     def _publish_forever(self) -> None:
         while True:
-            group = self._queue.take(self.MAX_GROUP_WEIGHT)
+            try:
+                group = self._queue.take(self.MAX_GROUP_WEIGHT)
+            except Exception:  # a bug here must not stop the publisher: every request would hang
+                log.exception("taking a group of jobs failed")
+                time.sleep(0.1)
+                continue
             try:
                 publish_jobs(self.redis, self.celery, self.config, [item.job for item in group])
             except Exception as exc:  # each request answers with the error; the thread goes on
@@ -120,8 +127,6 @@ def wait_for_job(r: redis.Redis, job_id: str, timeout: float) -> dict | None:
     finally:
         pubsub.close()
 
-
-log = logging.getLogger(__name__)
 
 
 class JobWaiter:
