@@ -239,3 +239,15 @@ def test_webhook_is_signed_and_retried(celery_worker, redis_client, producer, em
         assert len(_Receiver.received) == 1
     finally:
         server.shutdown()
+
+
+def test_the_sweeper_of_a_queue_takes_only_that_queues_jobs(redis_client):
+    ids = {}
+    for queue in ("hwr-a", "hwr-b", ""):  # "": stored by an older release, anyone's
+        ids[queue] = jobs.new_job_id()
+        jobs.create_job(redis_client, ids[queue], [b"img"], "char", 1, None, 600, 600, queue)
+        redis_client.zadd(jobs.PENDING, {ids[queue]: 0})  # submitted long ago
+    assert sorted(j for j, _ in jobs.stale_jobs(redis_client, 10, "hwr-a")) == sorted([ids["hwr-a"], ids[""]])
+    # Re-stamped when returned: not stale again until another `older_than` has passed.
+    assert [j for j, _ in jobs.stale_jobs(redis_client, 10, "hwr-b")] == [ids["hwr-b"]]
+    assert jobs.stale_jobs(redis_client, 10, "hwr-a") == []

@@ -2,7 +2,7 @@
 workers (which run and finish them). Light imports only: the web app uses it too.
 
 Keys (all expire, so Redis does not grow without bound):
-- `hwr:job:<id>`        hash: status, mode, top_k, n_images, created_at, started_at,
+- `hwr:job:<id>`        hash: status, mode, top_k, n_images, queue, created_at, started_at,
                         finished_at, callback_url, results (JSON), error (JSON), attempts
 - `hwr:blob:<id>:<i>`   one uploaded image's bytes (TTL HWR_BLOB_TTL)
 - `hwr:idem:<key>`      Idempotency-Key -> job id (TTL HWR_RESULT_TTL)
@@ -59,13 +59,14 @@ class NewJob:
     callback_url: str | None = None
 
 
-def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_ttl: int) -> None:
-    """Store each job's images as blobs and the job as queued: all of them in one transaction."""
+def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_ttl: int, queue: str = "") -> None:
+    """Store each job's images as blobs and the job as queued: all of them in one transaction.
+    `queue`: the Celery queue its message goes to, where the sweeper re-sends it if need be."""
     pipe = r.pipeline(transaction=True)
     created = now()
     for job in new_jobs:
         record = {"status": "queued", "mode": job.mode, "top_k": job.top_k, "n_images": len(job.images),
-                  "created_at": created, "callback_url": job.callback_url or "", "attempts": 0}
+                  "queue": queue, "created_at": created, "callback_url": job.callback_url or "", "attempts": 0}
         for i, image in enumerate(job.images):
             pipe.set(blob_key(job.job_id, i), image, ex=blob_ttl)
         pipe.hset(job_key(job.job_id), mapping={k: str(v) for k, v in record.items()})
@@ -75,8 +76,8 @@ def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_tt
 
 
 def create_job(r: redis.Redis, job_id: str, images: list[bytes], mode: str, top_k: int,
-               callback_url: str | None, result_ttl: int, blob_ttl: int) -> None:
-    create_jobs(r, [NewJob(job_id, images, mode, top_k, callback_url)], result_ttl, blob_ttl)
+               callback_url: str | None, result_ttl: int, blob_ttl: int, queue: str = "") -> None:
+    create_jobs(r, [NewJob(job_id, images, mode, top_k, callback_url)], result_ttl, blob_ttl, queue)
 
 
 def load_images(r: redis.Redis, job_id: str, n_images: int) -> list[bytes | None]:
@@ -170,23 +171,25 @@ def finish_jobs(r: redis.Redis, outcomes: list[tuple[str, str, list | None, dict
     return [bool(done) for done in pipe.execute()]
 
 
-def stale_jobs(r: redis.Redis, older_than: float, limit: int = 500) -> list[tuple[str, int]]:
-    """Unfinished jobs last (re)submitted more than `older_than` seconds ago: (id, n_images).
+def stale_jobs(r: redis.Redis, older_than: float, queue: str, limit: int = 500) -> list[tuple[str, int]]:
+    """Unfinished jobs of `queue` last (re)submitted more than `older_than` seconds ago:
+    (id, n_images). Jobs stored without a queue (older releases) count as anyone's.
 
     Their Celery message may be gone (kombu can lose one popped just as Redis dies, and
     a job's own TTL can outlive it). Each returned job is stamped as re-submitted now, so
-    it comes back at most once per `older_than`. Expired and finished ones are dropped."""
+    it comes back at most once per `older_than`. Expired and finished ones are dropped;
+    other queues' jobs are left to their own workers, whose settings may differ."""
     ids = [i.decode() for i in r.zrangebyscore(PENDING, "-inf", now() - older_than, start=0, num=limit)]
     if not ids:
         return []
     pipe = r.pipeline(transaction=False)
     for job_id in ids:
-        pipe.hmget(job_key(job_id), "status", "n_images")
+        pipe.hmget(job_key(job_id), "status", "n_images", "queue")
     stale, gone = [], []
-    for job_id, (status, n_images) in zip(ids, pipe.execute()):
+    for job_id, (status, n_images, job_queue) in zip(ids, pipe.execute()):
         if status is None or status.decode() in FINAL:
             gone.append(job_id)
-        else:
+        elif not job_queue or job_queue.decode() == queue:
             stale.append((job_id, int(n_images or 0)))
     pipe = r.pipeline(transaction=False)
     if gone:

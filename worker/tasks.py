@@ -177,7 +177,7 @@ def deliver_webhook(self, job_id: str, url: str) -> None:
     log.info("job %s: webhook delivered to %s", job_id, url)
 
 
-SWEEPER_LOCK = "hwr:sweeper"
+SWEEPER_LOCK = "hwr:sweeper:"  # + the queue: workers of other queues sweep their own jobs
 
 
 def sweep_forever(hostname: str) -> None:
@@ -186,9 +186,9 @@ def sweep_forever(hostname: str) -> None:
     while True:
         time.sleep(config.sweep_interval)
         try:
-            if not r.set(SWEEPER_LOCK, hostname, nx=True, ex=max(1, int(config.sweep_interval))):
+            if not r.set(SWEEPER_LOCK + config.queue, hostname, nx=True, ex=max(1, int(config.sweep_interval))):
                 continue
-            for job_id, n_images in jobs.stale_jobs(r, config.resubmit_after):
+            for job_id, n_images in jobs.stale_jobs(r, config.resubmit_after, config.queue):
                 celery_app.send_task(RECOGNIZE_TASK, args=[job_id], kwargs={"n_images": n_images},
                                      queue=config.queue, task_id=job_id, ignore_result=True)
                 metrics.RESUBMITTED.inc()
