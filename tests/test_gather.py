@@ -109,3 +109,24 @@ def test_two_consumers_never_take_from_an_empty_queue():
     queue.put(["c"])
     waiting.join(5)
     assert ["c"] in (out_first, out_second)
+
+
+def test_a_consumer_goes_on_after_its_handler_fails():
+    queue = GatheringQueue(linger=0.0)
+    handled = []
+    done = threading.Event()
+
+    def handle(group):
+        handled.extend(group)
+        if "after" in group:
+            done.set()
+        if group == ["boom"]:
+            raise RuntimeError("a bug in the handler")
+
+    threading.Thread(target=queue.consume_forever, args=(10, handle), daemon=True).start()
+    queue.put(["boom"])
+    while "boom" not in handled and not done.wait(0.01):
+        pass
+    queue.put(["after"])
+    assert done.wait(5), "the consumer thread died with its handler's error"
+    assert handled == ["boom", "after"]

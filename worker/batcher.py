@@ -75,20 +75,16 @@ class MicroBatcher:
         return answers
 
     def _dispatch_forever(self) -> None:
-        while True:
-            try:
-                batch = self._queue.take(self.max_batch)
-            except Exception:  # a bug here must not stop the dispatcher: every job would hang
-                log.exception("taking a batch failed")
-                time.sleep(0.1)
-                continue
-            try:
-                self._send(batch)
-            except Exception as exc:  # never lose the dispatcher; the jobs get the error
-                log.exception("batch of %d chunks failed", len(batch))
-                for chunk in batch:
-                    if not chunk.done.is_set():
-                        chunk.finish(error=exc)
+        self._queue.consume_forever(self.max_batch, self._dispatch)
+
+    def _dispatch(self, batch: list[_Chunk]) -> None:
+        try:
+            self._send(batch)
+        except Exception as exc:  # never lose the dispatcher; the jobs get the error
+            log.exception("batch of %d chunks failed", len(batch))
+            for chunk in batch:
+                if not chunk.done.is_set():
+                    chunk.finish(error=exc)
 
     def _send(self, batch: list[_Chunk]) -> None:
         tiles = np.concatenate([c.tiles for c in batch]) if len(batch) > 1 else batch[0].tiles

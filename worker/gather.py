@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Announcement:
@@ -90,6 +92,17 @@ class GatheringQueue(Generic[T]):
                 total += self._size(self._items[0])
                 group.append(self._items.popleft())
             return group
+
+    def consume_forever(self, max_size: int, handle: Callable[[list[T]], None]) -> None:
+        """Take groups and hand each to `handle`, forever: the body of a consumer thread.
+        Nothing raised stops it, since a dead consumer would leave every producer waiting.
+        `handle` should give its group's producers any error itself."""
+        while True:
+            try:
+                handle(self.take(max_size))
+            except Exception:
+                log.exception("a consumer of a gathering queue failed; it goes on")
+                time.sleep(0.1)
 
     @property
     def announced(self) -> int:

@@ -73,20 +73,16 @@ class JobPublisher:
             raise item.error
 
     def _publish_forever(self) -> None:
-        while True:
-            try:
-                group = self._queue.take(self.MAX_GROUP_WEIGHT)
-            except Exception:  # a bug here must not stop the publisher: every request would hang
-                log.exception("taking a group of jobs failed")
-                time.sleep(0.1)
-                continue
-            try:
-                publish_jobs(self.redis, self.celery, self.config, [item.job for item in group])
-            except Exception as exc:  # each request answers with the error; the thread goes on
-                for item in group:
-                    item.error = exc
+        self._queue.consume_forever(self.MAX_GROUP_WEIGHT, self._publish)
+
+    def _publish(self, group: list[_Submission]) -> None:
+        try:
+            publish_jobs(self.redis, self.celery, self.config, [item.job for item in group])
+        except Exception as exc:  # each request answers with the error
             for item in group:
-                item.done.set()
+                item.error = exc
+        for item in group:
+            item.done.set()
 
 
 def _weight(item: "_Submission") -> int:
