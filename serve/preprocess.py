@@ -83,7 +83,7 @@ def check_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """
     img = _open_image(data, max_pixels)
     if img.format != "PNG":
-        decode_image(data, max_pixels)
+        _to_gray(img)
         return
     try:
         img.verify()
@@ -97,7 +97,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     Transparent pixels are flattened onto white paper, the way a drawing app exports them.
     The pixel limit is checked from the header, before any pixel is decoded.
     """
-    img = _open_image(data, max_pixels)
+    return _to_gray(_open_image(data, max_pixels))
+
+
+def _to_gray(img: Image.Image) -> np.ndarray:
     try:
         img.seek(0)
         img = ImageOps.exif_transpose(img)

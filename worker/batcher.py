@@ -24,6 +24,11 @@ from worker.torchserve import TorchServeClient, TorchServeUnavailable
 log = logging.getLogger(__name__)
 
 
+def keep_top_k(answers: list[dict], top_k: int) -> list[dict]:
+    """TorchServe answers cut to `top_k` predictions each (errors stay as they are)."""
+    return [{"predictions": a["predictions"][:top_k]} if "predictions" in a else a for a in answers]
+
+
 class _Chunk:
     """Up to max_batch tiles of one job, waiting for their answers."""
 
@@ -110,5 +115,4 @@ class MicroBatcher:
             part = answers[cursor:cursor + n]
             cursor += n
             # The batch asked for the largest top_k; each job keeps its own.
-            part = [{"predictions": a["predictions"][:chunk.top_k]} if "predictions" in a else a for a in part]
-            chunk.finish(answers=part)
+            chunk.finish(answers=keep_top_k(part, chunk.top_k))

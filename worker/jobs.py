@@ -10,7 +10,7 @@ Keys (all expire, so Redis does not grow without bound):
                         job whose Celery message was lost can be found and re-sent
 - channel `hwr:done:<id>` gets one message when the job reaches a final status.
 
-A job finishes exactly once: `finish_job` moves it to a final status atomically and
+A job finishes exactly once: `finish_jobs` moves it to a final status atomically and
 returns False to any later (redelivered) attempt, so clients and webhooks see one result.
 """
 from __future__ import annotations
@@ -145,29 +145,16 @@ def claim_jobs(r: redis.Redis, wanted: list[tuple[str, int | None]]) -> list[Cla
     return claims
 
 
-def claim_job(r: redis.Redis, job_id: str, n_images: int | None) -> Claim:
-    return claim_jobs(r, [(job_id, n_images)])[0]
-
-
-def _finish_args(job_id: str, status: str, results: list | None, error: dict | None, result_ttl: int) -> tuple:
-    assert status in FINAL
-    return (_FINISH, 1, job_key(job_id), status, now(), json.dumps(results or []),
-            json.dumps(error) if error else "", result_ttl, done_channel(job_id), f"hwr:blob:{job_id}:",
-            PENDING, job_id)
-
-
-def finish_job(r: redis.Redis, job_id: str, status: str, results: list | None, error: dict | None,
-               result_ttl: int) -> bool:
-    """Move the job to its final status once. True only for the attempt that did it."""
-    return bool(r.eval(*_finish_args(job_id, status, results, error, result_ttl)))
-
-
 def finish_jobs(r: redis.Redis, outcomes: list[tuple[str, str, list | None, dict | None]],
                 result_ttl: int) -> list[bool]:
-    """finish_job for each (job id, status, results, error), in one round trip."""
+    """Move each (job id, status, results, error) to its final status once, in one round
+    trip. True only for the attempts that did it."""
     pipe = r.pipeline(transaction=False)
     for job_id, status, results, error in outcomes:
-        pipe.eval(*_finish_args(job_id, status, results, error, result_ttl))
+        assert status in FINAL
+        pipe.eval(_FINISH, 1, job_key(job_id), status, now(), json.dumps(results or []),
+                  json.dumps(error) if error else "", result_ttl, done_channel(job_id), f"hwr:blob:{job_id}:",
+                  PENDING, job_id)
     return [bool(done) for done in pipe.execute()]
 
 

@@ -10,7 +10,7 @@ import redis
 from celery import Celery
 
 from worker import jobs
-from worker.celery_app import RECOGNIZE_JOBS_TASK, RECOGNIZE_TASK
+from worker.celery_app import RECOGNIZE_JOBS_TASK
 from worker.config import WorkerConfig
 from worker.gather import Announcement, GatheringQueue
 
@@ -21,13 +21,7 @@ def submit_job(r: redis.Redis, celery: Celery, config: WorkerConfig, images: lis
                top_k: int = 5, callback_url: str | None = None, job_id: str | None = None) -> str:
     """Store the job and its image blobs, then enqueue it. Returns the job id."""
     job_id = job_id or jobs.new_job_id()
-    jobs.create_job(r, job_id, images, mode, top_k, callback_url, config.result_ttl, config.blob_ttl, config.queue)
-    # The image count lets the worker fetch the job and its blobs in one round trip.
-    # ignore_result: the result lives in the job store. Without it the message asks the
-    # worker to store a Celery result too (a SET and a PUBLISH per job, kept for a day),
-    # and send_task subscribes this producer to that result's channel, never to read it.
-    celery.send_task(RECOGNIZE_TASK, args=[job_id], kwargs={"n_images": len(images)}, queue=config.queue,
-                     task_id=job_id, ignore_result=True)
+    publish_jobs(r, celery, config, [jobs.NewJob(job_id, images, mode, top_k, callback_url)])
     return job_id
 
 
@@ -101,6 +95,10 @@ def publish_jobs(r: redis.Redis, celery: Celery, config: WorkerConfig, new_jobs:
     """Store the jobs in one transaction, then enqueue them as one message."""
     jobs.create_jobs(r, new_jobs, config.result_ttl, config.blob_ttl, config.queue)
     ids = [job.job_id for job in new_jobs]
+    # The image counts let the worker fetch the jobs and their blobs in one round trip.
+    # ignore_result: the result lives in the job store. Without it the message asks the
+    # worker to store a Celery result too (a SET and a PUBLISH per message, kept for a day),
+    # and send_task subscribes this producer to that result's channel, never to read it.
     celery.send_task(RECOGNIZE_JOBS_TASK, args=[ids, [len(job.images) for job in new_jobs]], queue=config.queue,
                      task_id=ids[0], ignore_result=True)
 

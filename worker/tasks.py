@@ -14,7 +14,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from worker import jobs, metrics, recognize, webhooks
-from worker.batcher import MicroBatcher
+from worker.batcher import MicroBatcher, keep_top_k
 from worker.celery_app import RECOGNIZE_JOBS_TASK, RECOGNIZE_TASK, celery_app
 from worker.config import load
 from worker.torchserve import TorchServeClient, TorchServeError, TorchServeUnavailable
@@ -128,8 +128,7 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
     for job_id, top_k, plans in planned_jobs:
         n_tiles = sum(len(p.tiles) for p in plans)
         # The request asked for the largest top_k of the group; each job keeps its own.
-        own = [{"predictions": a["predictions"][:top_k]} if "predictions" in a else a
-               for a in answers[cursor:cursor + n_tiles]]
+        own = keep_top_k(answers[cursor:cursor + n_tiles], top_k)
         cursor += n_tiles
         try:
             outcomes[job_id] = ("succeeded", recognize.build_results(plans, own), None)
