@@ -246,8 +246,25 @@ def test_the_sweeper_of_a_queue_takes_only_that_queues_jobs(redis_client):
     for queue in ("hwr-a", "hwr-b", ""):  # "": stored by an older release, anyone's
         ids[queue] = jobs.new_job_id()
         jobs.create_job(redis_client, ids[queue], [b"img"], "char", 1, None, 600, 600, queue)
-        redis_client.zadd(jobs.PENDING, {ids[queue]: 0})  # submitted long ago
-    assert sorted(j for j, _ in jobs.stale_jobs(redis_client, 10, "hwr-a")) == sorted([ids["hwr-a"], ids[""]])
+        redis_client.zadd(jobs.pending_key(queue), {ids[queue]: 1})  # submitted long ago
+    # A backlog of another queue that nobody sweeps, older than everything else and larger
+    # than one round's limit, must not hide this queue's jobs (each queue has its own set).
+    backlog = {jobs.new_job_id(): 0 for _ in range(30)}
+    for job_id in backlog:
+        jobs.create_job(redis_client, job_id, [b"img"], "char", 1, None, 600, 600, "hwr-unswept")
+    redis_client.zadd(jobs.pending_key("hwr-unswept"), backlog)
+    assert sorted(j for j, _ in jobs.stale_jobs(redis_client, 10, "hwr-a", limit=10)) == sorted(
+        [ids["hwr-a"], ids[""]])
     # Re-stamped when returned: not stale again until another `older_than` has passed.
-    assert [j for j, _ in jobs.stale_jobs(redis_client, 10, "hwr-b")] == [ids["hwr-b"]]
+    assert [j for j, _ in jobs.stale_jobs(redis_client, 10, "hwr-b", limit=10)] == [ids["hwr-b"]]
     assert jobs.stale_jobs(redis_client, 10, "hwr-a") == []
+
+
+def test_a_finished_job_leaves_its_queues_pending_set(redis_client):
+    job_id = jobs.new_job_id()
+    jobs.create_job(redis_client, job_id, [b"img"], "char", 1, None, 600, 600, "hwr-a")
+    assert redis_client.zscore(jobs.pending_key("hwr-a"), job_id) is not None
+    assert jobs.claim_jobs(redis_client, [(job_id, 1)])[0][0] == "running"
+    assert jobs.finish_jobs(redis_client, [(job_id, "succeeded", [], None)], 600) == [True]
+    assert redis_client.zscore(jobs.pending_key("hwr-a"), job_id) is None
+    assert redis_client.exists(jobs.blob_key(job_id, 0)) == 0

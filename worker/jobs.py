@@ -6,8 +6,10 @@ Keys (all expire, so Redis does not grow without bound):
                         finished_at, callback_url, results (JSON), error (JSON), attempts
 - `hwr:blob:<id>:<i>`   one uploaded image's bytes (TTL HWR_BLOB_TTL)
 - `hwr:idem:<key>`      Idempotency-Key -> job id (TTL HWR_RESULT_TTL)
-- `hwr:pending`          sorted set of unfinished job ids by (re)submission time, so a
-                        job whose Celery message was lost can be found and re-sent
+- `hwr:pending:<queue>`  sorted set of a queue's unfinished job ids by (re)submission
+                        time, so a job whose Celery message was lost can be found and
+                        re-sent by that queue's sweeper (`hwr:pending`: jobs stored
+                        without a queue by older releases, anyone's)
 - channel `hwr:done:<id>` gets one message when the job reaches a final status.
 
 A job finishes exactly once: `finish_jobs` moves it to a final status atomically and
@@ -26,6 +28,11 @@ import redis
 FINAL = ("succeeded", "failed")
 STATUSES = ("queued", "running", *FINAL)
 PENDING = "hwr:pending"
+
+
+def pending_key(queue: str) -> str:
+    """The pending set of `queue`'s jobs (the shared legacy set for jobs without one)."""
+    return f"{PENDING}:{queue}" if queue else PENDING
 
 
 def job_key(job_id: str) -> str:
@@ -71,7 +78,7 @@ def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_tt
             pipe.set(blob_key(job.job_id, i), image, ex=blob_ttl)
         pipe.hset(job_key(job.job_id), mapping={k: str(v) for k, v in record.items()})
         pipe.expire(job_key(job.job_id), result_ttl)
-    pipe.zadd(PENDING, {job.job_id: created for job in new_jobs})
+    pipe.zadd(pending_key(queue), {job.job_id: created for job in new_jobs})
     pipe.execute()
 
 
@@ -105,6 +112,8 @@ redis.call('PUBLISH', ARGV[6], ARGV[1])
 -- The images are no longer needed: drop them in the same round trip.
 local n = tonumber(redis.call('HGET', KEYS[1], 'n_images') or '0') or 0
 for i = 0, n - 1 do redis.call('DEL', ARGV[7] .. i) end
+local queue = redis.call('HGET', KEYS[1], 'queue')
+if queue and queue ~= '' then redis.call('ZREM', ARGV[8] .. ':' .. queue, ARGV[9]) end
 redis.call('ZREM', ARGV[8], ARGV[9])
 return 1
 """
@@ -160,30 +169,35 @@ def finish_jobs(r: redis.Redis, outcomes: list[tuple[str, str, list | None, dict
 
 def stale_jobs(r: redis.Redis, older_than: float, queue: str, limit: int = 500) -> list[tuple[str, int]]:
     """Unfinished jobs of `queue` last (re)submitted more than `older_than` seconds ago:
-    (id, n_images). Jobs stored without a queue (older releases) count as anyone's.
+    (id, n_images), at most `limit` from its own pending set and as many from the legacy
+    set, where jobs stored without a queue (older releases) count as anyone's.
 
     Their Celery message may be gone (kombu can lose one popped just as Redis dies, and
     a job's own TTL can outlive it). Each returned job is stamped as re-submitted now, so
-    it comes back at most once per `older_than`. Expired and finished ones are dropped;
-    other queues' jobs are left to their own workers, whose settings may differ."""
-    ids = [i.decode() for i in r.zrangebyscore(PENDING, "-inf", now() - older_than, start=0, num=limit)]
-    if not ids:
-        return []
-    pipe = r.pipeline(transaction=False)
-    for job_id in ids:
-        pipe.hmget(job_key(job_id), "status", "n_images", "queue")
-    stale, gone = [], []
-    for job_id, (status, n_images, job_queue) in zip(ids, pipe.execute()):
-        if status is None or status.decode() in FINAL:
-            gone.append(job_id)
-        elif not job_queue or job_queue.decode() == queue:
-            stale.append((job_id, int(n_images or 0)))
-    pipe = r.pipeline(transaction=False)
-    if gone:
-        pipe.zrem(PENDING, *gone)
-    if stale:
-        pipe.zadd(PENDING, {job_id: now() for job_id, _ in stale}, xx=True)
-    pipe.execute()
+    it comes back at most once per `older_than`. Expired and finished ones are dropped.
+    Each queue has its own set, so no other queue's backlog can hide this queue's jobs."""
+    cutoff = now() - older_than
+    stale = []
+    for key in dict.fromkeys((pending_key(queue), PENDING)):
+        ids = [i.decode() for i in r.zrangebyscore(key, "-inf", cutoff, start=0, num=limit)]
+        if not ids:
+            continue
+        pipe = r.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(job_key(job_id), "status", "n_images", "queue")
+        found, gone = [], []
+        for job_id, (status, n_images, job_queue) in zip(ids, pipe.execute()):
+            if status is None or status.decode() in FINAL:
+                gone.append(job_id)
+            elif key != PENDING or not job_queue or job_queue.decode() == queue:
+                found.append((job_id, int(n_images or 0)))
+        pipe = r.pipeline(transaction=False)
+        if gone:
+            pipe.zrem(key, *gone)
+        if found:
+            pipe.zadd(key, {job_id: now() for job_id, _ in found}, xx=True)
+        pipe.execute()
+        stale.extend(found)
     return stale
 
 

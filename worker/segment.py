@@ -71,9 +71,17 @@ def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray:
     length = int(max(15, 1.6 * typical))
     if hollow:  # a box is only a little taller than its character: shorter runs count
         length = int(max(15, 0.8 * min(min(b[2], b[3]) for b in hollow)))
+    # A straight run lies inside one component, so only a component at least `length`
+    # wide (or tall) can hold one: most text has none, and skips both passes over the page.
+    wide, tall = (any(b[k] >= length for b in boxes) for k in (2, 3))
+    if not (wide or tall):
+        return mask
     m = mask.astype(np.uint8)
-    rules = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
-    rules |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
+    rules = np.zeros_like(m)
+    if wide:
+        rules |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
+    if tall:
+        rules |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
     if not rules.any():
         return mask
     rules = cv2.dilate(rules, np.ones((3, 3), np.uint8))
@@ -85,9 +93,14 @@ def _clusters_by_overlap(spans: list[tuple[int, int]], min_overlap: float) -> li
     order = sorted(range(len(spans)), key=lambda i: spans[i][0])
     groups: list[list[int]] = []
     ranges: list[list[int]] = []
+    # Groups that end at or before the current start can never overlap a later interval
+    # (starts only grow): dropping them keeps a 64-character line linear, not quadratic.
+    open_groups: list[int] = []
     for i in order:
         a0, a1 = spans[i]
-        for g, (b0, b1) in enumerate(ranges):
+        open_groups = [g for g in open_groups if ranges[g][1] > a0]
+        for g in open_groups:
+            b0, b1 = ranges[g]
             overlap = min(a1, b1) - max(a0, b0)
             if overlap > min_overlap * min(a1 - a0, b1 - b0):
                 groups[g].append(i)
@@ -96,6 +109,7 @@ def _clusters_by_overlap(spans: list[tuple[int, int]], min_overlap: float) -> li
         else:
             groups.append([i])
             ranges.append([a0, a1])
+            open_groups.append(len(groups) - 1)
     return groups
 
 
@@ -179,20 +193,21 @@ def segment(ink: np.ndarray) -> list[CharCut]:
         # A page of noise or dots, not writing; grouping is quadratic in the pieces.
         raise preprocess.PreprocessError(
             f"the image has {len(comps)} separate ink pieces; text mode reads at most {MAX_COMPONENTS}")
-    areas = stats[:, cv2.CC_STAT_AREA]
+    # Plain lists: indexing numpy scalars thousands of times cost more than the grouping.
+    lefts, tops, widths, heights, areas = (stats[:, k].tolist() for k in (
+        cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA))
     largest = max(areas[c] for c in comps)
     keep = [c for c in comps if areas[c] >= max(4, 0.01 * largest)]
-    heights = np.array([stats[c, cv2.CC_STAT_HEIGHT] for c in keep])
-    typical = float(np.median(heights))
-    big = [c for c in keep if stats[c, cv2.CC_STAT_HEIGHT] >= 0.45 * typical]
+    typical = float(np.median([heights[c] for c in keep]))
+    big = [c for c in keep if heights[c] >= 0.45 * typical]
     big_set = set(big)
     small = [c for c in keep if c not in big_set]
 
     def yspan(c):
-        return int(stats[c, cv2.CC_STAT_TOP]), int(stats[c, cv2.CC_STAT_TOP] + stats[c, cv2.CC_STAT_HEIGHT])
+        return tops[c], tops[c] + heights[c]
 
     def xspan(c):
-        return int(stats[c, cv2.CC_STAT_LEFT]), int(stats[c, cv2.CC_STAT_LEFT] + stats[c, cv2.CC_STAT_WIDTH])
+        return lefts[c], lefts[c] + widths[c]
 
     lines = [[big[i] for i in g] for g in _clusters_by_overlap([yspan(c) for c in big], 0.3)]
     # Dots and fragments join the line whose vertical centre is nearest.
