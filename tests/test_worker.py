@@ -178,8 +178,9 @@ def test_a_bug_in_one_job_fails_only_that_job(monkeypatch):
         def planning(self):
             return contextlib.nullcontext()
 
-        def predict(self, tiles, top_k, planned=None):
-            return [{"predictions": [{"char": "A", "p": 0.9}] * top_k} for _ in tiles]
+        def submit(self, tiles, top_k, planned=None):
+            answers = [{"predictions": [{"char": "A", "p": 0.9}] * top_k} for _ in tiles]
+            return types.SimpleNamespace(answers=lambda: answers)
 
     plan_image = recognize.plan_image
 
@@ -191,7 +192,8 @@ def test_a_bug_in_one_job_fails_only_that_job(monkeypatch):
     monkeypatch.setattr(recognize, "plan_image", buggy)
     image = png(255 - compose_word([np.eye(28, dtype=np.uint8) * 255], np.random.default_rng(0), height=60))
     claimed = [("ok", {"mode": "char", "top_k": "2"}, [image]), ("bug", {"mode": "char", "top_k": "1"}, [b"trigger"])]
-    outcomes = tasks.recognize_claimed(types.SimpleNamespace(batcher=AnswerEverything()), claimed)
+    outcomes = tasks.recognize_claimed(
+        types.SimpleNamespace(batcher=AnswerEverything(), planning_slots=threading.Semaphore(2)), claimed)
     status, results, error = outcomes["ok"]
     assert status == "succeeded" and len(results[0]["characters"][0]["alternatives"]) == 2
     assert outcomes["bug"] == ("failed", None, {"code": "internal_error", "message": "RuntimeError"})

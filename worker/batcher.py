@@ -45,6 +45,24 @@ class _Chunk:
         self.done.set()
 
 
+class Pending:
+    """Tiles handed to the batcher, whose answers may still be coming."""
+
+    def __init__(self, chunks: list[_Chunk]):
+        self.chunks = chunks
+
+    def answers(self) -> list[dict]:
+        """One answer per tile, in order. Blocks; raises what TorchServe's client raised
+        (TorchServeUnavailable once HWR_TORCHSERVE_RETRY_SECONDS are spent)."""
+        answers: list[dict] = []
+        for chunk in self.chunks:
+            chunk.done.wait()
+            if chunk.error is not None:
+                raise chunk.error
+            answers.extend(chunk.answers)
+        return answers
+
+
 class MicroBatcher:
     def __init__(self, client: TorchServeClient, max_batch: int, inflight: int, retry_seconds: float,
                  linger: float = 0.005):
@@ -62,22 +80,19 @@ class MicroBatcher:
         wait for the tiles being made (see worker.gather)."""
         return self._queue.announce()
 
-    def predict(self, tiles: np.ndarray, top_k: int, planned: Announcement | None = None) -> list[dict]:
-        """Answers for N x 28 x 28 tiles, in order. Blocks; raises TorchServeUnavailable
-        when TorchServe stays unreachable for HWR_TORCHSERVE_RETRY_SECONDS."""
-        if len(tiles) == 0:
-            return []
+    def submit(self, tiles: np.ndarray, top_k: int, planned: Announcement | None = None) -> "Pending":
+        """Queue N x 28 x 28 tiles for TorchServe (fulfilling `planned`); returns at once.
+        `Pending.answers()` blocks for them."""
         deadline = time.monotonic() + self.retry_seconds
         chunks = [_Chunk(tiles[i:i + self.max_batch], top_k, deadline)
                   for i in range(0, len(tiles), self.max_batch)]
         self._queue.put(chunks, planned)
-        answers: list[dict] = []
-        for chunk in chunks:
-            chunk.done.wait()
-            if chunk.error is not None:
-                raise chunk.error
-            answers.extend(chunk.answers)
-        return answers
+        return Pending(chunks)
+
+    def predict(self, tiles: np.ndarray, top_k: int, planned: Announcement | None = None) -> list[dict]:
+        """Answers for N x 28 x 28 tiles, in order. Blocks; raises TorchServeUnavailable
+        when TorchServe stays unreachable for HWR_TORCHSERVE_RETRY_SECONDS."""
+        return self.submit(tiles, top_k, planned).answers()
 
     def _dispatch_forever(self) -> None:
         self._queue.consume_forever(self.max_batch, self._dispatch)

@@ -44,6 +44,13 @@ class WorkerConfig:
     batch_inflight: int = field(default_factory=lambda: _env_int("HWR_BATCH_INFLIGHT", 2))
     # The longest a batch waits for jobs still making their tiles, to share their request.
     batch_linger: float = field(default_factory=lambda: _env_float("HWR_BATCH_LINGER_MS", 5.0) / 1000)
+    # Jobs of one process that decode and cut images at the same time. The work is CPU
+    # bound (the GIL and the node's cores), so more threads than cores only trade the GIL
+    # back and forth; the other threads keep waiting on Redis and TorchServe meanwhile.
+    planning_slots: int = field(default_factory=lambda: _env_int("HWR_PLANNING_SLOTS", 2))
+    # OpenCV's own thread pool, per process. Jobs already run in parallel; a pool inside
+    # each image call spent ~9% of a loaded worker's CPU handing work between threads.
+    opencv_threads: int = field(default_factory=lambda: _env_int("HWR_OPENCV_THREADS", 1))
     # An endpoint that refused a connection is skipped for this long (others take over).
     endpoint_down_seconds: float = field(default_factory=lambda: _env_float("HWR_TORCHSERVE_DOWN_SECONDS", 3.0))
     max_pixels: int = field(default_factory=lambda: _env_int("HWR_MAX_PIXELS", 40_000_000))

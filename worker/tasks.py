@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 
+import cv2
 import httpx
 import redis
 from celery.signals import worker_ready
@@ -41,6 +42,8 @@ class _Runtime:
                         config.redis_url, max_connections=None, health_check_interval=30,
                         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 60),
                         retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+                    cv2.setNumThreads(config.opencv_threads)
+                    cls.planning_slots = threading.BoundedSemaphore(max(1, config.planning_slots))
                     cls.batcher = MicroBatcher(TorchServeClient(config), config.max_batch,
                                                config.batch_inflight, config.retry_max_seconds,
                                                config.batch_linger)
@@ -108,7 +111,10 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
     outage fails them all, a bug only the job it hit."""
     outcomes: dict[str, Outcome] = {}
     planned_jobs = []
-    with rt.batcher.planning() as planned:
+    # Planning is CPU bound, so only `planning_slots` jobs of this process plan at once.
+    # A job announces its tiles to the batcher once it holds a slot, so the dispatchers
+    # wait for tiles that are about to come, not for jobs queued behind the slots.
+    with rt.planning_slots, rt.batcher.planning() as planned:
         for job_id, fields, blobs in claimed:
             try:
                 plans = [recognize.plan_image(blob, fields["mode"] or "char", config.max_pixels) for blob in blobs]
@@ -117,13 +123,18 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
                 outcomes[job_id] = _internal_error([job_id], exc)
         try:
             tiles = recognize.all_tiles([p for _, _, plans in planned_jobs for p in plans])
-            answers = rt.batcher.predict(tiles, max((k for _, k, _ in planned_jobs), default=1), planned)
-        except (TorchServeUnavailable, TorchServeError) as exc:
-            error = {"code": exc.code, "message": str(exc)}
-            return {**outcomes, **{job_id: ("failed", None, error) for job_id, _, _ in planned_jobs}}
+            pending = rt.batcher.submit(tiles, max((k for _, k, _ in planned_jobs), default=1), planned)
         except Exception as exc:
             failed = _internal_error([job_id for job_id, _, _ in planned_jobs], exc)
             return {**outcomes, **{job_id: failed for job_id, _, _ in planned_jobs}}
+    try:
+        answers = pending.answers()
+    except (TorchServeUnavailable, TorchServeError) as exc:
+        error = {"code": exc.code, "message": str(exc)}
+        return {**outcomes, **{job_id: ("failed", None, error) for job_id, _, _ in planned_jobs}}
+    except Exception as exc:
+        failed = _internal_error([job_id for job_id, _, _ in planned_jobs], exc)
+        return {**outcomes, **{job_id: failed for job_id, _, _ in planned_jobs}}
     cursor = 0
     for job_id, top_k, plans in planned_jobs:
         n_tiles = sum(len(p.tiles) for p in plans)
