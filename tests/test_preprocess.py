@@ -172,3 +172,32 @@ def test_a_huge_thin_character_is_read_at_bounded_resolution():
     a, b = P.normalize_char(big), P.normalize_char(small)
     assert P.stroke_width(a > 90) >= 1.8
     assert ((a > 127) & (b > 127)).sum() / max(((a > 127) | (b > 127)).sum(), 1) > 0.6
+
+
+def _ink_map_per_pixel(gray: np.ndarray) -> np.ndarray:
+    """The ink map's definition, pixel by pixel (what `P.ink_map` computes by lookup table)."""
+    import cv2
+
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    distance = np.abs(gray.astype(np.float32) - float(np.median(border)))
+    peak = float(distance.max())
+    if peak < 32:
+        return np.zeros(gray.shape, np.float32)
+    dist_u8 = (distance * (255.0 / peak)).astype(np.uint8)
+    otsu, _ = cv2.threshold(dist_u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    floor = max(otsu * 0.3, 12.0)
+    strokes = dist_u8[dist_u8 > otsu]
+    solid = float(np.percentile(strokes, 90)) if strokes.size else 255.0
+    return np.clip((dist_u8.astype(np.float32) - floor) / max(solid - floor, 1.0), 0.0, 1.0)
+
+
+def test_the_lookup_table_ink_map_equals_the_per_pixel_definition(emnist_test_sample):
+    rng = np.random.default_rng(3)
+    pages = [bar_glyph(), 255 - bar_glyph(), np.full((9, 9), 200, np.uint8)]
+    pages += [255 - t for t in emnist_test_sample.images[:50]]
+    pages += [rng.integers(0, 256, rng.integers(2, 60, 2)).astype(np.uint8) for _ in range(100)]
+    pages += [rng.normal(190, 35, (40, 70)).clip(0, 255).astype(np.uint8) for _ in range(50)]
+    pages.append(np.asfortranarray(bar_glyph()))  # not C-contiguous
+    for page in pages:
+        got, want = P.ink_map(page), _ink_map_per_pixel(np.ascontiguousarray(page))
+        assert got.dtype == np.float32 and np.array_equal(got, want)

@@ -107,3 +107,28 @@ def test_a_page_of_dots_is_refused_not_ground_through():
             img[dy::5, dx::5] = 255  # 9,216 separate 2x2 specks of ink
     with pytest.raises(preprocess.PreprocessError, match="separate ink pieces"):
         cuts_of(img)
+
+
+def test_grouping_by_overlap_matches_comparing_every_pair_of_groups():
+    """The linear-time grouping gives the groups a comparison against every group would."""
+    def every_group(spans, min_overlap):
+        order = sorted(range(len(spans)), key=lambda i: spans[i][0])
+        groups, ranges = [], []
+        for i in order:
+            a0, a1 = spans[i]
+            for g, (b0, b1) in enumerate(ranges):
+                if min(a1, b1) - max(a0, b0) > min_overlap * min(a1 - a0, b1 - b0):
+                    groups[g].append(i)
+                    ranges[g] = [min(a0, b0), max(a1, b1)]
+                    break
+            else:
+                groups.append([i])
+                ranges.append([a0, a1])
+        return groups
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        starts = rng.integers(0, 400, rng.integers(1, 60))
+        spans = [(int(s), int(s + rng.integers(0, 40))) for s in starts]
+        for min_overlap in (0.0, 0.3, 0.5):
+            assert segment._clusters_by_overlap(spans, min_overlap) == every_group(spans, min_overlap)
