@@ -44,7 +44,7 @@ class WorkerConfig:
     batch_inflight: int = field(default_factory=lambda: _env_int("HWR_BATCH_INFLIGHT", 2))
     # The longest a batch waits for jobs still making their tiles, to share their request.
     batch_linger: float = field(default_factory=lambda: _env_float("HWR_BATCH_LINGER_MS", 5.0) / 1000)
-    # Jobs of one process that decode and cut images at the same time. The work is CPU
+    # Images one process decodes and cuts into tiles at the same time. The work is CPU
     # bound (the GIL and the node's cores), so more threads than cores only trade the GIL
     # back and forth; the other threads keep waiting on Redis and TorchServe meanwhile.
     planning_slots: int = field(default_factory=lambda: _env_int("HWR_PLANNING_SLOTS", 2))

@@ -111,13 +111,16 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
     outage fails them all, a bug only the job it hit."""
     outcomes: dict[str, Outcome] = {}
     planned_jobs = []
-    # Planning is CPU bound, so only `planning_slots` jobs of this process plan at once.
-    # A job announces its tiles to the batcher once it holds a slot, so the dispatchers
-    # wait for tiles that are about to come, not for jobs queued behind the slots.
-    with rt.planning_slots, rt.batcher.planning() as planned:
+    with rt.batcher.planning() as planned:
         for job_id, fields, blobs in claimed:
             try:
-                plans = [recognize.plan_image(blob, fields["mode"] or "char", config.max_pixels) for blob in blobs]
+                plans = []
+                for blob in blobs:
+                    # Decoding and cutting is CPU bound: only `planning_slots` images of this
+                    # process at once (32 threads trading the GIL cost ~20% more CPU). A slot
+                    # per image, so a job of thousands takes turns with the small ones.
+                    with rt.planning_slots:
+                        plans.append(recognize.plan_image(blob, fields["mode"] or "char", config.max_pixels))
                 planned_jobs.append((job_id, int(fields["top_k"] or 5), plans))
             except Exception as exc:
                 outcomes[job_id] = _internal_error([job_id], exc)
