@@ -266,6 +266,7 @@ def test_a_finished_job_leaves_its_queues_pending_set(redis_client):
     job_id = jobs.new_job_id()
     jobs.create_job(redis_client, job_id, [b"img"], "char", 1, None, 600, 600, "hwr-a")
     assert redis_client.zscore(jobs.pending_key("hwr-a"), job_id) is not None
+    assert 0 < redis_client.ttl(jobs.pending_key("hwr-a")) <= 600, "a queue's set expires with its jobs"
     assert jobs.claim_jobs(redis_client, [(job_id, 1)])[0][0] == "running"
     assert jobs.finish_jobs(redis_client, [(job_id, "succeeded", [], None)], 600) == [True]
     assert redis_client.zscore(jobs.pending_key("hwr-a"), job_id) is None

@@ -79,6 +79,9 @@ def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_tt
         pipe.hset(job_key(job.job_id), mapping={k: str(v) for k, v in record.items()})
         pipe.expire(job_key(job.job_id), result_ttl)
     pipe.zadd(pending_key(queue), {job.job_id: created for job in new_jobs})
+    # A queue nobody serves any more must not keep its set forever: by the time it
+    # expires, every job in it has expired too (the same TTL, from an earlier start).
+    pipe.expire(pending_key(queue), result_ttl)
     pipe.execute()
 
 
