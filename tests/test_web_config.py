@@ -1,6 +1,8 @@
 """web.config: environment variables and create_app overrides, one spelling each."""
 from __future__ import annotations
 
+import pytest
+
 from web import config
 
 
@@ -21,3 +23,11 @@ def test_overrides_win_over_environment(monkeypatch):
     assert settings.allow_private_callbacks is True
     worker = settings.worker_config()
     assert worker.queue == "q2" and worker.redis_url == settings.redis_url
+
+
+def test_a_malformed_number_names_its_variable():
+    with pytest.raises(ValueError, match="HWR_RESULT_TTL must be an integer, got 'a day'"):
+        config.load({"HWR_RESULT_TTL": "a day"})
+    with pytest.raises(ValueError, match="HWR_RECOGNIZE_TIMEOUT must be a number"):
+        config.load({"HWR_RECOGNIZE_TIMEOUT": "10s"})
+    assert config.load({"HWR_RESULT_TTL": " 60 "}).result_ttl == 60

@@ -30,3 +30,17 @@ def test_read_inference_key(tmp_path):
     assert read_inference_key(str(path)) == ""  # TorchServe has not written it yet
     path.write_text(json.dumps({"inference": {"key": "abc"}, "management": {"key": "m"}}))
     assert read_inference_key(str(path)) == "abc"
+
+
+def test_a_malformed_number_names_its_variable(monkeypatch):
+    from worker.config import load
+
+    monkeypatch.setenv("HWR_PLANNING_SLOTS", "two")
+    with pytest.raises(ValueError, match="HWR_PLANNING_SLOTS must be an integer, got 'two'"):
+        load()
+    monkeypatch.setenv("HWR_PLANNING_SLOTS", "3")
+    monkeypatch.setenv("HWR_BATCH_LINGER_MS", "5ms")
+    with pytest.raises(ValueError, match="HWR_BATCH_LINGER_MS must be a number"):
+        load()
+    monkeypatch.setenv("HWR_BATCH_LINGER_MS", "7.5")
+    assert load().planning_slots == 3 and load().batch_linger == 0.0075

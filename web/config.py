@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from serve.preprocess import DEFAULT_MAX_PIXELS
-from worker.config import WorkerConfig
+from worker.config import WorkerConfig, parse_number
 
 # The model's classes (EMNIST balanced, 47): the most alternatives a character can have.
 NUM_CLASSES = 47
@@ -61,26 +61,32 @@ def load(overrides: Mapping[str, object] | None = None) -> WebConfig:
     def get(name: str, default: object) -> str:
         return env.get(name, str(default))
 
+    def integer(name: str, default: int) -> int:
+        return parse_number(name, get(name, default), int)
+
+    def number(name: str, default: float) -> float:
+        return parse_number(name, get(name, default), float)
+
     return WebConfig(
         redis_url=get("HWR_REDIS_URL", "redis://127.0.0.1:6379/0"),
         torchserve_urls=tuple(u.rstrip("/") for u in _csv(get("HWR_TORCHSERVE_URLS", "http://127.0.0.1:8080"))),
         torchserve_token=get("HWR_TORCHSERVE_TOKEN", ""),
         torchserve_key_file=get("HWR_TORCHSERVE_KEY_FILE", ""),
         queue=get("HWR_QUEUE", "hwr"),
-        result_ttl=int(get("HWR_RESULT_TTL", 86400)),
-        blob_ttl=int(get("HWR_BLOB_TTL", 3600)),
+        result_ttl=integer("HWR_RESULT_TTL", 86400),
+        blob_ttl=integer("HWR_BLOB_TTL", 3600),
         api_keys=_csv(get("HWR_API_KEYS", "")),
         rate_limit=get("HWR_RATE_LIMIT", "6000/minute"),
-        max_upload_bytes=int(get("HWR_MAX_UPLOAD_BYTES", 32 * 1024 * 1024)),
-        max_images_per_job=int(get("HWR_MAX_IMAGES_PER_JOB", 1000)),
-        max_image_pixels=int(get("HWR_MAX_PIXELS", DEFAULT_MAX_PIXELS)),
-        recognize_timeout=float(get("HWR_RECOGNIZE_TIMEOUT", 10)),
-        max_wait_seconds=float(get("HWR_MAX_WAIT_SECONDS", 60)),
+        max_upload_bytes=integer("HWR_MAX_UPLOAD_BYTES", 32 * 1024 * 1024),
+        max_images_per_job=integer("HWR_MAX_IMAGES_PER_JOB", 1000),
+        max_image_pixels=integer("HWR_MAX_PIXELS", DEFAULT_MAX_PIXELS),
+        recognize_timeout=number("HWR_RECOGNIZE_TIMEOUT", 10),
+        max_wait_seconds=number("HWR_MAX_WAIT_SECONDS", 60),
         # The longest a job waits for requests still parsing, to share their Celery message.
-        publish_linger=float(get("HWR_PUBLISH_LINGER_MS", 5)) / 1000,
+        publish_linger=number("HWR_PUBLISH_LINGER_MS", 5) / 1000,
         allow_private_callbacks=_flag(get("HWR_WEBHOOK_ALLOW_PRIVATE", "false")),
-        ready_cache_seconds=float(get("HWR_READY_CACHE_SECONDS", 1.5)),
-        ready_check_timeout=float(get("HWR_READY_CHECK_TIMEOUT", 1.0)),
+        ready_cache_seconds=number("HWR_READY_CACHE_SECONDS", 1.5),
+        ready_check_timeout=number("HWR_READY_CHECK_TIMEOUT", 1.0),
         # prometheus-client's own variable: set it when gunicorn runs several processes.
         prometheus_multiproc_dir=get("PROMETHEUS_MULTIPROC_DIR", ""),
     )

@@ -7,12 +7,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def parse_number(name: str, raw: object, kind: type[int] | type[float]) -> int | float:
+    """`raw` as `kind`, or a ValueError that names the variable (not just int()'s complaint)."""
+    try:
+        return kind(str(raw).strip())
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, got {str(raw)[:40]!r}") from None
+
+
 def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+    return parse_number(name, os.environ.get(name, default), int)
 
 
 def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+    return parse_number(name, os.environ.get(name, default), float)
 
 
 def _env_bool(name: str, default: bool) -> bool:
