@@ -144,7 +144,7 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
         counts = cv2.calcHist([dist_u8], [0], None, [256], [0, 256]).ravel().astype(np.int64)
     else:
         counts = np.bincount(dist_u8.ravel(), minlength=256)
-    above = np.arange(256) > otsu
+    above = levels > otsu
     strokes = np.repeat(np.arange(256, dtype=np.uint8)[above], counts[above])  # sorted, as a multiset
     solid = float(np.percentile(strokes, 90)) if strokes.size else 255.0
     ramp = np.clip((levels - floor) / max(solid - floor, 1.0), 0.0, 1.0)

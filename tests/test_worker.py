@@ -247,13 +247,13 @@ def test_the_sweeper_of_a_queue_takes_only_that_queues_jobs(redis_client):
     ids = {}
     for queue in ("hwr-a", "hwr-b", ""):  # "": stored by an older release, anyone's
         ids[queue] = jobs.new_job_id()
-        jobs.create_job(redis_client, ids[queue], [b"img"], "char", 1, None, 600, 600, queue)
+        jobs.create_jobs(redis_client, [jobs.NewJob(ids[queue], [b"img"], "char", 1)], 600, 600, queue)
         redis_client.zadd(jobs.pending_key(queue), {ids[queue]: 1})  # submitted long ago
     # A backlog of another queue that nobody sweeps, older than everything else and larger
     # than one round's limit, must not hide this queue's jobs (each queue has its own set).
     backlog = {jobs.new_job_id(): 0 for _ in range(30)}
     for job_id in backlog:
-        jobs.create_job(redis_client, job_id, [b"img"], "char", 1, None, 600, 600, "hwr-unswept")
+        jobs.create_jobs(redis_client, [jobs.NewJob(job_id, [b"img"], "char", 1)], 600, 600, "hwr-unswept")
     redis_client.zadd(jobs.pending_key("hwr-unswept"), backlog)
     assert sorted(j for j, _ in jobs.stale_jobs(redis_client, 10, "hwr-a", limit=10)) == sorted(
         [ids["hwr-a"], ids[""]])
@@ -264,7 +264,7 @@ def test_the_sweeper_of_a_queue_takes_only_that_queues_jobs(redis_client):
 
 def test_a_finished_job_leaves_its_queues_pending_set(redis_client):
     job_id = jobs.new_job_id()
-    jobs.create_job(redis_client, job_id, [b"img"], "char", 1, None, 600, 600, "hwr-a")
+    jobs.create_jobs(redis_client, [jobs.NewJob(job_id, [b"img"], "char", 1)], 600, 600, "hwr-a")
     assert redis_client.zscore(jobs.pending_key("hwr-a"), job_id) is not None
     assert 0 < redis_client.ttl(jobs.pending_key("hwr-a")) <= 600, "a queue's set expires with its jobs"
     assert jobs.claim_jobs(redis_client, [(job_id, 1)])[0][0] == "running"

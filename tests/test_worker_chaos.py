@@ -103,7 +103,7 @@ def test_job_whose_message_was_lost_is_resent(redis_server, redis_client, start_
     image = render_scan(emnist_test_sample.images[0], rng, jpeg=False)
     # The job exists in the store but no Celery message was ever sent for it.
     job_id = jobs.new_job_id()
-    jobs.create_job(redis_client, job_id, [image], "char", 3, None, result_ttl=600, blob_ttl=600)
+    jobs.create_jobs(redis_client, [jobs.NewJob(job_id, [image], "char", 3)], result_ttl=600, blob_ttl=600)
     start_worker(HWR_QUEUE="hwr-sweep", HWR_RESUBMIT_AFTER="2", HWR_SWEEP_INTERVAL="1")
     job = wait_for_job(redis_client, job_id, 90)
     assert job["status"] == "succeeded", job

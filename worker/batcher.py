@@ -76,7 +76,7 @@ class MicroBatcher:
             thread.start()
 
     def planning(self) -> ContextManager[Announcement]:
-        """Wrap the making of tiles, and pass what it yields to `predict`: the dispatchers
+        """Wrap the making of tiles, and pass what it yields to `submit`: the dispatchers
         wait for the tiles being made (see worker.gather)."""
         return self._queue.announce()
 
@@ -88,11 +88,6 @@ class MicroBatcher:
                   for i in range(0, len(tiles), self.max_batch)]
         self._queue.put(chunks, planned)
         return Pending(chunks)
-
-    def predict(self, tiles: np.ndarray, top_k: int, planned: Announcement | None = None) -> list[dict]:
-        """Answers for N x 28 x 28 tiles, in order. Blocks; raises TorchServeUnavailable
-        when TorchServe stays unreachable for HWR_TORCHSERVE_RETRY_SECONDS."""
-        return self.submit(tiles, top_k, planned).answers()
 
     def _dispatch_forever(self) -> None:
         self._queue.consume_forever(self.max_batch, self._dispatch)

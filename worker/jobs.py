@@ -85,10 +85,6 @@ def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_tt
     pipe.execute()
 
 
-def create_job(r: redis.Redis, job_id: str, images: list[bytes], mode: str, top_k: int,
-               callback_url: str | None, result_ttl: int, blob_ttl: int, queue: str = "") -> None:
-    create_jobs(r, [NewJob(job_id, images, mode, top_k, callback_url)], result_ttl, blob_ttl, queue)
-
 
 def load_images(r: redis.Redis, job_id: str, n_images: int) -> list[bytes | None]:
     """The job's image blobs; None where a blob has expired."""
@@ -122,12 +118,6 @@ return 1
 """
 
 
-def mark_running(r: redis.Redis, job_id: str) -> str:
-    """Returns 'running', 'missing' (expired or unknown), or the final status it already has."""
-    result = r.eval(_MARK_RUNNING, 1, job_key(job_id), now())
-    return result.decode() if isinstance(result, bytes) else result
-
-
 CLAIM_FIELDS = ("mode", "top_k", "n_images", "callback_url")
 
 
@@ -135,9 +125,9 @@ Claim = tuple[str, dict[str, str], list[bytes | None]]
 
 
 def claim_jobs(r: redis.Redis, wanted: list[tuple[str, int | None]]) -> list[Claim]:
-    """mark_running, the fields and (where the caller knows how many) the blobs of every
-    (job id, n_images) in one round trip. Per job: (status as mark_running returns it,
-    fields, blobs)."""
+    """Mark every (job id, n_images) running unless it is final or gone, and read its
+    fields and (where the caller knows how many) its blobs, all in one round trip. Per
+    job: (status: 'running', 'missing' or the final status it had; fields; blobs)."""
     pipe = r.pipeline(transaction=False)
     for job_id, n_images in wanted:
         pipe.eval(_MARK_RUNNING, 1, job_key(job_id), now())

@@ -122,7 +122,6 @@ def wait_for_job(r: redis.Redis, job_id: str, timeout: float) -> dict | None:
         pubsub.close()
 
 
-
 class JobWaiter:
     """Wait for jobs to finish through one shared pattern subscription (`hwr:done:*`) per
     process, instead of a pub/sub connection per wait: wait_for_job opens (and closes) a new

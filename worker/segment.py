@@ -190,7 +190,7 @@ def segment(ink: np.ndarray) -> list[CharCut]:
     if not comps:
         return []
     if len(comps) > MAX_COMPONENTS:
-        # A page of noise or dots, not writing; grouping is quadratic in the pieces.
+        # A page of noise or dots, not writing; finding box borders compares every pair of pieces.
         raise preprocess.PreprocessError(
             f"the image has {len(comps)} separate ink pieces; text mode reads at most {MAX_COMPONENTS}")
     # Plain lists: indexing numpy scalars thousands of times cost more than the grouping.

@@ -124,20 +124,19 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
                 planned_jobs.append((job_id, int(fields["top_k"] or 5), plans))
             except Exception as exc:
                 outcomes[job_id] = _internal_error([job_id], exc)
+        planned_ids = [job_id for job_id, _, _ in planned_jobs]
         try:
             tiles = recognize.all_tiles([p for _, _, plans in planned_jobs for p in plans])
             pending = rt.batcher.submit(tiles, max((k for _, k, _ in planned_jobs), default=1), planned)
         except Exception as exc:
-            failed = _internal_error([job_id for job_id, _, _ in planned_jobs], exc)
-            return {**outcomes, **{job_id: failed for job_id, _, _ in planned_jobs}}
+            return {**outcomes, **dict.fromkeys(planned_ids, _internal_error(planned_ids, exc))}
     try:
         answers = pending.answers()
     except (TorchServeUnavailable, TorchServeError) as exc:
-        error = {"code": exc.code, "message": str(exc)}
-        return {**outcomes, **{job_id: ("failed", None, error) for job_id, _, _ in planned_jobs}}
+        failed = ("failed", None, {"code": exc.code, "message": str(exc)})
+        return {**outcomes, **dict.fromkeys(planned_ids, failed)}
     except Exception as exc:
-        failed = _internal_error([job_id for job_id, _, _ in planned_jobs], exc)
-        return {**outcomes, **{job_id: failed for job_id, _, _ in planned_jobs}}
+        return {**outcomes, **dict.fromkeys(planned_ids, _internal_error(planned_ids, exc))}
     cursor = 0
     for job_id, top_k, plans in planned_jobs:
         n_tiles = sum(len(p.tiles) for p in plans)
