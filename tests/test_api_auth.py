@@ -49,3 +49,35 @@ def test_rate_limit_is_429_per_key_with_retry_after(keyed_app):
     # Another key has its own budget; a bad key is refused before it spends anyone's.
     assert httpx.get(url, headers=bearer("key-two")).status_code == 404
     assert httpx.get(url, headers=bearer("wrong")).status_code == 401
+
+
+ORIGIN = "https://forms.example.org"
+
+
+def test_cors_lets_a_listed_origin_call_the_api_from_a_browser(start_web_app, redis_client):
+    url = start_web_app(HWR_API_KEYS="key-one", HWR_RATE_LIMIT="3/minute", HWR_CORS_ORIGINS=ORIGIN)
+    preflight = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type, idempotency-key"}
+    # Preflights carry no key and count against no rate limit.
+    for _ in range(5):
+        response = httpx.options(f"{url}/v1/recognize", headers=preflight)
+        assert response.status_code == 200, response.text
+        assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+        allowed = response.headers["Access-Control-Allow-Headers"].lower()
+        assert {"authorization", "content-type", "idempotency-key"} <= {h.strip() for h in allowed.split(",")}
+    job = f"{url}/v1/jobs/" + "0" * 32
+    found = httpx.get(job, headers={**bearer("key-one"), "Origin": ORIGIN})
+    assert found.status_code == 404 and found.headers["Access-Control-Allow-Origin"] == ORIGIN
+    # Errors are readable by the page too, and name the headers it may read.
+    refused = httpx.get(job, headers={"Origin": ORIGIN})
+    assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "retry-after" in refused.headers["Access-Control-Expose-Headers"].lower()
+    # Another origin gets no grant (the browser then withholds the answer from its page).
+    other = httpx.get(job, headers={**bearer("key-one"), "Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_cors_is_off_unless_origins_are_listed(keyed_app):
+    response = httpx.get(f"{keyed_app}/v1/jobs/" + "0" * 32, headers={**bearer("key-one"), "Origin": ORIGIN})
+    assert response.status_code == 404
+    assert "Access-Control-Allow-Origin" not in response.headers

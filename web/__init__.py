@@ -39,7 +39,8 @@ def create_app(config: dict | None = None) -> Flask:
     metrics.install(app)
     limiter = security.install(app, settings)
 
-    limiter.limit(settings.rate_limit)(api.bp)
+    # A browser's CORS preflight (OPTIONS) is not an API call: it spends no rate limit.
+    limiter.limit(settings.rate_limit, methods=["GET", "POST"])(api.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(openapi.bp)

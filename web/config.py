@@ -27,6 +27,7 @@ class WebConfig:
     result_ttl: int
     blob_ttl: int
     api_keys: tuple[str, ...]
+    cors_origins: tuple[str, ...]
     rate_limit: str
     max_upload_bytes: int
     max_images_per_job: int
@@ -76,6 +77,8 @@ def load(overrides: Mapping[str, object] | None = None) -> WebConfig:
         result_ttl=integer("HWR_RESULT_TTL", 86400),
         blob_ttl=integer("HWR_BLOB_TTL", 3600),
         api_keys=_csv(get("HWR_API_KEYS", "")),
+        # Web pages on these origins may call /v1 from the browser ("*": any); none by default.
+        cors_origins=_csv(get("HWR_CORS_ORIGINS", "")),
         rate_limit=get("HWR_RATE_LIMIT", "6000/minute"),
         max_upload_bytes=integer("HWR_MAX_UPLOAD_BYTES", 32 * 1024 * 1024),
         max_images_per_job=integer("HWR_MAX_IMAGES_PER_JOB", 1000),

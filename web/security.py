@@ -1,10 +1,11 @@
-"""API keys, per-key rate limits and the security headers of every response."""
+"""API keys, per-key rate limits, CORS and the security headers of every response."""
 from __future__ import annotations
 
 import hmac
 import time
 
 from flask import Flask, Response, g, request
+from flask_cors import CORS
 from flask_limiter import Limiter
 
 from web.config import WebConfig
@@ -51,7 +52,8 @@ def install(app: Flask, config: WebConfig) -> Limiter:
     @app.before_request
     def require_api_key():
         g.api_key = None
-        if not request.path.startswith(API_PREFIX):
+        # A CORS preflight never carries credentials (the browser strips them), by the spec.
+        if not request.path.startswith(API_PREFIX) or request.method == "OPTIONS":
             return None
         token = bearer_token()
         if config.api_keys:
@@ -69,6 +71,14 @@ def install(app: Flask, config: WebConfig) -> Limiter:
         if request.path.startswith(API_PREFIX):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    if config.cors_origins:
+        # Also on errors (401, 413, 429), so a browser client can read what went wrong.
+        CORS(app, resources={API_PREFIX + "*": {"origins": list(config.cors_origins)}},
+             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+             expose_headers=["Location", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining",
+                             "X-RateLimit-Reset"],
+             max_age=600)
 
     # headers_enabled would put X-RateLimit-* on every answer, at the price of a second Redis
     # round trip per request (~10% of the web tier's CPU under load, py-spy): only a refused
