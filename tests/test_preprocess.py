@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -201,3 +202,17 @@ def test_the_lookup_table_ink_map_equals_the_per_pixel_definition(emnist_test_sa
     for page in pages:
         got, want = P.ink_map(page), _ink_map_per_pixel(np.ascontiguousarray(page))
         assert got.dtype == np.float32 and np.array_equal(got, want)
+
+
+def test_fast_labelling_finds_the_same_components_as_opencvs_default():
+    rng = np.random.default_rng(11)
+    masks = [(rng.random(rng.integers(1, 300, 2)) < p).astype(np.uint8) for p in (0.02, 0.3, 0.6) for _ in range(20)]
+    masks += [np.zeros((5, 7), np.uint8), np.ones((9, 4), np.uint8)]
+    for mask in masks:
+        count, labels, stats = P.label_components(mask)
+        want_count, want_labels, want_stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        assert count == want_count and labels[mask == 0].max(initial=0) == 0
+        # The same pixels share a label in both (numbering may differ), with the same statistics.
+        pairs = np.unique(np.stack([labels.ravel(), want_labels.ravel()]), axis=1)
+        assert pairs.shape[1] == len(np.unique(labels)) == len(np.unique(want_labels))
+        assert np.array_equal(stats[pairs[0]], want_stats[pairs[1]])

@@ -132,3 +132,27 @@ def test_grouping_by_overlap_matches_comparing_every_pair_of_groups():
         spans = [(int(s), int(s + rng.integers(0, 40))) for s in starts]
         for min_overlap in (0.0, 0.3, 0.5):
             assert segment._clusters_by_overlap(spans, min_overlap) == every_group(spans, min_overlap)
+
+
+def test_segmentation_does_not_depend_on_how_components_are_numbered(monkeypatch, emnist_test_sample):
+    """preprocess.label_components may number components differently from OpenCV's default
+    labelling; the characters, boxes and tiles must come out the same."""
+    from bench.words import compose_word
+
+    def default_labelling(mask):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        return count, labels, stats
+
+    rng = np.random.default_rng(8)
+    images = emnist_test_sample.images
+    words = [compose_word(list(images[rng.choice(len(images), rng.integers(3, 12), replace=False)]), rng)
+             for _ in range(40)]
+    words.append(np.vstack([words[0][:, :200], words[1][:, :200]]))  # two lines
+
+    def read(word):
+        ink = preprocess.ink_map(word)
+        return [(c.box, c.space_before, c.line, segment.char_tile(ink, c).tobytes()) for c in segment.segment(ink)]
+
+    fast = [read(w) for w in words]
+    monkeypatch.setattr(preprocess, "label_components", default_labelling)
+    assert [read(w) for w in words] == fast

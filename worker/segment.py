@@ -49,7 +49,7 @@ class CharCut:
 
 def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray:
     """Remove long straight horizontal and vertical runs (box borders, ruling lines).
-    `stats`: the connectedComponentsWithStats rows of the mask's components. Returns the
+    `stats`: the preprocess.label_components rows of the mask's components. Returns the
     mask itself when nothing is erased.
 
     A run counts when it is straight for longer than 1.6 times the typical character
@@ -182,7 +182,7 @@ def segment(ink: np.ndarray) -> list[CharCut]:
     mask, labels, stats, kept = preprocess.ink_components(ink)
     erased = _erase_rules(mask, stats[kept])
     if erased is not mask:  # rules removed: label what is left
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(erased.astype(np.uint8), connectivity=8)
+        count, labels, stats = preprocess.label_components(erased.astype(np.uint8))
         kept = np.arange(count) > 0
     # Otherwise the components are ink_mask's own (labelling ~370k pixels of a 64-character
     # line cost 1.5 ms a pass); the specks it dropped keep their labels but are never used.
