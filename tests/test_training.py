@@ -177,3 +177,42 @@ def test_repack_keeps_the_weights_and_takes_the_current_code(tmp_path):
         assert after.read("handler.py") == (root / "serve" / "handler.py").read_bytes()
         assert after.read("preprocess.py") == (root / "serve" / "preprocess.py").read_bytes()
         assert json.loads(after.read("model_meta.json"))["test_accuracy"] == 0.5  # from the report beside it
+
+
+def test_distillation_loss_is_least_where_the_student_agrees_with_the_teachers():
+    import torch
+
+    from training.train import distillation_loss, ensemble_probs
+
+    torch.manual_seed(0)
+    teacher_logits = torch.randn(8, 47) * 3
+    teachers = [lambda x: teacher_logits, lambda x: teacher_logits]
+    target = ensemble_probs(teachers, torch.zeros(8, 1, 28, 28), temperature=2.0)
+    assert torch.allclose(target.sum(1), torch.ones(8))
+    agreeing = distillation_loss(teacher_logits, target, 2.0)
+    assert abs(agreeing.item()) < 1e-5
+    student = torch.zeros(8, 47, requires_grad=True)
+    loss = distillation_loss(student, target, 2.0)
+    assert loss.item() > 0.1
+    loss.backward()
+    # A gradient step moves the student's logits towards the teachers' ranking.
+    stepped = student.detach() - 10 * student.grad
+    assert (stepped.argmax(1) == teacher_logits.argmax(1)).all()
+
+
+def test_lean_student_distilled_from_a_default_teacher(tmp_path, emnist_dir):
+    import torch
+
+    from training.models import build_model
+
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    common = ("--data", str(emnist_dir), "--limit", "2000", "--epochs", "1", "--threads", "1")
+    run_module("training.train", *common, "--out", str(teacher))
+    run_module("training.train", *common, "--out", str(student), "--model", "lean",
+               "--teacher", str(teacher / "model.pt"), "--distill-weight", "0.5")
+    model = build_model("lean")
+    model.load_state_dict(torch.load(student / "model.pt", weights_only=True))
+    report = json.loads((student / "report.json").read_text())
+    assert report["model"] == "lean"
+    assert report["recipe"]["teacher"] == [str(teacher / "model.pt")]
+    assert report["accuracy"] > 0.1, "one distilled epoch on 2,000 images should beat chance (1/47)"

@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from serve import preprocess
+from serve.handler import optimize_for_inference
 from serve.preprocess import normalize_tiles
 from training import data as emnist
 from training.augment import augment
-from training.models import build_model
+from training.models import MODELS, build_model
 from training.report import write_report
 
 
@@ -59,7 +60,19 @@ def sampling_log_prior(labels: torch.Tensor, weights: torch.Tensor) -> torch.Ten
     return (share / share.sum()).log()
 
 
-def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, generator, ema=None) -> float:
+def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s soft-target loss, scaled by T^2 so its gradients match the hard loss's."""
+    log_student = F.log_softmax(student_logits / temperature, dim=1)
+    return F.kl_div(log_student, teacher_probs, reduction="batchmean") * temperature ** 2
+
+
+@torch.no_grad()
+def ensemble_probs(teachers: list[torch.nn.Module], x: torch.Tensor, temperature: float) -> torch.Tensor:
+    return torch.stack([F.softmax(t(x) / temperature, dim=1) for t in teachers]).mean(0)
+
+
+def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, generator, ema=None,
+                teachers=()) -> float:
     model.train()
     steps = len(tiles) // args.batch_size
     order = torch.multinomial(weights, steps * args.batch_size, replacement=True, generator=generator)
@@ -74,7 +87,12 @@ def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, gener
         x = to_float(tiles[idx])
         if args.augment:
             x = augment(x, generator, args.augment_strength)
-        loss = F.cross_entropy(model(x) + adjust, labels[idx], label_smoothing=args.label_smoothing)
+        logits = model(x)
+        loss = F.cross_entropy(logits + adjust, labels[idx], label_smoothing=args.label_smoothing)
+        if teachers:
+            soft = distillation_loss(logits, ensemble_probs(teachers, x, args.distill_temperature),
+                                     args.distill_temperature)
+            loss = (1 - args.distill_weight) * loss + args.distill_weight * soft
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -85,6 +103,13 @@ def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, gener
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     return total / max(steps, 1)
+
+
+def load_teacher(architecture: str, path: str) -> torch.nn.Module:
+    teacher = build_model(architecture)
+    teacher.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    # Folded and channels-last, as served: teachers run forward only, on every training batch.
+    return optimize_for_inference(teacher.eval())
 
 
 def shipped(model: torch.nn.Module, ema) -> torch.nn.Module:
@@ -112,7 +137,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data/emnist47", help="folder with EMNIST IDX files")
     p.add_argument("--download", action="store_true", help="fetch official EMNIST via torchvision into --data")
-    p.add_argument("--model", default="default", choices=["default", "baseline"])
+    p.add_argument("--model", default="default", choices=sorted(MODELS))
     p.add_argument("--out", default="runs/default", help="weights, checkpoint and report go here")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=128)
@@ -127,6 +152,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="keep an exponential moving average of the weights with this decay and ship it (0: off)")
     p.add_argument("--val-fraction", type=float, default=0.05,
                    help="share of train held out for validation curves (0: fit on all of it)")
+    p.add_argument("--teacher", action="append", default=[], metavar="MODEL_PT",
+                   help="distil from this trained default model's weights (repeat for an ensemble)")
+    p.add_argument("--distill-weight", type=float, default=0.7, help="share of the soft-target loss")
+    p.add_argument("--distill-temperature", type=float, default=2.0)
+    p.add_argument("--teacher-model", default="default", choices=sorted(MODELS), help="the teachers' architecture")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     p.add_argument("--augment-strength", type=float, default=0.5,
                    help="scales every augmentation magnitude (0.5: the committed recipe, see README)")
@@ -175,6 +205,7 @@ def main(argv=None) -> dict:
     weights = sampling_weights(fit_labels, args.balance)
 
     model = build_model(args.model)
+    teachers = [load_teacher(args.teacher_model, path) for path in args.teacher]
     ema = (torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema), use_buffers=True)
         if args.ema else None)
@@ -204,7 +235,8 @@ def main(argv=None) -> dict:
 
     for epoch in range(start_epoch, args.epochs):
         started = time.time()
-        loss = train_epoch(model, optimizer, scheduler, fit_tiles, fit_labels, weights, args, generator, ema)
+        loss = train_epoch(model, optimizer, scheduler, fit_tiles, fit_labels, weights, args, generator, ema,
+                           teachers)
         val = scores(predict(shipped(model, ema), tiles[val_idx]), labels[val_idx], len(train.classes))
         history.append({"epoch": epoch + 1, "train_loss": loss, "val_accuracy": val["accuracy"],
                         "val_balanced_accuracy": val["balanced_accuracy"], "seconds": time.time() - started})
