@@ -1,6 +1,6 @@
-"""In-process CPU throughput of the default model beside the original app's baseline.
+"""In-process CPU throughput of each model (training.models.MODELS) beside the original app's baseline.
 
-`python -m bench.model_throughput` times both models, one torch thread, at batch 1 and 64,
+`python -m bench.model_throughput` times every model, one torch thread, at batch 1 and 64,
 interleaved in one run (the machine is shared and noisy: compare the ratio, not the
 absolute numbers): as served (`serve.handler.optimize_for_inference`: batch norm folded,
 channels-last) and as plain eager modules. Writes bench/results/model-<date>.json.
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from serve.handler import optimize_for_inference
-from training.models import build_model
+from training.models import MODELS, build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,7 @@ def images_per_second(model: torch.nn.Module, batch: int, seconds: float) -> flo
 
 def measure(seconds: float, rounds: int) -> dict:
     torch.set_num_threads(1)
-    eager = {name: build_model(name).eval() for name in ("baseline", "default")}
+    eager = {name: build_model(name).eval() for name in ("baseline", *(n for n in MODELS if n != "baseline"))}
     variants = {"served": {n: optimize_for_inference(m) for n, m in eager.items()}, "eager": eager}
     samples: dict[str, list[float]] = {f"{v}/{n}@{b}": [] for v in variants for n in eager for b in (1, 64)}
     for _ in range(rounds):  # interleave, so drifts in machine load hit every model alike
@@ -50,6 +50,9 @@ def measure(seconds: float, rounds: int) -> dict:
         "ratio_default_to_baseline": {
             v: {f"batch{b}": best[f"{v}/default@{b}"] / best[f"{v}/baseline@{b}"] for b in (1, 64)}
             for v in variants},
+        "ratio_to_baseline": {
+            f"{v}/{n}": {f"batch{b}": best[f"{v}/{n}@{b}"] / best[f"{v}/baseline@{b}"] for b in (1, 64)}
+            for v in variants for n in eager if n != "baseline"},
         "speedup_served_over_eager": {
             f"{n}@{b}": best[f"served/{n}@{b}"] / best[f"eager/{n}@{b}"] for n in eager for b in (1, 64)},
     }
@@ -65,13 +68,14 @@ def main(argv=None) -> dict:
     ips = result["images_per_second"]
     print(f"{'model':20} {'params':>9} {'batch 1 img/s':>14} {'batch 64 img/s':>15}")
     for variant in ("served", "eager"):
-        for name in ("baseline", "default"):
+        for name in result["parameters"]:
             key = f"{variant}/{name}"
             print(f"{name + ' (' + variant + ')':20} {result['parameters'][name]:9d} {ips[key + '@1']:14.0f} "
                   f"{ips[key + '@64']:15.0f}")
-    for variant, ratio in result["ratio_default_to_baseline"].items():
-        print(f"default / baseline, {variant}: batch 1 {ratio['batch1']:.2f}x, batch 64 {ratio['batch64']:.2f}x"
-              + (" (goal >= 0.5x at 64)" if variant == "served" else ""))
+    for key, ratio in result["ratio_to_baseline"].items():
+        variant, name = key.split("/")
+        print(f"{name} / baseline, {variant}: batch 1 {ratio['batch1']:.2f}x, batch 64 {ratio['batch64']:.2f}x"
+              + (" (goal for the default >= 0.5x at 64)" if variant == "served" and name == "default" else ""))
     print("served / eager: " + ", ".join(f"{k} {v:.2f}x" for k, v in result["speedup_served_over_eager"].items()))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"model-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))

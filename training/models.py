@@ -79,7 +79,15 @@ class LeanNet(EmnistNet):
         super().__init__(num_classes, stages=((32,), (64,), (128,)))
 
 
-MODELS = {"baseline": BaselineNet, "default": EmnistNet, "lean": LeanNet}
+class FastNet(EmnistNet):
+    """The default with its second 14-px convolution moved to 7 px, where it costs a quarter:
+    1.45x its images/s (see the README)."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES):
+        super().__init__(num_classes, stages=((32,), (48,), (96, 128)))
+
+
+MODELS = {"baseline": BaselineNet, "default": EmnistNet, "lean": LeanNet, "fast": FastNet}
 
 
 def build_model(name: str) -> nn.Module:
