@@ -1,5 +1,7 @@
-"""The two EMNIST-47 models. Both take float tiles in 0..1 (N x 1 x 28 x 28, upright,
-white ink on black) and normalize inside, so the handler never has to know the statistics.
+"""The EMNIST-47 models: the original app's baseline, the default, and two faster variants
+of the default that were tried for speed (`lean`, `fast`; figures in the README). All take
+float tiles in 0..1 (N x 1 x 28 x 28, upright, white ink on black) and normalize inside, so
+the handler never has to know the statistics.
 
 This file is copied into the model archive as its model file: keep it self-contained.
 """
