@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import httpx
 import numpy as np
@@ -208,6 +209,30 @@ def test_upload_over_the_size_limit_is_413(start_web_app, redis_client):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8)).save(big, format="PNG")
     response = httpx.post(f"{url}/v1/jobs", files={"image": ("big.png", big.getvalue())}, timeout=30)
     assert_error(response, 413, "payload_too_large")
+
+
+def test_chunked_upload_over_the_size_limit_is_413_not_a_broken_image(start_web_app, redis_client, char_png):
+    """Without a Content-Length, Werkzeug reads a body only up to the limit and drops the
+    rest: the cut image, form or JSON must be refused as too large, not as malformed."""
+    url = start_web_app(HWR_MAX_UPLOAD_BYTES="20000")
+    big = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200), np.uint8)).save(big, format="PNG")
+
+    def chunked(data: bytes):  # an iterator body: httpx sends it with Transfer-Encoding: chunked
+        yield from (data[i:i + 4096] for i in range(0, len(data), 4096))
+
+    b64 = base64.b64encode(big.getvalue()).decode()
+    form = httpx.Request("POST", url, files={"image": ("big.png", big.getvalue())})
+    for content, content_type in ((big.getvalue(), "image/png"),
+                                  (json.dumps({"images": [b64]}).encode(), "application/json"),
+                                  (form.read(), form.headers["Content-Type"])):
+        response = httpx.post(f"{url}/v1/jobs", content=chunked(content), headers={"Content-Type": content_type},
+                              timeout=30)
+        assert_error(response, 413, "payload_too_large")
+    # A chunked body under the limit is read whole and runs.
+    response = httpx.post(f"{url}/v1/jobs", content=chunked(char_png), headers={"Content-Type": "image/png"},
+                          timeout=30)
+    assert response.status_code == 202, response.text
 
 
 def test_image_over_the_pixel_limit_is_422(start_web_app, redis_client):

@@ -104,10 +104,29 @@ def _decode_base64(value: object, index: int) -> bytes:
         raise invalid(f"images[{index}] is not valid base64", "invalid_base64") from None
 
 
+def _refuse_chunked_body_over_limit(request: Request, config: WebConfig) -> None:
+    """A chunked upload (no Content-Length) is one Werkzeug reads only up to the upload
+    limit, cutting the rest off silently: the job would fail as a broken image, form or
+    JSON. Read such a body first; one that reaches the limit is refused as too large."""
+    if request.content_length is not None or request.method != "POST":
+        return
+    try:
+        if request.mimetype == "multipart/form-data":
+            request.files  # noqa: B018 - parsing the form reads the body
+        else:
+            request.get_data(cache=True)
+    except Exception:  # a cut form may not parse: decided below by how much was read
+        pass
+    if request.stream.tell() >= config.max_upload_bytes:
+        raise ApiError(413, "payload_too_large",
+                       f"the body reached the upload limit of {config.max_upload_bytes} bytes")
+
+
 def _images_and_options(request: Request, config: WebConfig,
                         option_names: tuple[str, ...]) -> tuple[list[bytes], dict, bool]:
     """The raw images, the body's options, and whether those options are text (form fields)."""
     mimetype = request.mimetype
+    _refuse_chunked_body_over_limit(request, config)
     if mimetype == "multipart/form-data":
         unknown = sorted((set(request.form) - set(option_names)) | (set(request.files) - {"image"}))
         if unknown:
