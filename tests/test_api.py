@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 
@@ -197,6 +198,14 @@ def test_bad_json_is_400_and_other_types_415(api):
                  400, "invalid_json")
     assert_error(api.post("/v1/jobs", content=b"raw", headers={"Content-Type": "text/plain"}), 415)
     assert_error(api.post("/v1/jobs"), 415)
+
+
+def test_compressed_body_is_415_saying_so_not_invalid_json(api):
+    body = gzip.compress(json.dumps({"images": ["AA=="]}).encode())
+    response = api.post("/v1/jobs", content=body, headers={"Content-Type": "application/json",
+                                                           "Content-Encoding": "gzip"})
+    assert_error(response, 415, "unsupported_content_encoding")
+    assert response.headers["Accept-Encoding"] == "identity"
 
 
 def test_too_many_images_is_413(api):

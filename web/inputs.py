@@ -126,6 +126,11 @@ def _images_and_options(request: Request, config: WebConfig,
                         option_names: tuple[str, ...]) -> tuple[list[bytes], dict, bool]:
     """The raw images, the body's options, and whether those options are text (form fields)."""
     mimetype = request.mimetype
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):  # RFC 9110: an unsupported content coding is a 415
+        raise ApiError(415, "unsupported_content_encoding",
+                       f"Content-Encoding {encoding[:32]!r} is not supported: send the body uncompressed",
+                       {"Accept-Encoding": "identity"})
     _refuse_chunked_body_over_limit(request, config)
     if mimetype == "multipart/form-data":
         unknown = sorted((set(request.form) - set(option_names)) | (set(request.files) - {"image"}))

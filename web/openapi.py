@@ -28,7 +28,7 @@ def _errors(*statuses: int) -> dict:
     text = {400: "Malformed request (e.g. invalid JSON)", 401: "Missing or invalid API key (when keys are on)",
             404: "No such job", 409: "Idempotency-Key reused with a different body",
             413: "Upload too large, or too many images in one job", 414: "URL too long",
-            415: "Unsupported content type",
+            415: "Unsupported content type or content encoding",
             422: "Invalid field: the message says which", 429: "Rate limit exceeded",
             503: "Job store unavailable"}
     out = {str(s): _json(_ref("Error"), text[s]) for s in statuses}
