@@ -153,7 +153,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=0.05,
                    help="share of train held out for validation curves (0: fit on all of it)")
     p.add_argument("--teacher", action="append", default=[], metavar="MODEL_PT",
-                   help="distil from this trained default model's weights (repeat for an ensemble)")
+                   help="distil from this trained model's weights (model.pt of --teacher-model; repeat for an ensemble)")
     p.add_argument("--distill-weight", type=float, default=0.7, help="share of the soft-target loss")
     p.add_argument("--distill-temperature", type=float, default=2.0)
     p.add_argument("--teacher-model", default="default", choices=sorted(MODELS), help="the teachers' architecture")
