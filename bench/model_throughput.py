@@ -47,9 +47,6 @@ def measure(seconds: float, rounds: int) -> dict:
         "threads": 1,
         "images_per_second": best,
         "parameters": {n: sum(p.numel() for p in m.parameters()) for n, m in eager.items()},
-        "ratio_default_to_baseline": {
-            v: {f"batch{b}": best[f"{v}/default@{b}"] / best[f"{v}/baseline@{b}"] for b in (1, 64)}
-            for v in variants},
         "ratio_to_baseline": {
             f"{v}/{n}": {f"batch{b}": best[f"{v}/{n}@{b}"] / best[f"{v}/baseline@{b}"] for b in (1, 64)}
             for v in variants for n in eager if n != "baseline"},

@@ -108,7 +108,7 @@ def _refuse_chunked_body_over_limit(request: Request, config: WebConfig) -> None
     """A chunked upload (no Content-Length) is one Werkzeug reads only up to the upload
     limit, cutting the rest off silently: the job would fail as a broken image, form or
     JSON. Read such a body first; one that reaches the limit is refused as too large."""
-    if request.content_length is not None or request.method != "POST":
+    if request.content_length is not None:
         return
     try:
         if request.mimetype == "multipart/form-data":

@@ -85,7 +85,6 @@ def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_tt
     pipe.execute()
 
 
-
 def load_images(r: redis.Redis, job_id: str, n_images: int) -> list[bytes | None]:
     """The job's image blobs; None where a blob has expired."""
     return r.mget([blob_key(job_id, i) for i in range(n_images)]) if n_images else []
