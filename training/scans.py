@@ -1,9 +1,13 @@
-"""Scans vs tiles: does the handler read real scans as well as EMNIST tiles?
+"""Scans and drawings vs tiles: does the handler read real scans, and characters drawn on
+the web page's canvas, as well as EMNIST tiles?
 
-`python -m training.scans --n 2000` renders each emnist47 test image as a scan (black ink
-on white paper, random scale 40-220 px, random position and margins, light blur, some
-JPEG) and scores both the scans and the raw tiles through the archived handler's
-preprocessing and model. Prints both and writes bench/results/scans-<date>.json.
+`python -m training.scans --n 2000` renders each emnist47 test image two ways and scores
+them and the raw tiles through the archived handler's preprocessing and model:
+- as a scan: black ink on white paper, random scale 40-220 px, random position and
+  margins, light blur, some JPEG;
+- as a drawing on the web page's canvas: the character's centre line (training.pen)
+  drawn with its 18 px round pen on 280 x 280 px, anti-aliased.
+Prints all three and writes bench/results/scans-<date>.json.
 """
 from __future__ import annotations
 
@@ -18,9 +22,11 @@ import numpy as np
 from PIL import Image
 
 from training import data as emnist
+from training.pen import centre_lines, draw_with_pen
 from training.evaluate import DEFAULT_ARCHIVE, ArchivedModel, accuracy_figures
 
 ROOT = Path(__file__).resolve().parent.parent
+CANVAS_SIDE, CANVAS_PEN = 280, 18  # web/templates/index.html and web/static/app.js
 
 
 def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = None) -> bytes:
@@ -58,9 +64,13 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
     tile_pred = model.classify_images(list(tiles)).argmax(1)
     scans = [model.preprocess.decode_image(render_scan(t, rng)) for t in tiles]
     scan_pred = model.classify_images(scans).argmax(1)
+    drawings = [draw_with_pen(lines, CANVAS_SIDE, CANVAS_PEN) for lines in centre_lines(tiles)]
+    drawn_pred = model.classify_images(drawings).argmax(1)
     tiles_fig, scans_fig = accuracy_figures(tile_pred, labels), accuracy_figures(scan_pred, labels)
-    return {"n": int(len(labels)), "tiles": tiles_fig, "scans": scans_fig,
+    drawn_fig = accuracy_figures(drawn_pred, labels)
+    return {"n": int(len(labels)), "tiles": tiles_fig, "scans": scans_fig, "canvas_drawings": drawn_fig,
             "accuracy_gap_points": round(100 * (tiles_fig["accuracy"] - scans_fig["accuracy"]), 2),
+            "drawing_gap_points": round(100 * (tiles_fig["accuracy"] - drawn_fig["accuracy"]), 2),
             "seconds": round(time.time() - started, 1), "seed": seed, "archive": str(archive)}
 
 
@@ -76,6 +86,8 @@ def main(argv=None) -> dict:
     print(f"n={result['n']}  tiles: acc {result['tiles']['accuracy']:.4f} bal {result['tiles']['balanced_accuracy']:.4f}"
           f"  scans: acc {result['scans']['accuracy']:.4f} bal {result['scans']['balanced_accuracy']:.4f}"
           f"  gap {result['accuracy_gap_points']} points")
+    print(f"canvas drawings: acc {result['canvas_drawings']['accuracy']:.4f} "
+          f"bal {result['canvas_drawings']['balanced_accuracy']:.4f}  gap {result['drawing_gap_points']} points")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scans-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import time
 from pathlib import Path
@@ -24,20 +25,23 @@ from serve.preprocess import normalize_tiles
 from training import data as emnist
 from training.augment import augment
 from training.models import MODELS, build_model
+from training.pen import pen_tiles
 from training.report import write_report
 
 
-def prepare_tiles(images: np.ndarray, cache: Path | None) -> torch.Tensor:
-    """Run EMNIST tiles through the serving preprocessing once, caching the result.
-    The cache is keyed by the preprocessing source, so a change to it is never masked."""
+def prepare_tiles(images: np.ndarray, cache: Path | None, make=normalize_tiles) -> torch.Tensor:
+    """Run EMNIST tiles through the serving preprocessing once (`make`: as they are, or
+    re-drawn with a pen), caching the result. The cache is keyed by the source of the
+    preprocessing and of `make`'s module, so a change to either is never masked."""
     if cache is not None:
-        digest = hashlib.sha256(Path(preprocess.__file__).read_bytes()).hexdigest()[:12]
+        sources = {Path(preprocess.__file__), Path(inspect.getfile(make))}
+        digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(sources))).hexdigest()[:12]
         cache = cache.with_name(f"{cache.stem}-{digest}{cache.suffix}")
     if cache is not None and cache.exists():
         tiles = np.load(cache)
         if tiles.shape == images.shape:
             return torch.from_numpy(tiles)
-    tiles = normalize_tiles(images)
+    tiles = make(images)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, tiles)
@@ -72,7 +76,7 @@ def ensemble_probs(teachers: list[torch.nn.Module], x: torch.Tensor, temperature
 
 
 def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, generator, ema=None,
-                teachers=()) -> float:
+                teachers=(), pen=None) -> float:
     model.train()
     steps = len(tiles) // args.batch_size
     order = torch.multinomial(weights, steps * args.batch_size, replacement=True, generator=generator)
@@ -84,7 +88,11 @@ def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, gener
     bar = tqdm(range(steps), desc="train", leave=False, mininterval=2)
     for step in bar:
         idx = order[step * args.batch_size:(step + 1) * args.batch_size]
-        x = to_float(tiles[idx])
+        batch = tiles[idx]
+        if pen is not None:  # some draws read the same character drawn with a pen
+            drawn = torch.rand(len(idx), generator=generator) < args.pen
+            batch = torch.where(drawn.view(-1, 1, 1), pen[idx], batch)
+        x = to_float(batch)
         if args.augment:
             x = augment(x, generator, args.augment_strength)
         logits = model(x)
@@ -160,6 +168,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     p.add_argument("--augment-strength", type=float, default=0.5,
                    help="scales every augmentation magnitude (0.5: the committed recipe, see README)")
+    p.add_argument("--pen", type=float, default=None,
+                   help="share of training draws that read the character re-drawn with an even pen, as a "
+                        "canvas draws it (training/pen.py; default 0.3, baseline 0)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N train/test images")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -174,10 +185,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.augment = False if args.augment is None else args.augment
         args.label_smoothing = 0.0 if args.label_smoothing is None else args.label_smoothing
         args.balance = 0.0 if args.balance is None else args.balance
+        args.pen = 0.0 if args.pen is None else args.pen
     args.lr = args.lr or 3e-3
     args.augment = True if args.augment is None else args.augment
     args.label_smoothing = 0.1 if args.label_smoothing is None else args.label_smoothing
     args.balance = 1.0 if args.balance is None else args.balance
+    args.pen = 0.3 if args.pen is None else args.pen
     return args
 
 
@@ -195,6 +208,7 @@ def main(argv=None) -> dict:
     tiles = prepare_tiles(train.images, cache and cache / "train.npy")
     test_tiles = prepare_tiles(test.images, cache and cache / "test.npy")
     labels, test_labels = torch.from_numpy(train.labels), torch.from_numpy(test.labels)
+    pen = prepare_tiles(train.images, cache and cache / "train-pen.npy", pen_tiles) if args.pen else None
 
     generator = torch.Generator().manual_seed(args.seed)
     perm = torch.randperm(len(tiles), generator=generator)
@@ -202,6 +216,7 @@ def main(argv=None) -> dict:
     # With --val-fraction 0 one image is still scored, so the curves' format holds, and fitted on.
     val_idx, fit_idx = perm[:n_val], (perm if args.val_fraction == 0 else perm[n_val:])
     fit_tiles, fit_labels = tiles[fit_idx], labels[fit_idx]
+    fit_pen = pen[fit_idx] if pen is not None else None
     weights = sampling_weights(fit_labels, args.balance)
 
     model = build_model(args.model)
@@ -236,7 +251,7 @@ def main(argv=None) -> dict:
     for epoch in range(start_epoch, args.epochs):
         started = time.time()
         loss = train_epoch(model, optimizer, scheduler, fit_tiles, fit_labels, weights, args, generator, ema,
-                           teachers)
+                           teachers, fit_pen)
         val = scores(predict(shipped(model, ema), tiles[val_idx]), labels[val_idx], len(train.classes))
         history.append({"epoch": epoch + 1, "train_loss": loss, "val_accuracy": val["accuracy"],
                         "val_balanced_accuracy": val["balanced_accuracy"], "seconds": time.time() - started})
