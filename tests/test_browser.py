@@ -57,11 +57,16 @@ def test_draw_preview_and_recognize(browser, web_app, redis_client):
     best = page.inner_text("#best-char").strip()
     bars = page.locator("#bars li").all_inner_texts()
     page.screenshot(path=str(ARTIFACTS / "browser-recognize.png"), full_page=True)
-    assert len(best) == 1 and best.isalnum(), best
+    assert best == "L", bars  # drawn plainly: any working model reads it (0.93-0.96 in both archives tried)
     assert len(bars) == 5 and bars[0].startswith(best)
     assert page.inner_text("#draw-status") == ""
     assert not errors, errors  # no CSP violations or script errors
 
     page.click("#clear")
     assert page.locator("#bars li").count() == 0 and page.inner_text("#best-char").strip() == ""
+
+    draw(page, [(70, 60), (210, 60), (120, 240)])  # a 7, after Clear: nothing of the L is left
+    page.click("#recognize")
+    page.locator("#bars li").first.wait_for(timeout=60_000)
+    assert page.inner_text("#best-char").strip() == "7", page.locator("#bars li").all_inner_texts()
     page.close()
