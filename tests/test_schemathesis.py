@@ -21,14 +21,12 @@ expected-statuses = ["400", "401", "404", "405", "409", "413", "414", "415", "42
 """
 
 
-# One worker: with two, hypothesis described filter lambdas with ast.parse in two threads at
-# once, and CPython 3.11.7 once raised "SystemError: AST constructor recursion depth
-# mismatch" inside schemathesis (a clean-clone run; the rerun passed): not the API's fault.
-
-
 def test_schemathesis_finds_no_server_errors_or_schema_violations(web_app, redis_client, tmp_path):
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
+    # One worker: with two, hypothesis described filter lambdas with ast.parse in two threads
+    # at once, and CPython 3.11.7 once raised "SystemError: AST constructor recursion depth
+    # mismatch" inside schemathesis (a clean-clone run; the rerun passed): not the API's fault.
     cmd = [str(SCHEMATHESIS), "--config-file", str(config), "run", f"{web_app}/openapi.json", "--checks", "all",
            "--exclude-checks", EXCLUDED_CHECKS, "--max-examples", "15", "--seed", "1",
            "--phases", "examples,coverage,fuzzing", "--request-timeout", "30", "--workers", "1",

@@ -13,8 +13,8 @@ trajectory, and re-drawn with a round pen:
 """
 from __future__ import annotations
 
-import numpy as np
 import cv2
+import numpy as np
 from tqdm import tqdm
 
 from serve.preprocess import BlankImageError, normalize_char

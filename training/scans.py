@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image
 
 from training import data as emnist
-from training.pen import centre_lines, draw_with_pen
 from training.evaluate import DEFAULT_ARCHIVE, ArchivedModel, accuracy_figures
+from training.pen import centre_lines, draw_with_pen
 
 ROOT = Path(__file__).resolve().parent.parent
 CANVAS_SIDE, CANVAS_PEN = 280, 18  # web/templates/index.html and web/static/app.js
