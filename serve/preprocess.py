@@ -28,6 +28,12 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # Characters larger than this (px) are shrunk before stroke thickening; 4 tiles keeps the
 # stroke-width estimate exact enough and the work bounded.
 WORK_SIDE = 4 * TILE
+# Paper whose brightest edge is this many times its darkest (+16 levels, against noise
+# on dark paper) is lit unevenly: scanned paper varies by a few levels, a phone photo's
+# corners or a shadow by a third or more; 1.1 is 24 levels below white.
+UNEVEN_PAPER = 1.1
+# Shade leaves paper at 40% of its brightness or more; ink on an edge is darker.
+INK_NOT_SHADE = 0.4
 
 # Decompression bombs are refused by our own pixel limit, with a clear message, before
 # Pillow's own warning threshold would matter.
@@ -114,16 +120,73 @@ def _to_gray(img: Image.Image) -> np.ndarray:
     return gray
 
 
+def _edge_quarters(gray: np.ndarray) -> list[float]:
+    """Median grey level of each quarter of each image edge (16 values): a vignette darkens
+    the corners' quarters, a shadow or a gradient one side's."""
+    height, width = gray.shape
+    rows = gray[[0, -1], :width // 4 * 4].reshape(8, -1)
+    columns = gray[:height // 4 * 4, [0, -1]].T.reshape(8, -1)
+    return np.median(rows, axis=1).tolist() + np.median(columns, axis=1).tolist()
+
+
+def even_lighting(gray: np.ndarray) -> np.ndarray:
+    """Paper of one brightness: unevenly lit paper (a phone photo's vignette, a page half
+    in shadow) divided by its own brightness; evenly lit paper returned as it is.
+
+    The paper's brightness is the image closed (dark ink) or opened (light ink): a closing
+    removes dark shapes narrower than its window and keeps slow gradients and a shadow's
+    edge where they are. The window must be wider than the strokes but narrower than a
+    band of shadow, so it is chosen by measurement: windows double until what they remove
+    stops growing (the strokes are gone). Whether the lighting is uneven at all is read
+    from the medians of the edges' quarters, so ink touching an edge of a tight crop does
+    not count as shadow, nor does a quarter so dark that it must be ink.
+    """
+    height, width = gray.shape
+    if min(height, width) < 16:
+        return gray
+    quarters = _edge_quarters(gray)
+    # Light paper if any edge is light: shade may cover most of the edges, but not all.
+    dark_ink = max(quarters) >= 128
+    # Quarters far darker (lighter, on dark paper) than the rest are ink, not shade.
+    if dark_ink:
+        paper_quarters = [q for q in quarters if q >= INK_NOT_SHADE * max(quarters)]
+    else:
+        paper_quarters = [q for q in quarters if INK_NOT_SHADE * (q + 16) <= min(quarters) + 16]
+    darkest, brightest = min(paper_quarters), max(paper_quarters)
+    if brightest + 16 < UNEVEN_PAPER * (darkest + 16):
+        return gray
+    # Strokes stay at least ~3 px wide at this resolution (the short side keeps 96+ px).
+    shrink = max(1, min(height, width) // 96)
+    small = cv2.resize(gray, (max(1, width // shrink), max(1, height // shrink)), interpolation=cv2.INTER_AREA)
+    operation = cv2.MORPH_CLOSE if dark_ink else cv2.MORPH_OPEN
+    widest = min(small.shape) // 2
+    paper, removed, side = small, 0, 3
+    while side <= widest:
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
+        closed = cv2.morphologyEx(small, operation, kernel, borderType=cv2.BORDER_REPLICATE)
+        # Counting only clear changes keeps paper grain, which any window removes, out.
+        now = cv2.countNonZero(cv2.compare(cv2.absdiff(closed, small), 24, cv2.CMP_GT))
+        if removed and now <= 1.2 * removed:  # a plateau: only the strokes were removed
+            paper = closed
+            break
+        paper, removed, side = closed, now, 2 * side + 1
+    paper = cv2.resize(paper, (width, height), interpolation=cv2.INTER_LINEAR)
+    # Light dims ink and paper alike (for chalk on a board too): divide it out, keeping
+    # the paper at its usual level. Near-black paper is floored so noise is not magnified.
+    return cv2.divide(gray, np.maximum(paper, 16), scale=255 if dark_ink else float(np.median(quarters)))
+
+
 def ink_map(gray: np.ndarray) -> np.ndarray:
     """Float32 ink intensity in 0..1 (ink high), whatever the polarity, background removed.
 
     Polarity comes from the border: the paper is what surrounds the writing. The paper
     level is the border median, so uneven JPEG noise and grey paper fall below Otsu's
-    threshold on the distance from it.
+    threshold on the distance from it. Unevenly lit paper is evened out first.
     """
     gray = np.ascontiguousarray(gray, dtype=np.uint8)  # OpenCV wants contiguous rows
     if gray.ndim != 2 or gray.size == 0:
         raise EmptyImageError("the image has zero size")
+    gray = even_lighting(gray)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     paper = float(np.median(border))
     # Every step below maps one grey level to one value, so it is computed once per level

@@ -179,6 +179,7 @@ def _ink_map_per_pixel(gray: np.ndarray) -> np.ndarray:
     """The ink map's definition, pixel by pixel (what `P.ink_map` computes by lookup table)."""
     import cv2
 
+    gray = P.even_lighting(gray)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     distance = np.abs(gray.astype(np.float32) - float(np.median(border)))
     peak = float(distance.max())
@@ -216,3 +217,63 @@ def test_fast_labelling_finds_the_same_components_as_opencvs_default():
         pairs = np.unique(np.stack([labels.ravel(), want_labels.ravel()]), axis=1)
         assert pairs.shape[1] == len(np.unique(labels)) == len(np.unique(want_labels))
         assert np.array_equal(stats[pairs[0]], want_stats[pairs[1]])
+
+
+def _written_line(tiles: np.ndarray) -> np.ndarray:
+    """Dark ink on white paper: EMNIST tiles side by side at 3x, with paper around them."""
+    line = np.concatenate([np.pad(t, ((0, 0), (4, 4))) for t in tiles], axis=1)
+    line = cv2.resize(line, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    return np.pad(255 - line, ((60, 60), (90, 90)), constant_values=255)
+
+
+def _lit(page: np.ndarray, kind: str) -> np.ndarray:
+    """The page as a phone photo or a lamp would light it (paper 255 down to ~115)."""
+    h, w = page.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    light = {
+        "gradient": 1 - 0.55 * (xx / w * 0.8 + yy / h * 0.2),
+        "vignette": 1 - 0.5 * np.hypot(xx / (w / 2) - 1, yy / (h / 2) - 1) ** 2 / 2,
+        "shadow": cv2.GaussianBlur(np.where(xx > 0.45 * w, 0.5, 1.0).astype(np.float32), (0, 0), 3),
+    }[kind]
+    noise = np.random.default_rng(0).normal(0, 3, page.shape)
+    return (page * light + noise).clip(0, 255).astype(np.uint8)
+
+
+def test_evenly_lit_images_are_left_as_they_are(emnist_test_sample):
+    """Tiles, canvas drawings and scans (what the model's figures were measured on) are
+    not touched, so their ink maps are the ones training used."""
+    rng = np.random.default_rng(5)
+    pages = list(emnist_test_sample.images[:100]) + [255 - t for t in emnist_test_sample.images[:100]]
+    scan = (_written_line(emnist_test_sample.images[:5]) + rng.normal(0, 4, (204, 720))).clip(0, 255)
+    pages += [scan.astype(np.uint8), (scan * 0.8).astype(np.uint8), bar_glyph()]
+    for page in pages:
+        assert P.even_lighting(page) is page
+
+
+@pytest.mark.parametrize("kind", ["gradient", "vignette", "shadow"])
+@pytest.mark.parametrize("ink", ["dark", "light"])
+def test_unevenly_lit_writing_reads_as_if_evenly_lit(emnist_test_sample, kind, ink):
+    from worker import segment
+
+    flat = _written_line(emnist_test_sample.images[:6])
+    lit = _lit(flat, kind)
+    if ink == "light":  # chalk on a board: light writing on dark paper, lit unevenly
+        flat = (255 - flat) * 0.75 + 30
+        flat, lit = flat.astype(np.uint8), _lit(flat, kind)
+    want = [segment.char_tile(P.ink_map(flat), c) for c in segment.segment(P.ink_map(flat))]
+    lit_ink = P.ink_map(lit)
+    got = [segment.char_tile(lit_ink, c) for c in segment.segment(lit_ink)]
+    assert len(want) == 6 and len(got) == 6
+    for a, b in zip(want, got):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+
+
+def test_a_tight_crop_with_ink_on_its_edges_keeps_its_strokes(monkeypatch):
+    """Bold ink touching the edges makes them uneven; the character must come out the same."""
+    crop = np.full((60, 48), 245, np.uint8)
+    cv2.ellipse(crop, (24, 30), (19, 25), 0, 0, 360, 15, 11)  # a bold O, cut by all four edges
+    assert max(P._edge_quarters(crop)) + 16 >= P.UNEVEN_PAPER * (min(P._edge_quarters(crop)) + 16)
+    got = P.normalize_char(crop)
+    monkeypatch.setattr(P, "UNEVEN_PAPER", 100.0)  # never even out
+    want = P.normalize_char(crop)
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95

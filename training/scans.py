@@ -6,8 +6,9 @@ them and the raw tiles through the archived handler's preprocessing and model:
 - as a scan: black ink on white paper, random scale 40-220 px, random position and
   margins, light blur, some JPEG;
 - as a drawing on the web page's canvas: the character's centre line (training.pen)
-  drawn with its 18 px round pen on 280 x 280 px, anti-aliased.
-Prints all three and writes bench/results/scans-<date>.json.
+  drawn with its 18 px round pen on 280 x 280 px, anti-aliased;
+- as a phone photo: a scan lit unevenly (a gradient, a vignette or a shadow's edge).
+Prints all four and writes bench/results/scans-<date>.json.
 """
 from __future__ import annotations
 
@@ -29,8 +30,30 @@ ROOT = Path(__file__).resolve().parent.parent
 CANVAS_SIDE, CANVAS_PEN = 280, 18  # web/templates/index.html and web/static/app.js
 
 
-def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = None) -> bytes:
-    """One upright EMNIST tile as an encoded scan of dark ink on light paper."""
+def uneven_light(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """How a phone or a desk lamp lights a page: a gradient, a vignette or the soft edge of
+    a shadow, the paper falling to 45-75% of its brightness where it is darkest."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    depth = float(rng.uniform(0.25, 0.55))
+    kind = int(rng.integers(3))
+    if kind == 0:
+        angle = rng.uniform(0, 2 * np.pi)
+        ramp = np.cos(angle) * xx / w + np.sin(angle) * yy / h
+        return 1 - depth * (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    if kind == 1:
+        cx, cy = rng.uniform(0.3, 0.7, size=2)
+        distance = np.hypot(xx / w - cx, yy / h - cy) / np.hypot(max(cx, 1 - cx), max(cy, 1 - cy))
+        return 1 - depth * distance ** 2
+    edge = float(rng.uniform(0.2, 0.8)) * w
+    shade = np.where(xx > edge, 1 - depth, 1.0).astype(np.float32)
+    return cv2.GaussianBlur(shade, (0, 0), max(1.0, 0.02 * w))
+
+
+def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = None,
+                light: bool = False) -> bytes:
+    """One upright EMNIST tile as an encoded scan of dark ink on light paper; with `light`,
+    lit unevenly, as a phone photo."""
     size = int(rng.integers(40, 221))
     ink = cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC)
     margins = rng.integers(size // 8, size, size=4)  # top, bottom, left, right
@@ -41,6 +64,8 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
     region = page[margins[0]:margins[0] + size, margins[2]:margins[2] + size]
     alpha = ink.astype(np.float32) / 255.0
     region[:] = region * (1 - alpha) + ink_level * alpha
+    if light:
+        page *= uneven_light(page.shape, rng)
     page = cv2.GaussianBlur(page, (0, 0), float(rng.uniform(0.3, 1.2)))
     page += rng.normal(0, 3.0, page.shape)  # paper grain and sensor noise
     page = np.clip(page, 0, 255).astype(np.uint8)
@@ -66,11 +91,16 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
     scan_pred = model.classify_images(scans).argmax(1)
     drawings = [draw_with_pen(lines, CANVAS_SIDE, CANVAS_PEN) for lines in centre_lines(tiles)]
     drawn_pred = model.classify_images(drawings).argmax(1)
+    photo_rng = np.random.default_rng(seed + 1)  # the scans above stay those of earlier runs
+    photos = [model.preprocess.decode_image(render_scan(t, photo_rng, light=True)) for t in tiles]
+    photo_pred = model.classify_images(photos).argmax(1)
     tiles_fig, scans_fig = accuracy_figures(tile_pred, labels), accuracy_figures(scan_pred, labels)
-    drawn_fig = accuracy_figures(drawn_pred, labels)
+    drawn_fig, photo_fig = accuracy_figures(drawn_pred, labels), accuracy_figures(photo_pred, labels)
     return {"n": int(len(labels)), "tiles": tiles_fig, "scans": scans_fig, "canvas_drawings": drawn_fig,
+            "unevenly_lit_photos": photo_fig,
             "accuracy_gap_points": round(100 * (tiles_fig["accuracy"] - scans_fig["accuracy"]), 2),
             "drawing_gap_points": round(100 * (tiles_fig["accuracy"] - drawn_fig["accuracy"]), 2),
+            "photo_gap_points": round(100 * (tiles_fig["accuracy"] - photo_fig["accuracy"]), 2),
             "seconds": round(time.time() - started, 1), "seed": seed, "archive": str(archive)}
 
 
@@ -88,6 +118,8 @@ def main(argv=None) -> dict:
           f"  gap {result['accuracy_gap_points']} points")
     print(f"canvas drawings: acc {result['canvas_drawings']['accuracy']:.4f} "
           f"bal {result['canvas_drawings']['balanced_accuracy']:.4f}  gap {result['drawing_gap_points']} points")
+    print(f"unevenly lit photos: acc {result['unevenly_lit_photos']['accuracy']:.4f} "
+          f"bal {result['unevenly_lit_photos']['balanced_accuracy']:.4f}  gap {result['photo_gap_points']} points")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scans-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
     return result
