@@ -62,6 +62,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=300, help="words")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "emnist47")
+    p.add_argument("--light", action="store_true",
+                   help="light each word unevenly, as a phone photo (training.scans.uneven_light)")
     args = p.parse_args()
 
     import redis
@@ -70,6 +72,7 @@ def main() -> None:
     from tests.fixtures.worker import launch_worker
     from tests.stack import RedisServer, TorchServe
     from training.data import load_split
+    from training.scans import uneven_light
     from worker.celery_app import make_celery
     from worker.config import WorkerConfig
     from worker.queue import submit_job, wait_for_job
@@ -103,7 +106,11 @@ def main() -> None:
                                for a, i in zip(answer, all_idx))
 
             def run(idx):
-                image = png(compose_word([split.images[i] for i in idx], rng=np.random.default_rng(int(idx[0]))))
+                word_rng = np.random.default_rng(int(idx[0]))
+                word = compose_word([split.images[i] for i in idx], rng=word_rng)
+                if args.light:
+                    word = (word * uneven_light(word.shape, word_rng)).astype(np.uint8)
+                image = png(word)
                 job = wait_for_job(r, submit_job(r, celery, config, [image], "text", 1), 120)
                 return job["results"][0]["text"] if job and job["status"] == "succeeded" else None
 
@@ -132,8 +139,8 @@ def main() -> None:
     print(f"per-tile character accuracy:            {figures['tile_char_accuracy']:.4f}")
     print(f"gap: {figures['gap_points']} points; words with the right length: {figures['length_match_rate']:.3f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"words-{time.strftime('%Y%m%d')}.json"
-    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), **figures}, indent=2))
+    out = RESULTS / f"words{'-lit' if args.light else ''}-{time.strftime('%Y%m%d')}.json"
+    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "light": args.light, **figures}, indent=2))
     print(f"wrote {out}")
 
 
