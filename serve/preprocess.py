@@ -34,6 +34,12 @@ WORK_SIDE = 4 * TILE
 UNEVEN_PAPER = 1.1
 # Shade leaves paper at 40% of its brightness or more; ink on an edge is darker.
 INK_NOT_SHADE = 0.4
+# A frame around a character keeps this share of its ink within FRAME_BAND of the side of
+# its bounding box (a drawn rectangle: all of it; a round O: a small part).
+FRAME_SHARE = 0.8
+FRAME_BAND = 0.08
+# Ink above this (of 1) is enough to join a faint box's pieces (the mask takes 0.35).
+FAINT_FRAME = 0.1
 
 # Decompression bombs are refused by our own pixel limit, with a clear message, before
 # Pillow's own warning threshold would matter.
@@ -238,9 +244,46 @@ def ink_components(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return kept[labels], labels, stats, kept
 
 
+def _frames(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]:
+    """Kept components that frame the others: each encloses another kept component and
+    keeps at least FRAME_SHARE of its ink along the sides of its bounding box. A form's
+    character box is one; a handwritten O, even one with a speck inside, is not."""
+    ids = np.flatnonzero(kept)
+    if len(ids) < 2:
+        return []
+    left, top = stats[ids, cv2.CC_STAT_LEFT], stats[ids, cv2.CC_STAT_TOP]
+    right, bottom = left + stats[ids, cv2.CC_STAT_WIDTH], top + stats[ids, cv2.CC_STAT_HEIGHT]
+    frames = []
+    for i, c in enumerate(ids):
+        if not ((left > left[i]) & (top > top[i]) & (right < right[i]) & (bottom < bottom[i])).any():
+            continue
+        width, height = right[i] - left[i], bottom[i] - top[i]
+        band = max(2, round(FRAME_BAND * min(width, height)))
+        inner = labels[top[i] + band:bottom[i] - band, left[i] + band:right[i] - band] == c
+        area = int(stats[c, cv2.CC_STAT_AREA])
+        if area - np.count_nonzero(inner) >= FRAME_SHARE * area:
+            frames.append(int(c))
+    return frames
+
+
 def ink_mask(ink: np.ndarray) -> np.ndarray:
-    """Binary mask of real ink: specks far smaller than the largest stroke are dropped."""
-    return ink_components(ink)[0]
+    """Binary mask of a single character's ink: specks far smaller than the largest stroke
+    are dropped, and so is a box around the character (a form's character field)."""
+    mask, labels, stats, kept = ink_components(ink)
+    if np.count_nonzero(kept) < 2:  # one piece of ink: nothing it could be framed by
+        return mask
+    frames = _frames(labels, stats, kept)
+    if frames:
+        kept = kept.copy()
+        kept[frames] = False
+        return kept[labels]
+    # A faint, thin box breaks into pieces at the mask's threshold; fainter ink joins them.
+    count, faint_labels, faint_stats = label_components((ink > FAINT_FRAME).astype(np.uint8))
+    faint_kept = np.arange(count) > 0
+    frames = _frames(faint_labels, faint_stats, faint_kept)
+    if not frames:
+        return mask
+    return mask & ~np.isin(faint_labels, frames)
 
 
 def stroke_width(mask: np.ndarray) -> float:

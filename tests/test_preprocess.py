@@ -277,3 +277,35 @@ def test_a_tight_crop_with_ink_on_its_edges_keeps_its_strokes(monkeypatch):
     monkeypatch.setattr(P, "UNEVEN_PAPER", 100.0)  # never even out
     want = P.normalize_char(crop)
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95
+
+
+def _in_a_box(tile: np.ndarray, cut_side: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A character on a form (dark on light), without and with its printed box."""
+    page = np.full((130, 130), 240, np.uint8)
+    page[23:107, 23:107] = (240 - cv2.resize(tile, (84, 84)).astype(np.float32) * 0.85).astype(np.uint8)
+    boxed = page.copy()
+    cv2.rectangle(boxed, (8, 8), (121, 121), 60, 2)
+    if cut_side:  # cropped through the box: one side of it is missing
+        page, boxed = page[:, 12:], boxed[:, 12:]
+    return page, boxed
+
+
+@pytest.mark.parametrize("cut_side", [False, True])
+def test_a_box_around_a_character_is_not_part_of_it(emnist_test_sample, cut_side):
+    """Forms print a box per character; a crop of one must read as the character alone."""
+    for tile in emnist_test_sample.images[:40]:
+        plain, boxed = _in_a_box(tile, cut_side)
+        a, b = P.normalize_char(plain), P.normalize_char(boxed)
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.97
+
+
+def test_round_letters_and_tiles_are_no_frames(emnist_test_sample):
+    """An O with a speck inside it is still an O; no EMNIST tile loses a stroke as a frame."""
+    page = np.full((100, 100), 255, np.uint8)
+    cv2.ellipse(page, (50, 50), (30, 40), 0, 0, 360, 0, 5)
+    page[48:54, 48:54] = 0
+    ink = P.ink_map(page)
+    assert P.ink_mask(ink)[10:90, 20:22].any()  # the O's left side is kept
+    for tile in emnist_test_sample.images:
+        mask, labels, stats, kept = P.ink_components(P.ink_map(tile))
+        assert P._frames(labels, stats, kept) == []

@@ -27,3 +27,5 @@ def test_scans_within_three_points_of_tiles(emnist_dir):
     assert result["drawing_gap_points"] <= 4.5, result
     # Phone photos, lit unevenly: 51% on 2,000 before `preprocess.even_lighting`, 88% after.
     assert result["photo_gap_points"] <= 3.0, result
+    # Inside a form's printed box: 18% on 2,000 before `preprocess._frames`, 87.65% after.
+    assert result["boxed_gap_points"] <= 3.0, result

@@ -7,8 +7,9 @@ them and the raw tiles through the archived handler's preprocessing and model:
   margins, light blur, some JPEG;
 - as a drawing on the web page's canvas: the character's centre line (training.pen)
   drawn with its 18 px round pen on 280 x 280 px, anti-aliased;
-- as a phone photo: a scan lit unevenly (a gradient, a vignette or a shadow's edge).
-Prints all four and writes bench/results/scans-<date>.json.
+- as a phone photo: a scan lit unevenly (a gradient, a vignette or a shadow's edge);
+- as a form's field: a scan inside a printed box.
+Prints all five and writes bench/results/scans-<date>.json.
 """
 from __future__ import annotations
 
@@ -51,9 +52,9 @@ def uneven_light(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray
 
 
 def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = None,
-                light: bool = False) -> bytes:
+                light: bool = False, box: bool = False) -> bytes:
     """One upright EMNIST tile as an encoded scan of dark ink on light paper; with `light`,
-    lit unevenly, as a phone photo."""
+    lit unevenly, as a phone photo; with `box`, inside a printed box, as on a form."""
     size = int(rng.integers(40, 221))
     ink = cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC)
     margins = rng.integers(size // 8, size, size=4)  # top, bottom, left, right
@@ -64,6 +65,10 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
     region = page[margins[0]:margins[0] + size, margins[2]:margins[2] + size]
     alpha = ink.astype(np.float32) / 255.0
     region[:] = region * (1 - alpha) + ink_level * alpha
+    if box:  # the form's box lies in the margin, 1-3 px wide, grey to black
+        gaps = (margins * rng.uniform(0.3, 0.8, size=4)).astype(int)
+        cv2.rectangle(page, (int(gaps[2]), int(gaps[0])), (w - 1 - int(gaps[3]), h - 1 - int(gaps[1])),
+                      float(rng.uniform(30, 130)), int(rng.integers(1, 4)))
     if light:
         page *= uneven_light(page.shape, rng)
     page = cv2.GaussianBlur(page, (0, 0), float(rng.uniform(0.3, 1.2)))
@@ -94,10 +99,15 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
     photo_rng = np.random.default_rng(seed + 1)  # the scans above stay those of earlier runs
     photos = [model.preprocess.decode_image(render_scan(t, photo_rng, light=True)) for t in tiles]
     photo_pred = model.classify_images(photos).argmax(1)
+    box_rng = np.random.default_rng(seed + 2)
+    boxed = [model.preprocess.decode_image(render_scan(t, box_rng, box=True)) for t in tiles]
+    boxed_pred = model.classify_images(boxed).argmax(1)
     tiles_fig, scans_fig = accuracy_figures(tile_pred, labels), accuracy_figures(scan_pred, labels)
     drawn_fig, photo_fig = accuracy_figures(drawn_pred, labels), accuracy_figures(photo_pred, labels)
+    boxed_fig = accuracy_figures(boxed_pred, labels)
     return {"n": int(len(labels)), "tiles": tiles_fig, "scans": scans_fig, "canvas_drawings": drawn_fig,
-            "unevenly_lit_photos": photo_fig,
+            "unevenly_lit_photos": photo_fig, "boxed_scans": boxed_fig,
+            "boxed_gap_points": round(100 * (tiles_fig["accuracy"] - boxed_fig["accuracy"]), 2),
             "accuracy_gap_points": round(100 * (tiles_fig["accuracy"] - scans_fig["accuracy"]), 2),
             "drawing_gap_points": round(100 * (tiles_fig["accuracy"] - drawn_fig["accuracy"]), 2),
             "photo_gap_points": round(100 * (tiles_fig["accuracy"] - photo_fig["accuracy"]), 2),
@@ -120,6 +130,8 @@ def main(argv=None) -> dict:
           f"bal {result['canvas_drawings']['balanced_accuracy']:.4f}  gap {result['drawing_gap_points']} points")
     print(f"unevenly lit photos: acc {result['unevenly_lit_photos']['accuracy']:.4f} "
           f"bal {result['unevenly_lit_photos']['balanced_accuracy']:.4f}  gap {result['photo_gap_points']} points")
+    print(f"scans in a form's box: acc {result['boxed_scans']['accuracy']:.4f} "
+          f"bal {result['boxed_scans']['balanced_accuracy']:.4f}  gap {result['boxed_gap_points']} points")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scans-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
     return result
