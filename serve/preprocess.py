@@ -279,7 +279,8 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
         return kept[labels]
     # A faint, thin box breaks into pieces at the mask's threshold; fainter ink joins them.
     count, faint_labels, faint_stats = label_components((ink > FAINT_FRAME).astype(np.uint8))
-    faint_kept = np.arange(count) > 0
+    areas = faint_stats[:, cv2.CC_STAT_AREA]
+    faint_kept = (areas >= max(3, 0.02 * areas[1:].max())) & (np.arange(count) > 0)
     frames = _frames(faint_labels, faint_stats, faint_kept)
     if not frames:
         return mask
