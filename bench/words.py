@@ -1,8 +1,9 @@
 """Words vs characters: does text mode read words as well as the model reads their tiles?
 
 `python -m bench.words --n 300` builds words of 3-8 emnist47 test tiles (black ink on
-white, irregular gaps, random scale), runs them as text-mode jobs through real Redis,
-TorchServe and a `python -m worker`, and scores character accuracy (1 - CER, by edit
+white, irregular gaps, random scale; `--touching`: overlapping letters; `--light`: lit
+unevenly), runs them as text-mode jobs through real Redis, TorchServe and a
+`python -m worker`, and scores character accuracy (1 - CER, by edit
 distance) beside per-character accuracy of the same tiles sent to TorchServe directly.
 Prints both and writes bench/results/words-<date>.json.
 """
@@ -23,20 +24,29 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+# Gaps between letters of touching words, tile pixels (high end exclusive).
+TOUCHING = (-3, 2)
 
 
-def compose_word(tiles: list[np.ndarray], rng: np.random.Generator, height: int | None = None) -> np.ndarray:
+def compose_word(tiles: list[np.ndarray], rng: np.random.Generator, height: int | None = None,
+                 gaps: tuple[int, int] = (2, 14)) -> np.ndarray:
     """Upright white-on-black tiles -> one word image, dark ink on white paper (gray uint8).
 
-    Each tile is cropped to its ink columns; gaps between letters vary from 1/12 to 1/2
-    of a tile, as in handwriting."""
-    parts = [np.zeros((28, int(rng.integers(4, 12))), np.uint8)]
-    for i, tile in enumerate(tiles):
+    Each tile is cropped to its ink columns; gaps between letters are drawn from
+    [gaps[0], gaps[1]) tile pixels: by default 1/12 to 1/2 of a tile, as in handwriting;
+    a negative gap makes neighbours overlap, so their strokes touch or cross."""
+    crops = []
+    for tile in tiles:
         cols = np.nonzero(tile.max(axis=0) > 40)[0]
-        parts.append(tile[:, cols.min():cols.max() + 1] if len(cols) else tile)
-        gap = int(rng.integers(2, 14)) if i < len(tiles) - 1 else int(rng.integers(4, 12))
-        parts.append(np.zeros((28, gap), np.uint8))
-    word = np.pad(np.concatenate(parts, axis=1), ((6, 6), (0, 0)))
+        crops.append(tile[:, cols.min():cols.max() + 1] if len(cols) else tile)
+    lead = int(rng.integers(4, 12))
+    canvas = np.zeros((28, lead + sum(c.shape[1] + max(gaps[1], 12) for c in crops)), np.uint8)
+    x = lead
+    for i, crop in enumerate(crops):
+        x = max(x, 0)
+        canvas[:, x:x + crop.shape[1]] = np.maximum(canvas[:, x:x + crop.shape[1]], crop)
+        x += crop.shape[1] + (int(rng.integers(*gaps)) if i < len(crops) - 1 else int(rng.integers(4, 12)))
+    word = np.pad(canvas[:, :x], ((6, 6), (0, 0)))
     scale = (height or int(rng.integers(40, 120))) / word.shape[0]
     word = cv2.resize(word, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
     return (255 - word.astype(np.int16) * 0.85).clip(0, 255).astype(np.uint8)
@@ -64,6 +74,8 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "emnist47")
     p.add_argument("--light", action="store_true",
                    help="light each word unevenly, as a phone photo (training.scans.uneven_light)")
+    p.add_argument("--touching", action="store_true",
+                   help="letters overlap by up to 3 and part at most 1 tile pixel, so most touch (cursive-like)")
     args = p.parse_args()
 
     import redis
@@ -107,7 +119,8 @@ def main() -> None:
 
             def run(idx):
                 word_rng = np.random.default_rng(int(idx[0]))
-                word = compose_word([split.images[i] for i in idx], rng=word_rng)
+                gaps = TOUCHING if args.touching else (2, 14)
+                word = compose_word([split.images[i] for i in idx], rng=word_rng, gaps=gaps)
                 if args.light:
                     word = (word * uneven_light(word.shape, word_rng)).astype(np.uint8)
                 image = png(word)
@@ -139,8 +152,10 @@ def main() -> None:
     print(f"per-tile character accuracy:            {figures['tile_char_accuracy']:.4f}")
     print(f"gap: {figures['gap_points']} points; words with the right length: {figures['length_match_rate']:.3f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"words{'-lit' if args.light else ''}-{time.strftime('%Y%m%d')}.json"
-    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "light": args.light, **figures}, indent=2))
+    kind = ("-lit" if args.light else "") + ("-touching" if args.touching else "")
+    out = RESULTS / f"words{kind}-{time.strftime('%Y%m%d')}.json"
+    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "light": args.light,
+                               "touching": args.touching, **figures}, indent=2))
     print(f"wrote {out}")
 
 

@@ -1,5 +1,8 @@
 """One job's images -> tiles (char mode: the whole image is one character; text mode:
-segmented), then TorchServe's answers -> the API's result per image."""
+segmented), then TorchServe's answers -> the API's result per image.
+
+Touching characters in text mode send every candidate character to TorchServe in the same
+request as the rest; the answers then decide how the group is cut (`segment.best_reading`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,11 +18,13 @@ MIN_SIDE = 8
 
 @dataclass
 class ImagePlan:
-    """What one image became: its tiles and boxes, or the error that stopped it."""
+    """What one image became: its tiles and boxes, or the error that stopped it. Each box
+    is a character, or a group of touching characters with one tile per candidate."""
 
     tiles: list[np.ndarray] = field(default_factory=list)
     boxes: list[list[int]] = field(default_factory=list)
     spaces: list[str] = field(default_factory=list)  # text to put before each character
+    touching: list[segment.Touching | None] = field(default_factory=list)  # per box
     error: dict | None = None
 
 
@@ -44,7 +49,9 @@ def plan_image(data: bytes | None, mode: str, max_pixels: int) -> ImagePlan:
                 raise preprocess.BlankImageError("no ink found in the image")
             plan = ImagePlan()
             for i, cut in enumerate(cuts):
-                plan.tiles.append(segment.char_tile(ink, cut))
+                pieces = cut.touching.pieces if cut.touching else [cut]
+                plan.tiles.extend(segment.char_tile(ink, piece) for piece in pieces)
+                plan.touching.append(cut.touching)
                 plan.boxes.append(list(cut.box))
                 new_line = i > 0 and cut.line != cuts[i - 1].line
                 plan.spaces.append("\n" if new_line else " " if cut.space_before else "")
@@ -54,7 +61,7 @@ def plan_image(data: bytes | None, mode: str, max_pixels: int) -> ImagePlan:
             raise preprocess.BlankImageError("no ink found in the image")
         ys, xs = np.nonzero(mask)
         box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
-        return ImagePlan(tiles=[preprocess.tile_from_ink(ink, mask)], boxes=[box], spaces=[""])
+        return ImagePlan(tiles=[preprocess.tile_from_ink(ink, mask)], boxes=[box], spaces=[""], touching=[None])
     except preprocess.PreprocessError as exc:
         return ImagePlan(error=_error(exc.code, str(exc)))
 
@@ -72,16 +79,23 @@ def build_results(plans: list[ImagePlan], answers: list[dict]) -> list[dict]:
             results.append({"text": "", "confidence": 0.0, "characters": [], "error": plan.error})
             continue
         chars, text, failed = [], [], None
-        for box, space in zip(plan.boxes, plan.spaces):
-            answer = answers[cursor]
-            cursor += 1
-            if "predictions" not in answer:
-                failed = answer.get("error") or _error("torchserve_error", "no prediction")
+        for box, space, touching in zip(plan.boxes, plan.spaces, plan.touching):
+            n = len(touching.pieces) if touching else 1
+            group, cursor = answers[cursor:cursor + n], cursor + n
+            errors = [a for a in group if "predictions" not in a]
+            if errors:
+                failed = errors[0].get("error") or _error("torchserve_error", "no prediction")
                 continue
-            best = answer["predictions"][0]
-            chars.append({"char": best["char"], "confidence": best["p"], "box": box,
-                          "alternatives": answer["predictions"]})
-            text.append(space + best["char"])
+            if touching:
+                chosen = segment.best_reading(touching, [a["predictions"][0]["p"] for a in group])
+                read = [(group[k], list(touching.pieces[k].box)) for k in chosen]
+            else:
+                read = [(group[0], box)]
+            for k, (answer, char_box) in enumerate(read):
+                best = answer["predictions"][0]
+                chars.append({"char": best["char"], "confidence": best["p"], "box": char_box,
+                              "alternatives": answer["predictions"]})
+                text.append((space if k == 0 else "") + best["char"])
         if failed is not None and not chars:
             results.append({"text": "", "confidence": 0.0, "characters": [], "error": failed})
             continue

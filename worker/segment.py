@@ -6,8 +6,9 @@ Connected components of the ink mask are the starting point. Then:
 - lines are clusters of components that overlap vertically, read top to bottom; small
   parts (i dots) join the line nearest to them;
 - within a line, components that overlap horizontally are one character (i and j dots,
-  broken strokes); a character far wider than the line's height is touching characters,
-  cut at the columns of least ink;
+  broken strokes); a character wider than the line's height may be touching characters:
+  it gets candidate cuts at its columns of least ink, every candidate character between
+  two cuts is read, and `best_reading` keeps the sequence the model reads best;
 - a gap much wider than usual between two characters is a space.
 Every character becomes a tile through preprocess.tile_from_ink, exactly as a single
 character image would; its box is in the original image's coordinates.
@@ -21,11 +22,19 @@ import numpy as np
 
 from serve import preprocess
 
-# A character wider than this many line heights is touching characters (EMNIST's widest,
-# m and W, are about 1.1 line heights wide).
-SPLIT_WIDTH = 1.45
-# Width of one character when cutting touching ones, in line heights.
-CHAR_WIDTH = 0.85
+# A group of ink wider than this many line heights may be touching characters (EMNIST's
+# widest, m and W, are about 1.1 line heights wide; 5% of single letters are wider than 1.1).
+SPLIT_WIDTH = 1.2
+# Candidate characters of touching ones are this many line heights wide (5th and 95th
+# percentiles of single letters: 0.46 and 1.11), between candidate cuts at least
+# CUT_SPACING apart.
+PIECE_WIDTHS = (0.35, 1.15)
+CUT_SPACING = 0.15
+# A reading of touching characters scores the model's confidence in each character, plus
+# WIDTH_WEIGHT x a Gaussian log prior on its width (mean CHAR_WIDTH, sd CHAR_WIDTH_SD line
+# heights). Without the prior, the model's confidence in slivers of letters over-cuts;
+# the weights were chosen on words made of training-split letters.
+CHAR_WIDTH, CHAR_WIDTH_SD, WIDTH_WEIGHT = 0.8, 0.25, 0.5
 # A gap is a space when wider than this many line heights and than SPACE_VS_MEDIAN median gaps.
 SPACE_HEIGHTS = 0.75
 SPACE_VS_MEDIAN = 2.5
@@ -38,13 +47,26 @@ MAX_COMPONENTS = 4000
 
 
 @dataclass
+class Touching:
+    """Ways to read a group that may be touching characters: candidate characters, each
+    spanning the columns between two candidate cuts (the whole group is one of them)."""
+
+    pieces: list[CharCut]
+    spans: list[tuple[int, int]]  # (first, last) index of each piece's cuts, of n_cuts
+    n_cuts: int
+    width_prior: list[float]  # log prior of each piece's width
+
+
+@dataclass
 class CharCut:
-    """One character: its ink pixels as a mask over its box, and the box."""
+    """One character: its ink pixels as a mask over its box, and the box. A group that may
+    be touching characters has `touching`: then recognition decides how it is cut."""
 
     mask: np.ndarray  # bool, h x w: the pixels of this character inside its box
     box: tuple[int, int, int, int]  # x, y, w, h in the image
     space_before: bool = False
     line: int = 0
+    touching: Touching | None = None
 
 
 def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray:
@@ -122,30 +144,62 @@ def _tight(mask: np.ndarray, x: int, y: int) -> CharCut | None:
     return CharCut(mask[y0:y1, x0:x1], (int(x + x0), int(y + y0), int(x1 - x0), int(y1 - y0)))
 
 
-def _split_wide(cut: CharCut, ink: np.ndarray, line_height: float) -> list[CharCut]:
-    """Cut touching characters at the least-inked columns near the expected cuts."""
+def _cut_columns(profile: np.ndarray, spacing: int, limit: int) -> list[int]:
+    """Candidate cuts: the columns of least ink among local minima of the (smoothed) ink
+    profile, at least `spacing` apart and from the ends, at most `limit`; with both ends."""
+    width = len(profile)
+    smooth = np.convolve(profile, np.ones(3) / 3, "same")
+    inner = smooth[1:-1]
+    minima = np.flatnonzero((inner <= smooth[:-2]) & (inner <= smooth[2:])) + 1
+    chosen: list[int] = []
+    for x in sorted(minima.tolist(), key=lambda x: (smooth[x], x)):
+        if min(x, width - x) >= spacing and all(abs(x - c) >= spacing for c in chosen):
+            chosen.append(x)
+            if len(chosen) == limit:
+                break
+    return [0, *sorted(chosen), width]
+
+
+def _touching(cut: CharCut, ink: np.ndarray, line_height: float) -> Touching:
+    """The candidate characters of a group that may be touching characters."""
     x, y, w, h = cut.box
-    parts = max(2, int(round(w / (CHAR_WIDTH * line_height))))
     profile = (ink[y:y + h, x:x + w] * cut.mask).sum(axis=0)
-    cuts, last, slack = [], 0, max(1, w // (3 * parts))
-    for k in range(1, parts):
-        ideal = int(round(k * w / parts))
-        lo, hi = max(last + 2, ideal - slack), min(w - 2, ideal + slack)
-        if hi <= lo:
-            continue
-        # Least ink, and among equals the column nearest the expected cut.
-        cost = profile[lo:hi] + 1e-3 * np.abs(np.arange(lo, hi) - ideal)
-        last = lo + int(np.argmin(cost))
-        cuts.append(last)
-    pieces, start = [], 0
-    for end in cuts + [w]:
-        piece = np.zeros_like(cut.mask)
-        piece[:, start:end] = cut.mask[:, start:end]
-        tight = _tight(piece, x, y)
-        if tight is not None:
+    # At most ~3 candidates per character bounds the work on a long scribble.
+    cols = _cut_columns(profile, max(2, int(CUT_SPACING * line_height)), int(3 * w / line_height) + 2)
+    lo, hi = (f * line_height for f in PIECE_WIDTHS)
+    last = len(cols) - 1
+    pieces, spans, prior = [], [], []
+    for i in range(last):
+        for j in range(i + 1, last + 1):
+            width = cols[j] - cols[i]
+            if (i, j) != (0, last) and not lo <= width <= hi:
+                continue
+            piece = np.zeros_like(cut.mask)
+            piece[:, cols[i]:cols[j]] = cut.mask[:, cols[i]:cols[j]]
+            tight = _tight(piece, x, y)
+            if tight is None:
+                continue
             pieces.append(tight)
-        start = end
-    return pieces
+            spans.append((i, j))
+            z = (width / line_height - CHAR_WIDTH) / CHAR_WIDTH_SD
+            prior.append(-WIDTH_WEIGHT * z * z / 2)
+    return Touching(pieces, spans, last + 1, prior)
+
+
+def best_reading(touching: Touching, confidence: list[float]) -> list[int]:
+    """The pieces (indices, left to right) of the reading that scores best: the sum over
+    its characters of log(model confidence) + width prior. The whole group is always a
+    reading, so one exists whenever the whole was read."""
+    best: dict[int, tuple[float, list[int]]] = {0: (0.0, [])}
+    order = sorted(range(len(touching.pieces)), key=lambda k: touching.spans[k])
+    for k in order:  # by first cut: every path into a cut is complete before it is extended
+        i, j = touching.spans[k]
+        if i not in best or confidence[k] <= 0:
+            continue
+        score = best[i][0] + float(np.log(confidence[k])) + touching.width_prior[k]
+        if j not in best or score > best[j][0]:
+            best[j] = (score, best[i][1] + [k])
+    return best.get(touching.n_cuts - 1, (0.0, []))[1]
 
 
 def _union(a: CharCut, b: CharCut) -> CharCut:
@@ -228,12 +282,11 @@ def segment(ink: np.ndarray) -> list[CharCut]:
             window = labels[y0:y1, x0:x1]
             # One piece (the usual case): a comparison is ~10x cheaper than np.isin.
             mask = window == ids[0] if len(ids) == 1 else np.isin(window, ids)
-            cut = CharCut(mask, (x0, y0, x1 - x0, y1 - y0))
-            if cut.box[2] > SPLIT_WIDTH * line_height:
-                chars.extend(_split_wide(cut, ink, line_height))
-            else:
-                chars.append(cut)
+            chars.append(CharCut(mask, (x0, y0, x1 - x0, y1 - y0)))
         chars = _merge_fragments(chars, line_height)
+        for cut in chars:
+            if cut.box[2] > SPLIT_WIDTH * line_height:
+                cut.touching = _touching(cut, ink, line_height)
         gaps = [b.box[0] - (a.box[0] + a.box[2]) for a, b in zip(chars, chars[1:])]
         # The usual gap between letters of a word: spaces themselves must not inflate it.
         letter_gaps = [g for g in gaps if 0 < g <= 0.5 * line_height]
