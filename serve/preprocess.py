@@ -40,6 +40,15 @@ FRAME_SHARE = 0.8
 FRAME_BAND = 0.08
 # Ink above this (of 1) is enough to join a faint box's pieces (the mask takes 0.35).
 FAINT_FRAME = 0.1
+# A box the character touches or crosses is one piece of ink with it. It is found as
+# straight runs of ink at least FRAME_RUN of the ink's width (height) long, along all four
+# sides of a rectangle, each side covered for FRAME_SIDE of its length.
+FRAME_RUN = 0.5
+FRAME_SIDE = 0.8
+# Its lines are at most FRAME_THIN of its shorter side thick, and that side at least
+# FRAME_MIN_SIDE px: smaller, a box cannot be told from a bold stroke's outline.
+FRAME_THIN = 0.15
+FRAME_MIN_SIDE = 24
 
 # Decompression bombs are refused by our own pixel limit, with a clear message, before
 # Pillow's own warning threshold would matter.
@@ -266,12 +275,82 @@ def _frames(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int
     return frames
 
 
+def _ruled_frame(mask: np.ndarray) -> np.ndarray | None:
+    """The pixels of a rectangle of straight runs in the mask (a printed box that the
+    character may touch or cross), or None. Runs of the character's own strokes inside
+    the rectangle are not its pixels; a rectangle with nothing else is the character."""
+    mask8 = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    x0, y0, w, h = cv2.boundingRect(mask8)
+    if min(w, h) < 12:
+        return None
+    m = mask8[y0:y0 + h, x0:x0 + w]
+    run_w, run_h = int(FRAME_RUN * w), int(FRAME_RUN * h)
+    # Cheap first, and enough for nearly every character: a rectangle needs two rows and
+    # two columns this full of ink, far apart.
+    rows = np.flatnonzero(cv2.reduce(m, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() >= run_w)
+    cols = np.flatnonzero(cv2.reduce(m, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() >= run_h)
+    if len(rows) < 2 or len(cols) < 2 or rows[-1] - rows[0] < run_h or cols[-1] - cols[0] < run_w:
+        return None
+    across = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (run_w, 1)))
+    down = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, run_h)))
+    ys, xs = np.flatnonzero(across.any(axis=1)), np.flatnonzero(down.any(axis=0))
+    if len(ys) < 2 or len(xs) < 2:
+        return None
+    top, bottom, left, right = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    if bottom - top < run_h or right - left < run_w:
+        return None
+    short = min(right - left, bottom - top)
+    if short < FRAME_MIN_SIDE:
+        return None
+    # Each side: a line of straight runs along most of it, thin for the rectangle's size
+    # (a bold stroke's outline is as thick as the stroke). A stroke of the character
+    # may stick out past the box, so the line is the outermost run of rows (columns)
+    # within the quarter next to the side that covers most of it, not the outermost row.
+    near = max(3, short // 4)
+    frame = np.zeros_like(m)
+    sides = ((across[top:top + near, left:right], frame[top:top + near, left:right]),
+             (across[bottom - near:bottom, left:right][::-1], frame[bottom - near:bottom, left:right][::-1]),
+             (down[top:bottom, left:left + near].T, frame[top:bottom, left:left + near].T),
+             (down[top:bottom, right - near:right].T[::-1], frame[top:bottom, right - near:right].T[::-1]))
+    for runs, frame_side in sides:  # rows from the outer edge in, a column per position along the side
+        # Three rows together hold a thin line that a scan's slight skew spreads over two.
+        starts = np.flatnonzero((runs[:-2] | runs[1:-1] | runs[2:]).mean(axis=1) >= FRAME_SIDE)
+        if not len(starts):
+            return None
+        line = runs[starts[0]:]
+        # The line's thickness at each position: its run of rows from where it begins (in
+        # the first three); the lower quartile, where no stroke runs along it, counts.
+        begins = np.argmax(line[:3], axis=0)
+        on_line = line[:3].any(axis=0)
+        # A box's sides meet in corners; an O's flattest arcs stop short of them.
+        corner = max(3, len(on_line) // 25)
+        if not (on_line[:corner].any() and on_line[-corner:].any()):
+            return None
+        thick = np.zeros(line.shape[1], np.int64)
+        for offset in range(3):
+            here = on_line & (begins == offset)
+            thick[here] = np.cumprod(line[offset:, here], axis=0, dtype=np.uint8).sum(axis=0)
+        thickness = int(np.percentile(thick[on_line], 25))
+        if thickness > max(2, FRAME_THIN * short):
+            return None
+        depth = starts[0] + 2 + thickness
+        frame_side[starts[0]:depth] |= runs[starts[0]:depth]
+    # One pixel more takes the box's ragged edges; strokes crossing it lose as much.
+    frame = cv2.dilate(frame, np.ones((3, 3), np.uint8)).view(bool)
+    if np.count_nonzero(m.view(bool) & ~frame) < 0.05 * np.count_nonzero(m):
+        return None
+    full = np.zeros(mask.shape, bool)
+    full[y0:y0 + h, x0:x0 + w] = frame
+    return full
+
+
 def ink_mask(ink: np.ndarray) -> np.ndarray:
     """Binary mask of a single character's ink: specks far smaller than the largest stroke
-    are dropped, and so is a box around the character (a form's character field)."""
+    are dropped, and so is a box around the character (a form's character field), even
+    one the character touches."""
     mask, labels, stats, kept = ink_components(ink)
-    if np.count_nonzero(kept) < 2:  # one piece of ink: nothing it could be framed by
-        return mask
+    if np.count_nonzero(kept) < 2:  # one piece of ink: a box can only be one the character touches
+        return _without_ruled_frame(ink, mask)
     frames = _frames(labels, stats, kept)
     if frames:
         kept = kept.copy()
@@ -283,8 +362,16 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     faint_kept = (areas >= max(3, 0.02 * areas[1:].max())) & (np.arange(count) > 0)
     frames = _frames(faint_labels, faint_stats, faint_kept)
     if not frames:
-        return mask
+        return _without_ruled_frame(ink, mask)
     return mask & ~np.isin(faint_labels, frames)
+
+
+def _without_ruled_frame(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mask less a box the character touches, and less the specks that leaves."""
+    frame = _ruled_frame(mask)
+    if frame is None:
+        return mask
+    return ink_components(np.where(frame, np.float32(0), ink))[0]
 
 
 def stroke_width(mask: np.ndarray) -> float:

@@ -309,3 +309,43 @@ def test_round_letters_and_tiles_are_no_frames(emnist_test_sample):
     for tile in emnist_test_sample.images:
         mask, labels, stats, kept = P.ink_components(P.ink_map(tile))
         assert P._frames(labels, stats, kept) == []
+
+
+def _in_a_tight_box(tile: np.ndarray, inset: int) -> tuple[np.ndarray, np.ndarray]:
+    """A character on a form, without and with a box `inset` px inside its ink's edges
+    (negative: outside), so that the character touches or crosses the box."""
+    page = np.full((130, 130), 240, np.uint8)
+    ink = cv2.resize(tile, (84, 84))
+    page[23:107, 23:107] = (240 - ink.astype(np.float32) * 0.85).astype(np.uint8)
+    ys, xs = np.nonzero(ink > 60)
+    boxed = page.copy()
+    cv2.rectangle(boxed, (int(23 + xs.min() + inset), int(23 + ys.min() + inset)),
+                  (int(23 + xs.max() - inset), int(23 + ys.max() - inset)), 60, 2)
+    return page, boxed
+
+
+def test_a_box_the_character_touches_is_not_part_of_it(emnist_test_sample):
+    """Handwriting fills or overruns a form's box: box and character are then one piece
+    of ink, and the box must still go."""
+    tiles = emnist_test_sample.images[:60]
+    alike = 0
+    for tile in tiles:
+        plain, boxed = _in_a_tight_box(tile, inset=-1)
+        a, b = P.normalize_char(plain), P.normalize_char(boxed)
+        alike += np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+    assert alike >= 0.9 * len(tiles)
+    # Crossing the strokes, the box is found as often; what it crossed is lost with it.
+    crossed = [P.ink_components(P.ink_map(_in_a_tight_box(t, inset=3)[1]))[0] for t in tiles]
+    assert sum(P._ruled_frame(mask) is not None for mask in crossed) >= 0.75 * len(tiles)
+
+
+def test_no_stroke_of_a_character_is_taken_for_a_box(emnist_test_sample):
+    """Bold round letters at any size, and a box drawn alone (a square 0), keep all their ink."""
+    for tile in emnist_test_sample.images:
+        for size in (60, 120, 240):
+            page = 255 - cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC)
+            assert P._ruled_frame(P.ink_components(P.ink_map(page))[0]) is None
+    square = np.full((120, 120), 255, np.uint8)
+    cv2.rectangle(square, (20, 20), (100, 100), 0, 4)
+    ink = P.ink_map(square)
+    assert np.array_equal(P.ink_mask(ink), P.ink_components(ink)[0])
