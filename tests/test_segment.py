@@ -124,7 +124,7 @@ def test_best_reading_is_the_best_of_all_readings():
         def score(reading):
             if any(confidence[k] <= 0 for k in reading):
                 return -np.inf
-            return sum(np.log(confidence[k]) + touching.width_prior[k] for k in reading)
+            return sum(np.log(confidence[k]) + touching.width_prior[k] - segment.CHAR_PENALTY for k in reading)
 
         best = max(readings(0), key=score)
         chosen = segment.best_reading(touching, confidence)

@@ -30,11 +30,13 @@ SPLIT_WIDTH = 1.2
 # CUT_SPACING apart.
 PIECE_WIDTHS = (0.35, 1.15)
 CUT_SPACING = 0.15
-# A reading of touching characters scores the model's confidence in each character, plus
-# WIDTH_WEIGHT x a Gaussian log prior on its width (mean CHAR_WIDTH, sd CHAR_WIDTH_SD line
-# heights). Without the prior, the model's confidence in slivers of letters over-cuts;
-# the weights were chosen on words made of training-split letters.
+# A reading of touching characters scores, per character, the log of the model's
+# confidence, plus WIDTH_WEIGHT x a Gaussian log prior on its width (mean CHAR_WIDTH, sd
+# CHAR_WIDTH_SD line heights), less CHAR_PENALTY. Without the prior, the model's
+# confidence in slivers of letters over-cuts; the penalty keeps a wide W or N whole. The
+# figures were chosen on words made of training-split letters.
 CHAR_WIDTH, CHAR_WIDTH_SD, WIDTH_WEIGHT = 0.8, 0.25, 0.5
+CHAR_PENALTY = 0.3
 # A gap is a space when wider than this many line heights and than SPACE_VS_MEDIAN median gaps.
 SPACE_HEIGHTS = 0.75
 SPACE_VS_MEDIAN = 2.5
@@ -188,7 +190,7 @@ def _touching(cut: CharCut, ink: np.ndarray, line_height: float) -> Touching:
 
 def best_reading(touching: Touching, confidence: list[float]) -> list[int]:
     """The pieces (indices, left to right) of the reading that scores best: the sum over
-    its characters of log(model confidence) + width prior. The whole group is always a
+    its characters of log(model confidence) + width prior - CHAR_PENALTY. The whole group is always a
     reading, so one exists whenever the whole was read."""
     best: dict[int, tuple[float, list[int]]] = {0: (0.0, [])}
     order = sorted(range(len(touching.pieces)), key=lambda k: touching.spans[k])
@@ -196,7 +198,7 @@ def best_reading(touching: Touching, confidence: list[float]) -> list[int]:
         i, j = touching.spans[k]
         if i not in best or confidence[k] <= 0:
             continue
-        score = best[i][0] + float(np.log(confidence[k])) + touching.width_prior[k]
+        score = best[i][0] + float(np.log(confidence[k])) + touching.width_prior[k] - CHAR_PENALTY
         if j not in best or score > best[j][0]:
             best[j] = (score, best[i][1] + [k])
     return best.get(touching.n_cuts - 1, (0.0, []))[1]
