@@ -1,11 +1,12 @@
 """Words vs characters: does text mode read words as well as the model reads their tiles?
 
 `python -m bench.words --n 300` builds words of 3-8 emnist47 test tiles (black ink on
-white, irregular gaps, random scale; `--touching`: overlapping letters; `--light`: lit
-unevenly), runs them as text-mode jobs through real Redis, TorchServe and a
-`python -m worker`, and scores character accuracy (1 - CER, by edit
+white, irregular gaps, random scale), runs them as text-mode jobs through real Redis,
+TorchServe and a `python -m worker`, and scores character accuracy (1 - CER, by edit
 distance) beside per-character accuracy of the same tiles sent to TorchServe directly.
-Prints both and writes bench/results/words-<date>.json.
+Variants: `--touching` (overlapping letters), `--light` (lit unevenly), `--slant 20`
+(leant 20 degrees), `--squared` (on squared paper). Prints both figures and writes
+bench/results/words[-variant]-<date>.json.
 """
 from __future__ import annotations
 
@@ -52,6 +53,26 @@ def compose_word(tiles: list[np.ndarray], rng: np.random.Generator, height: int 
     return (255 - word.astype(np.int16) * 0.85).clip(0, 255).astype(np.uint8)
 
 
+def shear(gray: np.ndarray, degrees: float) -> np.ndarray:
+    """Dark-on-light writing leant by `degrees` (positive: its tops lean right), on a
+    page widened to hold it."""
+    k = float(np.tan(np.radians(degrees)))
+    height, width = gray.shape
+    matrix = np.float32([[1, -k, max(0.0, k * height)], [0, 1, 0]])
+    return cv2.warpAffine(gray, matrix, (width + int(np.ceil(abs(k) * height)), height),
+                          flags=cv2.INTER_LINEAR, borderValue=255)
+
+
+def squared_paper(word: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The word written on squared paper: grey rules both ways, 1/5 to 1/2 of its height apart."""
+    page, (height, width) = word.copy(), word.shape
+    step = int(rng.integers(max(6, height // 5), max(7, height // 2)))
+    across, down = (slice(int(rng.integers(step)), None, step) for _ in range(2))
+    page[:, across] = np.minimum(page[:, across], 160)
+    page[down, :] = np.minimum(page[down, :], 160)
+    return page
+
+
 def png(gray: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(gray).save(buf, format="PNG")
@@ -74,6 +95,9 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "emnist47")
     p.add_argument("--light", action="store_true",
                    help="light each word unevenly, as a phone photo (training.scans.uneven_light)")
+    p.add_argument("--slant", type=float, default=0.0,
+                   help="shear each word by this many degrees, as italic writing (positive leans right)")
+    p.add_argument("--squared", action="store_true", help="write each word on squared paper (grey rules both ways)")
     p.add_argument("--touching", action="store_true",
                    help="letters overlap by up to 3 and part at most 1 tile pixel, so most touch (cursive-like)")
     args = p.parse_args()
@@ -121,6 +145,10 @@ def main() -> None:
                 word_rng = np.random.default_rng(int(idx[0]))
                 gaps = TOUCHING if args.touching else (2, 14)
                 word = compose_word([split.images[i] for i in idx], rng=word_rng, gaps=gaps)
+                if args.slant:
+                    word = shear(word, args.slant)
+                if args.squared:
+                    word = squared_paper(word, word_rng)
                 if args.light:
                     word = (word * uneven_light(word.shape, word_rng)).astype(np.uint8)
                 image = png(word)
@@ -153,9 +181,11 @@ def main() -> None:
     print(f"gap: {figures['gap_points']} points; words with the right length: {figures['length_match_rate']:.3f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     kind = ("-lit" if args.light else "") + ("-touching" if args.touching else "")
+    kind += (f"-slant{args.slant:g}" if args.slant else "") + ("-squared" if args.squared else "")
     out = RESULTS / f"words{kind}-{time.strftime('%Y%m%d')}.json"
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "light": args.light,
-                               "touching": args.touching, **figures}, indent=2))
+                               "touching": args.touching, "slant_degrees": args.slant,
+                               "squared": args.squared, **figures}, indent=2))
     print(f"wrote {out}")
 
 

@@ -24,7 +24,8 @@ class ImagePlan:
     tiles: list[np.ndarray] = field(default_factory=list)
     boxes: list[list[int]] = field(default_factory=list)
     spaces: list[str] = field(default_factory=list)  # text to put before each character
-    touching: list[segment.Touching | None] = field(default_factory=list)  # per box
+    # Per box: a group of touching characters, with its candidates' boxes in the image.
+    touching: list[tuple[segment.Touching, list[list[int]]] | None] = field(default_factory=list)
     error: dict | None = None
 
 
@@ -44,15 +45,16 @@ def plan_image(data: bytes | None, mode: str, max_pixels: int) -> ImagePlan:
                                    f"{MIN_SIDE}x{MIN_SIDE}"))
         ink = preprocess.ink_map(gray)
         if mode == "text":
-            cuts = segment.segment(ink)
+            ink, cuts, shear = segment.segment_upright(ink)
             if not cuts:
                 raise preprocess.BlankImageError("no ink found in the image")
             plan = ImagePlan()
             for i, cut in enumerate(cuts):
                 pieces = cut.touching.pieces if cut.touching else [cut]
                 plan.tiles.extend(segment.char_tile(ink, piece) for piece in pieces)
-                plan.touching.append(cut.touching)
-                plan.boxes.append(list(cut.box))
+                plan.touching.append(
+                    (cut.touching, [shear.original_box(p.box) for p in pieces]) if cut.touching else None)
+                plan.boxes.append(shear.original_box(cut.box))
                 new_line = i > 0 and cut.line != cuts[i - 1].line
                 plan.spaces.append("\n" if new_line else " " if cut.space_before else "")
             return plan
@@ -80,15 +82,16 @@ def build_results(plans: list[ImagePlan], answers: list[dict]) -> list[dict]:
             continue
         chars, text, failed = [], [], None
         for box, space, touching in zip(plan.boxes, plan.spaces, plan.touching):
-            n = len(touching.pieces) if touching else 1
+            n = len(touching[0].pieces) if touching else 1
             group, cursor = answers[cursor:cursor + n], cursor + n
             errors = [a for a in group if "predictions" not in a]
             if errors:
                 failed = errors[0].get("error") or _error("torchserve_error", "no prediction")
                 continue
             if touching:
-                chosen = segment.best_reading(touching, [a["predictions"][0]["p"] for a in group])
-                read = [(group[k], list(touching.pieces[k].box)) for k in chosen]
+                options, option_boxes = touching
+                chosen = segment.best_reading(options, [a["predictions"][0]["p"] for a in group])
+                read = [(group[k], option_boxes[k]) for k in chosen]
             else:
                 read = [(group[0], box)]
             for k, (answer, char_box) in enumerate(read):
