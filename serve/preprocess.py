@@ -45,6 +45,17 @@ FAINT_FRAME = 0.1
 # sides of a rectangle, each side covered for FRAME_SIDE of its length.
 FRAME_RUN = 0.5
 FRAME_SIDE = 0.8
+# Ruled or squared paper: straight runs across PAGE_RULE of the image's width (height)
+# are rules. They are erased when what is left fits in PAGE_MARGIN of the image each way
+# (a character on paper; a tight crop of a T keeps its bar), and strokes that cross them
+# keep their pixels on them where ink lies within RULE_BRIDGE px on both sides.
+PAGE_RULE = 0.9
+PAGE_MARGIN = 0.8
+# Smaller, an image holds no paper around its character: a 28 px tile's bold bar is no rule.
+PAGE_MIN_SIDE = 48
+# A rule is at most this share of the image's shorter side thick (4 px at least).
+PAGE_RULE_THIN = 0.03
+RULE_BRIDGE = 7
 # Its lines are at most FRAME_THIN of its shorter side thick, and that side at least
 # FRAME_MIN_SIDE px: smaller, a box cannot be told from a bold stroke's outline.
 FRAME_THIN = 0.15
@@ -344,11 +355,63 @@ def _ruled_frame(mask: np.ndarray) -> np.ndarray | None:
     return full
 
 
+def erase_rules(mask: np.ndarray, rules: np.ndarray) -> np.ndarray:
+    """The mask less its rules (uint8 runs found by opening it), one pixel wider, except
+    where a stroke crosses them: ink within RULE_BRIDGE px on both sides of a horizontal
+    rule (above and below) or of an upright one (left and right)."""
+    rules = cv2.dilate(rules, np.ones((3, 3), np.uint8))
+    rest = mask.astype(np.uint8) & (1 - rules)
+    bridged = np.zeros_like(rest)
+    for kernel in (np.ones((RULE_BRIDGE, 1), np.uint8), np.ones((1, RULE_BRIDGE), np.uint8)):
+        before = cv2.dilate(rest, kernel, anchor=(kernel.shape[1] - 1, kernel.shape[0] - 1))  # ink above (left)
+        after = cv2.dilate(rest, kernel, anchor=(0, 0))  # ink below (right)
+        bridged |= before & after
+    return mask & ~(rules & (1 - bridged)).astype(bool)
+
+
+def _page_rules(mask: np.ndarray) -> np.ndarray | None:
+    """Thin straight runs across (nearly) the whole image, as uint8, or None: the rules of
+    ruled or squared paper. One clear of the image's edges is needed: the bar of a T
+    cropped tight runs along an edge. A stroke that spans the image is thicker than a rule."""
+    mask8 = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    height, width = mask8.shape
+    if min(height, width) < PAGE_MIN_SIDE:
+        return None
+    thin = max(4, round(PAGE_RULE_THIN * min(height, width)))
+    rules, inside = np.zeros_like(mask8), False
+    for axis, length in ((1, width), (0, height)):  # rows (runs across), then columns
+        # Cheap first: no row (column) that full of ink, no rule across the page.
+        if cv2.reduce(mask8, axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S).max() < PAGE_RULE * length:
+            continue
+        run = int(np.ceil(PAGE_RULE * length))
+        runs = cv2.morphologyEx(mask8, cv2.MORPH_OPEN, cv2.getStructuringElement(
+            cv2.MORPH_RECT, (run, 1) if axis == 1 else (1, run)))
+        on = np.flatnonzero(runs.any(axis=axis))
+        for line in np.split(on, np.flatnonzero(np.diff(on) > 1) + 1):
+            if 0 < len(line) <= thin:
+                lines = slice(line[0], line[-1] + 1)
+                if axis == 1:
+                    rules[lines] |= runs[lines]
+                else:
+                    rules[:, lines] |= runs[:, lines]
+                inside |= bool(0 < line[0] and line[-1] < (height if axis == 1 else width) - 1)
+    return rules if inside else None
+
+
 def ink_mask(ink: np.ndarray) -> np.ndarray:
     """Binary mask of a single character's ink: specks far smaller than the largest stroke
-    are dropped, and so is a box around the character (a form's character field), even
-    one the character touches."""
+    are dropped, and so are the rules of ruled or squared paper and a box around the
+    character (a form's character field), even one the character touches."""
     mask, labels, stats, kept = ink_components(ink)
+    # Rules are looked for in fainter ink: a grey grid is only in places dark enough for
+    # the mask, and those places alone are no straight runs.
+    rules = _page_rules(ink > FAINT_FRAME) if min(ink.shape) >= PAGE_MIN_SIDE else None
+    if rules is not None:
+        rest = erase_rules(mask, rules)
+        written = np.where(rest, ink, np.float32(0))
+        _, _, w, h = cv2.boundingRect(ink_components(written)[0].view(np.uint8))
+        if 0 < w <= PAGE_MARGIN * ink.shape[1] and 0 < h <= PAGE_MARGIN * ink.shape[0]:
+            return ink_mask(written)
     if np.count_nonzero(kept) < 2:  # one piece of ink: a box can only be one the character touches
         return _without_ruled_frame(ink, mask)
     frames = _frames(labels, stats, kept)

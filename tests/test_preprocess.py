@@ -349,3 +349,27 @@ def test_no_stroke_of_a_character_is_taken_for_a_box(emnist_test_sample):
     cv2.rectangle(square, (20, 20), (100, 100), 0, 4)
     ink = P.ink_map(square)
     assert np.array_equal(P.ink_mask(ink), P.ink_components(ink)[0])
+
+
+def test_squared_paper_is_not_part_of_the_character(emnist_test_sample):
+    """A character written on squared paper: the grid is one piece of ink with it, and goes."""
+    alike = 0
+    for tile in emnist_test_sample.images[:40]:
+        page = np.full((140, 140), 245, np.uint8)
+        page[20:120, 20:120] = 245 - (cv2.resize(tile, (100, 100)).astype(np.float32) * 0.9).astype(np.uint8)
+        squared = page.copy()
+        squared[:, 7::25] = np.minimum(squared[:, 7::25], 110)
+        squared[11::25, :] = np.minimum(squared[11::25, :], 110)
+        a, b = P.normalize_char(page), P.normalize_char(squared)
+        alike += np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+    assert alike >= 36
+
+
+@pytest.mark.parametrize("top", [0, 3])
+def test_a_bar_across_a_tight_crop_is_no_rule(top):
+    """A T cropped to its ink (or nearly), its bar from edge to edge, keeps its bar."""
+    page = np.full((120, 100), 255, np.uint8)
+    page[top:top + 6, :] = 0  # the bar, across the whole crop
+    page[top:110, 47:53] = 0  # the stem, down most of the rest
+    ink = P.ink_map(page)
+    assert np.array_equal(P.ink_mask(ink), P.ink_components(ink)[0])

@@ -52,11 +52,12 @@ def uneven_light(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray
 
 
 def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = None,
-                light: bool = False, box: bool = False, tight_box: bool = False) -> bytes:
+                light: bool = False, box: bool = False, tight_box: bool = False, squared: bool = False) -> bytes:
     """One upright EMNIST tile as an encoded scan of dark ink on light paper; with `light`,
     lit unevenly, as a phone photo; with `box`, inside a printed box, as on a form; with
     `tight_box`, in a box the character touches or crosses (each side 8% of the character
-    inside to 2% outside its ink)."""
+    inside to 2% outside its ink); with `squared`, on squared paper (grey rules both ways,
+    a fifth to a third of the character apart)."""
     size = int(rng.integers(40, 221))
     ink = cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC)
     margins = rng.integers(size // 8, size, size=4)  # top, bottom, left, right
@@ -64,6 +65,11 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
     paper_level = float(rng.uniform(215, 250))
     ink_level = float(rng.uniform(10, 70))
     page = np.full((h, w), paper_level, np.float32)
+    if squared:
+        step, level = int(max(4, size * rng.uniform(0.2, 0.34))), float(rng.uniform(90, 170))
+        across, down = (slice(int(rng.integers(step)), None, step) for _ in range(2))
+        page[:, across] = np.minimum(page[:, across], level)
+        page[down, :] = np.minimum(page[down, :], level)
     region = page[margins[0]:margins[0] + size, margins[2]:margins[2] + size]
     alpha = ink.astype(np.float32) / 255.0
     region[:] = region * (1 - alpha) + ink_level * alpha
@@ -117,11 +123,16 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
     tight_rng = np.random.default_rng(seed + 3)
     tight = [model.preprocess.decode_image(render_scan(t, tight_rng, tight_box=True)) for t in tiles]
     tight_fig = accuracy_figures(model.classify_images(tight).argmax(1), labels)
+    squared_rng = np.random.default_rng(seed + 4)
+    squared = [model.preprocess.decode_image(render_scan(t, squared_rng, squared=True)) for t in tiles]
+    squared_fig = accuracy_figures(model.classify_images(squared).argmax(1), labels)
     return {"n": int(len(labels)), "tiles": tiles_fig, "scans": scans_fig, "canvas_drawings": drawn_fig,
             "unevenly_lit_photos": photo_fig, "boxed_scans": boxed_fig,
             "boxed_gap_points": round(100 * (tiles_fig["accuracy"] - boxed_fig["accuracy"]), 2),
             "touching_box_scans": tight_fig,
             "touching_box_gap_points": round(100 * (tiles_fig["accuracy"] - tight_fig["accuracy"]), 2),
+            "squared_paper_scans": squared_fig,
+            "squared_gap_points": round(100 * (tiles_fig["accuracy"] - squared_fig["accuracy"]), 2),
             "accuracy_gap_points": round(100 * (tiles_fig["accuracy"] - scans_fig["accuracy"]), 2),
             "drawing_gap_points": round(100 * (tiles_fig["accuracy"] - drawn_fig["accuracy"]), 2),
             "photo_gap_points": round(100 * (tiles_fig["accuracy"] - photo_fig["accuracy"]), 2),
@@ -148,6 +159,8 @@ def main(argv=None) -> dict:
           f"bal {result['boxed_scans']['balanced_accuracy']:.4f}  gap {result['boxed_gap_points']} points")
     print(f"scans in a box they touch: acc {result['touching_box_scans']['accuracy']:.4f} "
           f"bal {result['touching_box_scans']['balanced_accuracy']:.4f}  gap {result['touching_box_gap_points']} points")
+    print(f"scans on squared paper: acc {result['squared_paper_scans']['accuracy']:.4f} "
+          f"bal {result['squared_paper_scans']['balanced_accuracy']:.4f}  gap {result['squared_gap_points']} points")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scans-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
     return result

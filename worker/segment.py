@@ -55,9 +55,6 @@ TYPICAL_SLANT = -0.17
 SLANT_TOLERANCE = 0.09
 SLANT_AGREEMENT = 0.8
 SLANT_MIN_LETTERS = 5
-# Strokes crossing an erased rule are bridged across it where ink lies within this many
-# pixels on both sides (a rule is at most ~3 px, and the erasure widens it by one each side).
-RULE_BRIDGE = 7
 # More separate pieces of ink than this is no text the model can read (a form holds a few
 # hundred characters); refusing it keeps one image from costing minutes.
 MAX_COMPONENTS = 4000
@@ -130,18 +127,7 @@ def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray:
         rules |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
     if not rules.any():
         return mask
-    rules = cv2.dilate(rules, np.ones((3, 3), np.uint8))
-    # A stroke that crosses a rule keeps its pixels on it: ink on both sides of a
-    # horizontal rule (above and below), or of an upright one, within RULE_BRIDGE px.
-    rest = m & (1 - rules)
-    reach = [cv2.getStructuringElement(cv2.MORPH_RECT, size) for size in ((1, RULE_BRIDGE), (RULE_BRIDGE, 1))]
-    bridged = np.zeros_like(m)
-    for kernel in reach:
-        far = kernel.shape[0] - 1, kernel.shape[1] - 1
-        before = cv2.dilate(rest, kernel, anchor=(far[1], far[0]))  # ink within reach above (left)
-        after = cv2.dilate(rest, kernel, anchor=(0, 0))  # ink within reach below (right)
-        bridged |= before & after
-    return mask & ~(rules & (1 - bridged)).astype(bool)
+    return preprocess.erase_rules(mask, rules)
 
 
 def _clusters_by_overlap(spans: list[tuple[int, int]], min_overlap: float) -> list[list[int]]:
@@ -222,8 +208,8 @@ def _touching(cut: CharCut, ink: np.ndarray, line_height: float) -> Touching:
 
 def best_reading(touching: Touching, confidence: list[float]) -> list[int]:
     """The pieces (indices, left to right) of the reading that scores best: the sum over
-    its characters of log(model confidence) + width prior - CHAR_PENALTY. The whole group is always a
-    reading, so one exists whenever the whole was read."""
+    its characters of log(model confidence) + width prior - CHAR_PENALTY. The whole group
+    is always a reading, so one exists whenever the whole was read."""
     best: dict[int, tuple[float, list[int]]] = {0: (0.0, [])}
     order = sorted(range(len(touching.pieces)), key=lambda k: touching.spans[k])
     for k in order:  # by first cut: every path into a cut is complete before it is extended
@@ -285,9 +271,10 @@ class Shear:
 
 def _slant(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> float | None:
     """The median lean of the letters (tan, dx per dy, from their second moments), or None
-    with fewer than three letter-like pieces (dots, dashes, rules and joined-up words are not)."""
+    when fewer than SLANT_MIN_LETTERS letter-like pieces (dots, dashes, rules and joined-up
+    words are not) tell it, or they do not lean one way."""
     ids = np.flatnonzero(kept)
-    if len(ids) < 3:
+    if len(ids) < SLANT_MIN_LETTERS:
         return None
     heights, widths, areas = (stats[ids, k] for k in (cv2.CC_STAT_HEIGHT, cv2.CC_STAT_WIDTH, cv2.CC_STAT_AREA))
     letters = ids[(heights >= 0.6 * np.median(heights)) & (widths <= 2 * heights) & (areas >= 0.1 * areas.max())]
