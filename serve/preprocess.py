@@ -287,8 +287,8 @@ def _frames(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int
 
 
 def _ruled_frame(mask: np.ndarray) -> np.ndarray | None:
-    """The pixels of a rectangle of straight runs in the mask (a printed box that the
-    character may touch or cross), or None. Runs of the character's own strokes inside
+    """The lines (uint8) of a rectangle of straight runs in the mask (a printed box that
+    the character may touch or cross), or None. Runs of the character's own strokes inside
     the rectangle are not its pixels; a rectangle with nothing else is the character."""
     mask8 = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
     x0, y0, w, h = cv2.boundingRect(mask8)
@@ -346,11 +346,9 @@ def _ruled_frame(mask: np.ndarray) -> np.ndarray | None:
             return None
         depth = starts[0] + 2 + thickness
         frame_side[starts[0]:depth] |= runs[starts[0]:depth]
-    # One pixel more takes the box's ragged edges; strokes crossing it lose as much.
-    frame = cv2.dilate(frame, np.ones((3, 3), np.uint8)).view(bool)
-    if np.count_nonzero(m.view(bool) & ~frame) < 0.05 * np.count_nonzero(m):
+    if np.count_nonzero(erase_rules(m.view(bool), frame)) < 0.05 * np.count_nonzero(m):
         return None
-    full = np.zeros(mask.shape, bool)
+    full = np.zeros(mask.shape, np.uint8)
     full[y0:y0 + h, x0:x0 + w] = frame
     return full
 
@@ -430,11 +428,12 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
 
 
 def _without_ruled_frame(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The mask less a box the character touches, and less the specks that leaves."""
+    """The mask less a box the character touches (strokes that cross it bridged, as
+    across rules), and less the specks that leaves."""
     frame = _ruled_frame(mask)
     if frame is None:
         return mask
-    return ink_components(np.where(frame, np.float32(0), ink))[0]
+    return ink_components(np.where(erase_rules(mask, frame), ink, np.float32(0)))[0]
 
 
 def stroke_width(mask: np.ndarray) -> float:
