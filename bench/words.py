@@ -5,8 +5,8 @@ white, irregular gaps, random scale), runs them as text-mode jobs through real R
 TorchServe and a `python -m worker`, and scores character accuracy (1 - CER, by edit
 distance) beside per-character accuracy of the same tiles sent to TorchServe directly.
 Variants: `--touching` (overlapping letters), `--light` (lit unevenly), `--slant 20`
-(leant 20 degrees), `--squared` (on squared paper). Prints both figures and writes
-bench/results/words[-variant]-<date>.json.
+(leant 20 degrees), `--squared` (on squared paper), `--ruled` (on a ruled notebook
+page). Prints both figures and writes bench/results/words[-variant]-<date>.json.
 """
 from __future__ import annotations
 
@@ -73,6 +73,21 @@ def squared_paper(word: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return page
 
 
+def notebook_paper(word: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The word written on a ruled notebook page: grey rules 0.9-1.3 word heights apart, one
+    under the letters (descenders cross it), and an upright margin line on the left."""
+    height, width = word.shape
+    step = int(height * rng.uniform(0.9, 1.3))
+    page = np.full((height + 2 * step, width), 255, np.uint8)
+    page[step:step + height] = word
+    baseline = step + round(height * 32 / 40) + int(rng.integers(-2, 3))  # compose_word: 6 + 26 of 40 rows
+    for y in range(baseline % step, page.shape[0] - 1, step):
+        page[y:y + 2] = np.minimum(page[y:y + 2], int(rng.integers(120, 190)))
+    margin = int(width * 0.04)
+    page[:, margin:margin + 2] = np.minimum(page[:, margin:margin + 2], 150)
+    return page
+
+
 def png(gray: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(gray).save(buf, format="PNG")
@@ -98,6 +113,7 @@ def main() -> None:
     p.add_argument("--slant", type=float, default=0.0,
                    help="shear each word by this many degrees, as italic writing (positive leans right)")
     p.add_argument("--squared", action="store_true", help="write each word on squared paper (grey rules both ways)")
+    p.add_argument("--ruled", action="store_true", help="write each word on a ruled notebook page with a margin line")
     p.add_argument("--touching", action="store_true",
                    help="letters overlap by up to 3 and part at most 1 tile pixel, so most touch (cursive-like)")
     args = p.parse_args()
@@ -149,6 +165,8 @@ def main() -> None:
                     word = shear(word, args.slant)
                 if args.squared:
                     word = squared_paper(word, word_rng)
+                if args.ruled:
+                    word = notebook_paper(word, word_rng)
                 if args.light:
                     word = (word * uneven_light(word.shape, word_rng)).astype(np.uint8)
                 image = png(word)
@@ -182,10 +200,11 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     kind = ("-lit" if args.light else "") + ("-touching" if args.touching else "")
     kind += (f"-slant{args.slant:g}" if args.slant else "") + ("-squared" if args.squared else "")
+    kind += "-ruled" if args.ruled else ""
     out = RESULTS / f"words{kind}-{time.strftime('%Y%m%d')}.json"
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "light": args.light,
                                "touching": args.touching, "slant_degrees": args.slant,
-                               "squared": args.squared, **figures}, indent=2))
+                               "squared": args.squared, "ruled": args.ruled, **figures}, indent=2))
     print(f"wrote {out}")
 
 

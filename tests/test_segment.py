@@ -271,6 +271,15 @@ def test_words_on_squared_paper_lose_the_squares_not_their_strokes(emnist_test_s
     assert squared > plain - 0.12, (squared, plain)
 
 
+def test_words_on_a_notebook_page_read_as_on_plain_paper(emnist_test_sample):
+    """Rules under the letters and a margin line: neither is read, nor taken for slant.
+    Within 5 points of plain paper (3.1 here; 6.8 before this session's rule and slant changes)."""
+    from bench.words import notebook_paper
+
+    plain, ruled = _read_words(emnist_test_sample), _read_words(emnist_test_sample, paper=notebook_paper)
+    assert ruled > plain - 0.05, (ruled, plain)
+
+
 def test_boxes_of_slanted_writing_are_in_the_image_s_coordinates():
     from bench.words import shear
     from worker import recognize

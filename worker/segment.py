@@ -293,29 +293,40 @@ def _slant(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> float | N
     return float(np.median(leans))
 
 
+def _pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ink's components, as `preprocess.ink_components`, less box borders and rules."""
+    mask, labels, stats, kept = preprocess.ink_components(ink)
+    erased = _erase_rules(mask, stats[kept])
+    if erased is not mask:  # rules removed: label what is left
+        count, labels, stats = preprocess.label_components(erased.astype(np.uint8))
+        return erased, labels, stats, np.arange(count) > 0
+    return mask, labels, stats, kept
+
+
 def segment_upright(ink: np.ndarray) -> tuple[np.ndarray, list[CharCut], Shear]:
     """`segment`, with slanted writing sheared to EMNIST's own slant first: the ink that
-    was cut (for the tiles), the cuts, and the shear (to map their boxes back)."""
-    components = preprocess.ink_components(ink)
-    lean = _slant(*components[1:])
+    was cut (for the tiles), the cuts, and the shear (to map their boxes back). The slant
+    is read without rules (a page's rules are no letters), and rules are gone before the
+    shear (sheared, they would be neither straight nor upright)."""
+    pieces = _pieces(ink)
+    lean = _slant(*pieces[1:])
     if lean is None or abs(lean - TYPICAL_SLANT) <= SLANT_TOLERANCE:
-        return ink, segment(ink, components), Shear()
+        return ink, segment(ink, pieces), Shear()
+    mask = ink > 0.35  # as preprocess.ink_components: what was ink before rules went
+    rules = cv2.dilate((mask & ~pieces[0]).view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+    written = np.where(rules & ~pieces[0], np.float32(0), ink)
     k = lean - TYPICAL_SLANT
     height, width = ink.shape
     offset = max(0.0, k * height)
     matrix = np.float32([[1, -k, offset], [0, 1, 0]])
-    sheared = cv2.warpAffine(ink, matrix, (width + int(np.ceil(abs(k) * height)), height), flags=cv2.INTER_LINEAR)
+    sheared = cv2.warpAffine(written, matrix, (width + int(np.ceil(abs(k) * height)), height), flags=cv2.INTER_LINEAR)
     return sheared, segment(sheared), Shear(k, offset, width)
 
 
-def segment(ink: np.ndarray, components: tuple | None = None) -> list[CharCut]:
+def segment(ink: np.ndarray, pieces: tuple | None = None) -> list[CharCut]:
     """Characters in reading order (lines top to bottom, left to right within a line).
-    `components`: `preprocess.ink_components(ink)` when the caller has it already."""
-    mask, labels, stats, kept = components or preprocess.ink_components(ink)
-    erased = _erase_rules(mask, stats[kept])
-    if erased is not mask:  # rules removed: label what is left
-        count, labels, stats = preprocess.label_components(erased.astype(np.uint8))
-        kept = np.arange(count) > 0
+    `pieces`: `_pieces(ink)` when the caller has it already."""
+    mask, labels, stats, kept = pieces or _pieces(ink)
     # Otherwise the components are ink_mask's own (labelling ~370k pixels of a 64-character
     # line cost 1.5 ms a pass); the specks it dropped keep their labels but are never used.
     comps = [int(c) for c in np.flatnonzero(kept)]
