@@ -306,3 +306,21 @@ def test_touching_letters_read_nearly_as_well_as_separate_ones(emnist_test_sampl
     separate, touching = _read_words(emnist_test_sample), _read_words(emnist_test_sample, gaps=TOUCHING)
     assert separate > 0.8
     assert touching > separate - 0.18, (touching, separate)
+
+
+def test_a_page_of_scribbles_costs_a_bounded_number_of_candidates(monkeypatch):
+    """Past MAX_CANDIDATES, groups get one cut per expected character and no overlapping
+    candidates, so a page of joined-up scribble stays cheap to read."""
+    img = page((600, 1000))
+    rng = np.random.default_rng(0)
+    for y in range(30, 570, 60):
+        xs = np.arange(10, 990, 3)
+        ys = y + 15 * np.sin(xs / 7.0) + rng.normal(0, 3, len(xs))
+        cv2.polylines(img, [np.stack([xs, ys], 1).astype(np.int32)], False, 255, 3)
+    ink = preprocess.ink_map(img)
+    candidates = sum(len(c.touching.pieces) for c in segment.segment(ink) if c.touching)
+    monkeypatch.setattr(segment, "MAX_CANDIDATES", -1)  # every group past the budget
+    frugal = [c.touching for c in segment.segment(ink) if c.touching]
+    assert sum(len(t.pieces) for t in frugal) < candidates / 4
+    for touching in frugal:
+        assert all(j == i + 1 or (i, j) == (0, touching.n_cuts - 1) for i, j in touching.spans)

@@ -55,6 +55,9 @@ TYPICAL_SLANT = -0.17
 SLANT_TOLERANCE = 0.09
 SLANT_AGREEMENT = 0.8
 SLANT_MIN_LETTERS = 5
+# Past this many candidate characters of touching ones in an image (a cursive page of ~500
+# letters has about 15,000), the rest get one cut per expected character.
+MAX_CANDIDATES = 20000
 # More separate pieces of ink than this is no text the model can read (a form holds a few
 # hundred characters); refusing it keeps one image from costing minutes.
 MAX_COMPONENTS = 4000
@@ -180,23 +183,25 @@ def _cut_columns(profile: np.ndarray, spacing: int, limit: int) -> list[int]:
     return [0, *sorted(chosen), width]
 
 
-def _touching(cut: CharCut, ink: np.ndarray, line_height: float) -> Touching:
-    """The candidate characters of a group that may be touching characters."""
+def _touching(cut: CharCut, ink: np.ndarray, line_height: float, frugal: bool = False) -> Touching:
+    """The candidate characters of a group that may be touching characters. `frugal`:
+    one cut per expected character and no overlapping candidates (an image past its
+    MAX_CANDIDATES: a page of scribbles must not cost minutes)."""
     x, y, w, h = cut.box
     profile = (ink[y:y + h, x:x + w] * cut.mask).sum(axis=0)
-    # At most ~3 candidates per character bounds the work on a long scribble.
-    cols = _cut_columns(profile, max(2, int(CUT_SPACING * line_height)), int(3 * w / line_height) + 2)
+    if frugal:
+        cols = _cut_columns(profile, max(2, int(0.8 * CHAR_WIDTH * line_height)), int(w / line_height) + 1)
+    else:  # at most ~3 cuts per character
+        cols = _cut_columns(profile, max(2, int(CUT_SPACING * line_height)), int(3 * w / line_height) + 2)
     lo, hi = (f * line_height for f in PIECE_WIDTHS)
     last = len(cols) - 1
     pieces, spans, prior = [], [], []
     for i in range(last):
         for j in range(i + 1, last + 1):
             width = cols[j] - cols[i]
-            if (i, j) != (0, last) and not lo <= width <= hi:
+            if (i, j) != (0, last) and (not lo <= width <= hi if not frugal else j != i + 1):
                 continue
-            piece = np.zeros_like(cut.mask)
-            piece[:, cols[i]:cols[j]] = cut.mask[:, cols[i]:cols[j]]
-            tight = _tight(piece, x, y)
+            tight = _tight(cut.mask[:, cols[i]:cols[j]], x + cols[i], y)
             if tight is None:
                 continue
             pieces.append(tight)
@@ -361,6 +366,7 @@ def segment(ink: np.ndarray, pieces: tuple | None = None) -> list[CharCut]:
     lines.sort(key=lambda line: min(yspan(c)[0] for c in line))
 
     cuts: list[CharCut] = []
+    candidates = 0  # of touching characters, read beside the characters themselves
     for line_no, line in enumerate(lines):
         line_height = float(np.median([yspan(c)[1] - yspan(c)[0] for c in line if c in big_set] or [typical]))
         chars: list[CharCut] = []
@@ -375,7 +381,8 @@ def segment(ink: np.ndarray, pieces: tuple | None = None) -> list[CharCut]:
         chars = _merge_fragments(chars, line_height)
         for cut in chars:
             if cut.box[2] > SPLIT_WIDTH * line_height:
-                cut.touching = _touching(cut, ink, line_height)
+                cut.touching = _touching(cut, ink, line_height, frugal=candidates > MAX_CANDIDATES)
+                candidates += len(cut.touching.pieces)
         gaps = [b.box[0] - (a.box[0] + a.box[2]) for a, b in zip(chars, chars[1:])]
         # The usual gap between letters of a word: spaces themselves must not inflate it.
         letter_gaps = [g for g in gaps if 0 < g <= 0.5 * line_height]
