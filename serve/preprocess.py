@@ -45,21 +45,22 @@ FAINT_FRAME = 0.1
 # sides of a rectangle, each side covered for FRAME_SIDE of its length.
 FRAME_RUN = 0.5
 FRAME_SIDE = 0.8
-# Ruled or squared paper: straight runs across PAGE_RULE of the image's width (height)
-# are rules. They are erased when what is left fits in PAGE_MARGIN of the image each way
-# (a character on paper; a tight crop of a T keeps its bar), and strokes that cross them
-# keep their pixels on them where ink lies within RULE_BRIDGE px on both sides.
-PAGE_RULE = 0.9
-PAGE_MARGIN = 0.8
-# Smaller, an image holds no paper around its character: a 28 px tile's bold bar is no rule.
-PAGE_MIN_SIDE = 48
-# A rule is at most this share of the image's shorter side thick (4 px at least).
-PAGE_RULE_THIN = 0.03
-RULE_BRIDGE = 7
 # Its lines are at most FRAME_THIN of its shorter side thick, and that side at least
 # FRAME_MIN_SIDE px: smaller, a box cannot be told from a bold stroke's outline.
 FRAME_THIN = 0.15
 FRAME_MIN_SIDE = 24
+# Ruled or squared paper: straight runs across PAGE_RULE of the image's width (height)
+# are rules. They are erased when what is left fits in PAGE_MARGIN of the image each way
+# (a character on paper; a tight crop of a T keeps its bar), and strokes that cross them
+# (or a box's lines) keep their pixels on them where ink lies within RULE_BRIDGE px on
+# both sides.
+PAGE_RULE = 0.9
+PAGE_MARGIN = 0.8
+RULE_BRIDGE = 7
+# Smaller, an image holds no paper around its character: a 28 px tile's bold bar is no rule.
+PAGE_MIN_SIDE = 48
+# A rule is at most this share of the image's shorter side thick (4 px at least).
+PAGE_RULE_THIN = 0.03
 
 # Decompression bombs are refused by our own pixel limit, with a clear message, before
 # Pillow's own warning threshold would matter.
