@@ -6,7 +6,7 @@ TorchServe and a `python -m worker`, and scores character accuracy (1 - CER, by 
 distance) beside per-character accuracy of the same tiles sent to TorchServe directly.
 Variants: `--touching` (overlapping letters), `--light` (lit unevenly), `--slant 20`
 (leant 20 degrees), `--squared` (on squared paper), `--ruled` (on a ruled notebook
-page). Prints both figures and writes bench/results/words[-variant]-<date>.json.
+page), `--rotate 25` (turned 25 degrees). Prints both figures and writes bench/results/words[-variant]-<date>.json.
 """
 from __future__ import annotations
 
@@ -73,6 +73,17 @@ def squared_paper(word: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return page
 
 
+def rotate(gray: np.ndarray, degrees: float) -> np.ndarray:
+    """Dark-on-light writing turned `degrees` counter-clockwise (a photo taken askew), on a
+    page grown to hold it."""
+    height, width = gray.shape
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    size = (int(height * sin + width * cos) + 1, int(height * cos + width * sin) + 1)
+    matrix[:, 2] += (size[0] - width) / 2, (size[1] - height) / 2
+    return cv2.warpAffine(gray, matrix, size, flags=cv2.INTER_LINEAR, borderValue=255)
+
+
 def notebook_paper(word: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The word written on a ruled notebook page: grey rules 0.9-1.3 word heights apart, one
     under the letters (descenders cross it), and an upright margin line on the left."""
@@ -114,6 +125,7 @@ def main() -> None:
                    help="shear each word by this many degrees, as italic writing (positive leans right)")
     p.add_argument("--squared", action="store_true", help="write each word on squared paper (grey rules both ways)")
     p.add_argument("--ruled", action="store_true", help="write each word on a ruled notebook page with a margin line")
+    p.add_argument("--rotate", type=float, default=0.0, help="turn each word this many degrees (a photo taken askew)")
     p.add_argument("--touching", action="store_true",
                    help="letters overlap by up to 3 and part at most 1 tile pixel, so most touch (cursive-like)")
     args = p.parse_args()
@@ -167,6 +179,8 @@ def main() -> None:
                     word = squared_paper(word, word_rng)
                 if args.ruled:
                     word = notebook_paper(word, word_rng)
+                if args.rotate:
+                    word = rotate(word, args.rotate)
                 if args.light:
                     word = (word * uneven_light(word.shape, word_rng)).astype(np.uint8)
                 image = png(word)
@@ -200,11 +214,12 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     kind = ("-lit" if args.light else "") + ("-touching" if args.touching else "")
     kind += (f"-slant{args.slant:g}" if args.slant else "") + ("-squared" if args.squared else "")
-    kind += "-ruled" if args.ruled else ""
+    kind += ("-ruled" if args.ruled else "") + (f"-rotated{args.rotate:g}" if args.rotate else "")
     out = RESULTS / f"words{kind}-{time.strftime('%Y%m%d')}.json"
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "light": args.light,
                                "touching": args.touching, "slant_degrees": args.slant,
-                               "squared": args.squared, "ruled": args.ruled, **figures}, indent=2))
+                               "squared": args.squared, "ruled": args.ruled,
+                               "rotate_degrees": args.rotate, **figures}, indent=2))
     print(f"wrote {out}")
 
 

@@ -45,7 +45,7 @@ def plan_image(data: bytes | None, mode: str, max_pixels: int) -> ImagePlan:
                                    f"{MIN_SIDE}x{MIN_SIDE}"))
         ink = preprocess.ink_map(gray)
         if mode == "text":
-            ink, cuts, shear = segment.segment_upright(ink)
+            ink, cuts, warp = segment.segment_upright(ink)
             if not cuts:
                 raise preprocess.BlankImageError("no ink found in the image")
             plan = ImagePlan()
@@ -53,8 +53,8 @@ def plan_image(data: bytes | None, mode: str, max_pixels: int) -> ImagePlan:
                 pieces = cut.touching.pieces if cut.touching else [cut]
                 plan.tiles.extend(segment.char_tile(ink, piece) for piece in pieces)
                 plan.touching.append(
-                    (cut.touching, [shear.original_box(p.box) for p in pieces]) if cut.touching else None)
-                plan.boxes.append(shear.original_box(cut.box))
+                    (cut.touching, [warp.original_box(p.box) for p in pieces]) if cut.touching else None)
+                plan.boxes.append(warp.original_box(cut.box))
                 new_line = i > 0 and cut.line != cuts[i - 1].line
                 plan.spaces.append("\n" if new_line else " " if cut.space_before else "")
             return plan

@@ -58,6 +58,11 @@ SLANT_MIN_LETTERS = 5
 # Past this many candidate characters of touching ones in an image (a cursive page of ~500
 # letters has about 15,000), the rest get one cut per expected character.
 MAX_CANDIDATES = 20000
+# A line of writing (its pieces' least-area rectangle at least LINE_ASPECT times as long
+# as it is tall) tilted by more than MIN_TILT degrees (and at most MAX_TILT: beyond, it
+# may be a column of text) is levelled before it is cut.
+LINE_ASPECT = 2.5
+MIN_TILT, MAX_TILT = 4.0, 45.0
 # More separate pieces of ink than this is no text the model can read (a form holds a few
 # hundred characters); refusing it keeps one image from costing minutes.
 MAX_COMPONENTS = 4000
@@ -257,21 +262,62 @@ def _merge_fragments(chars: list[CharCut], line_height: float) -> list[CharCut]:
 
 
 @dataclass
-class Shear:
-    """Ink sheared by x' = x - k * y + offset (slanted writing made upright), and back."""
+class Warp:
+    """The affine map (rotation, shear) that made the writing level and upright before it
+    was cut, and back, for the cuts' boxes."""
 
-    k: float = 0.0
-    offset: float = 0.0
-    width: int = 0  # of the image before shearing
+    matrix: np.ndarray | None = None  # 2 x 3, image -> warped ink; None: no warp
+    size: tuple[int, int] = (0, 0)  # the image's width and height
+
+    def then(self, step: np.ndarray) -> "Warp":
+        """This warp followed by `step` (2 x 3)."""
+        first = np.eye(3) if self.matrix is None else np.vstack([self.matrix, [0, 0, 1]])
+        return Warp((np.vstack([step, [0, 0, 1]]) @ first)[:2], self.size)
 
     def original_box(self, box: tuple[int, int, int, int]) -> list[int]:
-        """The box around what a box of the sheared ink covers in the original image."""
-        x, y, w, h = box
-        if not self.k:
+        """The box around what a box of the warped ink covers in the original image."""
+        x, y, w, h = (int(v) for v in box)
+        if self.matrix is None:
             return [x, y, w, h]
-        dx = sorted((self.k * y - self.offset, self.k * (y + h) - self.offset))
-        x0, x1 = max(0, int(np.floor(x + dx[0]))), min(self.width, int(np.ceil(x + w + dx[1])))
-        return [x0, y, max(1, x1 - x0), h]
+        inverse = cv2.invertAffineTransform(self.matrix)
+        corners = np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h]], np.float64)
+        back = corners @ inverse[:, :2].T + inverse[:, 2]
+        (x0, y0), (x1, y1) = np.floor(back.min(axis=0)), np.ceil(back.max(axis=0))
+        x0, y0 = max(0, int(x0)), max(0, int(y0))
+        x1, y1 = min(self.size[0], int(x1)), min(self.size[1], int(y1))
+        return [x0, y0, max(1, x1 - x0), max(1, y1 - y0)]
+
+
+def _warp(ink: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`ink` through `matrix` (2 x 3), on a canvas just large enough: (ink, the matrix
+    with the canvas's shift)."""
+    height, width = ink.shape
+    corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1]], np.float64) @ matrix.T
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    shifted = matrix.copy()
+    shifted[:, 2] -= low
+    size = tuple(int(np.ceil(v)) for v in high - low)
+    return cv2.warpAffine(ink, shifted, size, flags=cv2.INTER_LINEAR), shifted
+
+
+def _tilt(stats: np.ndarray, kept: np.ndarray) -> float | None:
+    """The angle (degrees) of a long line of writing, from the rectangle of least area
+    around its pieces' boxes, or None where the writing is no long line (a word of a few
+    letters or a page of lines has no one direction to tell)."""
+    ids = np.flatnonzero(kept)
+    if len(ids) < SLANT_MIN_LETTERS:
+        return None
+    x, y = stats[ids, cv2.CC_STAT_LEFT], stats[ids, cv2.CC_STAT_TOP]
+    w, h = stats[ids, cv2.CC_STAT_WIDTH], stats[ids, cv2.CC_STAT_HEIGHT]
+    points = np.concatenate([np.stack([x, y], 1), np.stack([x + w, y], 1), np.stack([x, y + h], 1),
+                             np.stack([x + w, y + h], 1)]).astype(np.float32)
+    corners = cv2.boxPoints(cv2.minAreaRect(points))
+    edges = [corners[(i + 1) % 4] - corners[i] for i in range(2)]
+    longer, shorter = sorted(edges, key=lambda e: -float(np.hypot(*e)))
+    if np.hypot(*longer) < LINE_ASPECT * np.hypot(*shorter):
+        return None
+    angle = float(np.degrees(np.arctan2(longer[1], longer[0])))
+    return (angle + 90) % 180 - 90  # the direction, -90..90
 
 
 def _slant(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> float | None:
@@ -308,24 +354,38 @@ def _pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return mask, labels, stats, kept
 
 
-def segment_upright(ink: np.ndarray) -> tuple[np.ndarray, list[CharCut], Shear]:
-    """`segment`, with slanted writing sheared to EMNIST's own slant first: the ink that
-    was cut (for the tiles), the cuts, and the shear (to map their boxes back). The slant
-    is read without rules (a page's rules are no letters), and rules are gone before the
-    shear (sheared, they would be neither straight nor upright)."""
+def segment_upright(ink: np.ndarray) -> tuple[np.ndarray, list[CharCut], Warp]:
+    """`segment`, with a tilted line of writing levelled and slanted writing sheared to
+    EMNIST's own slant first: the ink that was cut (for the tiles), the cuts, and the warp
+    (to map their boxes back). Both are read without rules (a page's rules are no
+    letters), and rules are gone before a warp (warped, they would be neither straight
+    nor level)."""
     pieces = _pieces(ink)
+    warp, written = Warp(size=(ink.shape[1], ink.shape[0])), ink
+    tilt = _tilt(*pieces[2:])
+    if tilt is not None and MIN_TILT < abs(tilt) <= MAX_TILT:
+        written = _without_rules(ink, pieces[0])
+        height, width = ink.shape
+        written, matrix = _warp(written, cv2.getRotationMatrix2D((width / 2, height / 2), tilt, 1.0))
+        warp = warp.then(matrix)
+        pieces = _pieces(written)
     lean = _slant(*pieces[1:])
     if lean is None or abs(lean - TYPICAL_SLANT) <= SLANT_TOLERANCE:
-        return ink, segment(ink, pieces), Shear()
-    mask = ink > 0.35  # as preprocess.ink_components: what was ink before rules went
-    rules = cv2.dilate((mask & ~pieces[0]).view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
-    written = np.where(rules & ~pieces[0], np.float32(0), ink)
+        if warp.matrix is None:
+            return ink, segment(ink, pieces), warp
+        return written, segment(written, pieces), warp
+    if warp.matrix is None:
+        written = _without_rules(ink, pieces[0])
     k = lean - TYPICAL_SLANT
-    height, width = ink.shape
-    offset = max(0.0, k * height)
-    matrix = np.float32([[1, -k, offset], [0, 1, 0]])
-    sheared = cv2.warpAffine(written, matrix, (width + int(np.ceil(abs(k) * height)), height), flags=cv2.INTER_LINEAR)
-    return sheared, segment(sheared), Shear(k, offset, width)
+    written, matrix = _warp(written, np.float64([[1, -k, 0], [0, 1, 0]]))
+    return written, segment(written), warp.then(matrix)
+
+
+def _without_rules(ink: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The ink less what `_pieces` erased as rules (and the specks it dropped)."""
+    mask = ink > 0.35  # as preprocess.ink_components: what was ink before rules went
+    rules = cv2.dilate((mask & ~kept).view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+    return np.where(rules & ~kept, np.float32(0), ink)
 
 
 def segment(ink: np.ndarray, pieces: tuple | None = None) -> list[CharCut]:
