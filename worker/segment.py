@@ -1,8 +1,8 @@
 """Text mode: cut a word, a line, several lines or a boxed form field into characters.
 
-Connected components of the ink mask are the starting point. Writing whose letters all
-lean well past EMNIST's own slant (italics) is first sheared back to it (`segment_upright`).
-Then:
+Connected components of the ink mask are the starting point. A line of writing
+photographed askew is first levelled, and writing whose letters all lean well past
+EMNIST's own slant (italics) sheared back to it (`segment_upright`). Then:
 - box borders and ruling lines (long straight thin runs) are erased, so boxed fields and
   underlined words read as their characters;
 - lines are clusters of components that overlap vertically, read top to bottom; small
