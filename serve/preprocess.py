@@ -59,6 +59,11 @@ PAGE_MARGIN = 0.8
 RULE_BRIDGE = 7
 # Smaller, an image holds no paper around its character: a 28 px tile's bold bar is no rule.
 PAGE_MIN_SIDE = 48
+# A photo of a sheet on a desk: at least SHEET_BORDER of the image's border is darker than
+# the sheet, which covers SHEET_AREA of the image and SHEET_FILL of its bounding box.
+SHEET_BORDER = 0.9
+SHEET_AREA = 0.2
+SHEET_FILL = 0.75
 # A rule is at most this share of the image's shorter side thick (4 px at least).
 PAGE_RULE_THIN = 0.03
 
@@ -203,6 +208,45 @@ def even_lighting(gray: np.ndarray) -> np.ndarray:
     return cv2.divide(gray, np.maximum(paper, 16), scale=255 if dark_ink else float(np.median(quarters)))
 
 
+def on_the_sheet(gray: np.ndarray) -> np.ndarray:
+    """A photo of a sheet of paper with the desk around it: the desk painted the paper's
+    grey, so the paper is what surrounds the writing (the image keeps its size, and boxes
+    their coordinates). Anything else is returned as it is.
+
+    The sheet is a light piece, at least SHEET_AREA of the image, that fills SHEET_FILL of
+    its bounding box and has dark writing inside it, in an image whose border is mostly
+    dark. Light strokes on a dark ground (EMNIST's own tiles) fill little of their box."""
+    height, width = gray.shape
+    if min(height, width) < PAGE_MIN_SIDE:
+        return gray
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    # Cheap first: a desk is darker than the middle of the picture, where the sheet is.
+    middle = gray[height // 4:height - height // 4:4, width // 4:width - width // 4:4]
+    if np.median(border) + 32 > np.median(middle):
+        return gray
+    level, light = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if np.mean(border > level) > 1 - SHEET_BORDER:  # the border is mostly light: no desk
+        return gray
+    count, labels, stats = label_components(light)
+    if count < 2:
+        return gray
+    sheet = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h, area = (int(v) for v in stats[sheet])
+    if area < SHEET_AREA * height * width or area < SHEET_FILL * w * h:
+        return gray
+    # The writing: dark pixels the sheet encloses (its holes).
+    inside = (labels[y:y + h, x:x + w] == sheet).astype(np.uint8)
+    outside = np.pad(inside, 1)
+    cv2.floodFill(outside, None, (0, 0), 2)
+    holes = np.count_nonzero(outside[1:-1, 1:-1] == 0)
+    if holes == 0:
+        return gray
+    paper = float(np.median(gray[labels == sheet]))
+    sheet_and_writing = np.zeros_like(light)
+    sheet_and_writing[y:y + h, x:x + w] = outside[1:-1, 1:-1] != 2
+    return np.where(sheet_and_writing.view(bool), gray, np.uint8(round(paper)))
+
+
 def ink_map(gray: np.ndarray) -> np.ndarray:
     """Float32 ink intensity in 0..1 (ink high), whatever the polarity, background removed.
 
@@ -213,7 +257,7 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     gray = np.ascontiguousarray(gray, dtype=np.uint8)  # OpenCV wants contiguous rows
     if gray.ndim != 2 or gray.size == 0:
         raise EmptyImageError("the image has zero size")
-    gray = even_lighting(gray)
+    gray = even_lighting(on_the_sheet(gray))
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     paper = float(np.median(border))
     # Every step below maps one grey level to one value, so it is computed once per level
