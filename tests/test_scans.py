@@ -35,3 +35,6 @@ def test_scans_within_three_points_of_tiles(emnist_dir):
     # On squared paper (grey grid, 90-170): 67.0% on 2,000 before `preprocess._page_rules`
     # (a gap of 21.1 points), 86.0% after (2.1).
     assert result["squared_gap_points"] <= 8.0, result
+    # A sheet photographed with the desk all around it: 0.9% on 2,000 before
+    # `preprocess.on_the_sheet` (the border, the desk, was taken for the paper), 88.15% after.
+    assert result["desk_gap_points"] <= 3.0, result

@@ -52,12 +52,14 @@ def uneven_light(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray
 
 
 def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = None,
-                light: bool = False, box: bool = False, tight_box: bool = False, squared: bool = False) -> bytes:
+                light: bool = False, box: bool = False, tight_box: bool = False, squared: bool = False,
+                desk: bool = False) -> bytes:
     """One upright EMNIST tile as an encoded scan of dark ink on light paper; with `light`,
     lit unevenly, as a phone photo; with `box`, inside a printed box, as on a form; with
     `tight_box`, in a box the character touches or crosses (each side 8% of the character
     inside to 2% outside its ink); with `squared`, on squared paper (grey rules both ways,
-    a fifth to a third of the character apart)."""
+    a fifth to a third of the character apart); with `desk`, the sheet photographed with a
+    darker desk all around it."""
     size = int(rng.integers(40, 221))
     ink = cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC)
     margins = rng.integers(size // 8, size, size=4)  # top, bottom, left, right
@@ -86,6 +88,12 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
             cv2.rectangle(page, *corners, float(rng.uniform(30, 130)), int(rng.integers(1, 4)))
     if light:
         page *= uneven_light(page.shape, rng)
+    if desk:  # 10-40% of the sheet's size on each side, 20-110 grey
+        around = (np.array([h, h, w, w]) * rng.uniform(0.1, 0.4, size=4)).astype(int)
+        photo = np.full((h + around[0] + around[1], w + around[2] + around[3]), float(rng.uniform(20, 110)),
+                        np.float32)
+        photo[around[0]:around[0] + h, around[2]:around[2] + w] = page
+        page = photo
     page = cv2.GaussianBlur(page, (0, 0), float(rng.uniform(0.3, 1.2)))
     page += rng.normal(0, 3.0, page.shape)  # paper grain and sensor noise
     page = np.clip(page, 0, 255).astype(np.uint8)
@@ -126,6 +134,9 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
     squared_rng = np.random.default_rng(seed + 4)
     squared = [model.preprocess.decode_image(render_scan(t, squared_rng, squared=True)) for t in tiles]
     squared_fig = accuracy_figures(model.classify_images(squared).argmax(1), labels)
+    desk_rng = np.random.default_rng(seed + 5)
+    on_desk = [model.preprocess.decode_image(render_scan(t, desk_rng, desk=True)) for t in tiles]
+    desk_fig = accuracy_figures(model.classify_images(on_desk).argmax(1), labels)
     return {"n": int(len(labels)), "tiles": tiles_fig, "scans": scans_fig, "canvas_drawings": drawn_fig,
             "unevenly_lit_photos": photo_fig, "boxed_scans": boxed_fig,
             "boxed_gap_points": round(100 * (tiles_fig["accuracy"] - boxed_fig["accuracy"]), 2),
@@ -133,6 +144,8 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
             "touching_box_gap_points": round(100 * (tiles_fig["accuracy"] - tight_fig["accuracy"]), 2),
             "squared_paper_scans": squared_fig,
             "squared_gap_points": round(100 * (tiles_fig["accuracy"] - squared_fig["accuracy"]), 2),
+            "desk_photos": desk_fig,
+            "desk_gap_points": round(100 * (tiles_fig["accuracy"] - desk_fig["accuracy"]), 2),
             "accuracy_gap_points": round(100 * (tiles_fig["accuracy"] - scans_fig["accuracy"]), 2),
             "drawing_gap_points": round(100 * (tiles_fig["accuracy"] - drawn_fig["accuracy"]), 2),
             "photo_gap_points": round(100 * (tiles_fig["accuracy"] - photo_fig["accuracy"]), 2),
@@ -161,6 +174,8 @@ def main(argv=None) -> dict:
           f"bal {result['touching_box_scans']['balanced_accuracy']:.4f}  gap {result['touching_box_gap_points']} points")
     print(f"scans on squared paper: acc {result['squared_paper_scans']['accuracy']:.4f} "
           f"bal {result['squared_paper_scans']['balanced_accuracy']:.4f}  gap {result['squared_gap_points']} points")
+    print(f"sheets photographed on a desk: acc {result['desk_photos']['accuracy']:.4f} "
+          f"bal {result['desk_photos']['balanced_accuracy']:.4f}  gap {result['desk_gap_points']} points")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scans-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
     return result
