@@ -38,7 +38,9 @@ INK_NOT_SHADE = 0.4
 # its bounding box (a drawn rectangle: all of it; a round O: a small part).
 FRAME_SHARE = 0.8
 FRAME_BAND = 0.08
-# Ink above this (of 1) is enough to join a faint box's pieces (the mask takes 0.35).
+# Ink above this (of 1) is a character's stroke: the ink mask.
+MASK_LEVEL = 0.35
+# Ink above this is enough to join a faint box's pieces (and to find a grey grid's rules).
 FAINT_FRAME = 0.1
 # A box the character touches or crosses is one piece of ink with it. It is found as
 # straight runs of ink at least FRAME_RUN of the ink's width (height) long, along all four
@@ -298,7 +300,7 @@ def ink_components(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     """`ink_mask` and the connected components it was made from: (mask, labels, stats,
     kept), where kept[i] says whether component i of labels/stats (0: the paper) is in the
     mask. Text mode segments with them instead of labelling the same pixels again."""
-    mask = (ink > 0.35).astype(np.uint8)
+    mask = (ink > MASK_LEVEL).astype(np.uint8)
     count, labels, stats = label_components(mask)
     kept = np.zeros(count, bool)
     if count > 1:
@@ -335,7 +337,7 @@ def _ruled_frame(mask: np.ndarray) -> np.ndarray | None:
     """The lines (uint8) of a rectangle of straight runs in the mask (a printed box that
     the character may touch or cross), or None. Runs of the character's own strokes inside
     the rectangle are not its pixels; a rectangle with nothing else is the character."""
-    mask8 = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    mask8 = mask.view(np.uint8)
     x0, y0, w, h = cv2.boundingRect(mask8)
     if min(w, h) < 12:
         return None
@@ -415,11 +417,11 @@ def erase_rules(mask: np.ndarray, rules: np.ndarray) -> np.ndarray:
 def _page_rules(mask: np.ndarray) -> np.ndarray | None:
     """Thin straight runs across (nearly) the whole image, as uint8, or None: the rules of
     ruled or squared paper. One clear of the image's edges is needed: the bar of a T
-    cropped tight runs along an edge. A stroke that spans the image is thicker than a rule."""
-    mask8 = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    cropped tight runs along an edge. A stroke that spans the image is thicker than a rule.
+    `mask`: bool, at least PAGE_MIN_SIDE px each way (smaller holds no paper around its
+    character)."""
+    mask8 = mask.view(np.uint8)
     height, width = mask8.shape
-    if min(height, width) < PAGE_MIN_SIDE:
-        return None
     thin = max(4, round(PAGE_RULE_THIN * min(height, width)))
     rules, inside = np.zeros_like(mask8), False
     for axis, length in ((1, width), (0, height)):  # rows (runs across), then columns
@@ -448,13 +450,16 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     mask, labels, stats, kept = ink_components(ink)
     # Rules are looked for in fainter ink: a grey grid is only in places dark enough for
     # the mask, and those places alone are no straight runs.
-    rules = _page_rules(ink > FAINT_FRAME) if min(ink.shape) >= PAGE_MIN_SIDE else None
+    faint = ink > FAINT_FRAME if min(ink.shape) >= PAGE_MIN_SIDE else None
+    rules = _page_rules(faint) if faint is not None else None
     if rules is not None:
-        rest = erase_rules(mask, rules)
-        written = np.where(rest, ink, np.float32(0))
-        _, _, w, h = cv2.boundingRect(ink_components(written)[0].view(np.uint8))
+        written = np.where(erase_rules(mask, rules), ink, np.float32(0))
+        written_components = ink_components(written)
+        _, _, w, h = cv2.boundingRect(written_components[0].view(np.uint8))
         if 0 < w <= PAGE_MARGIN * ink.shape[1] and 0 < h <= PAGE_MARGIN * ink.shape[0]:
-            return ink_mask(written)
+            # What is left is ink of the mask alone: the frame search goes on from it.
+            ink, faint = written, None
+            mask, labels, stats, kept = written_components
     if np.count_nonzero(kept) < 2:  # one piece of ink: a box can only be one the character touches
         return _without_ruled_frame(ink, mask)
     frames = _frames(labels, stats, kept)
@@ -463,7 +468,8 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
         kept[frames] = False
         return kept[labels]
     # A faint, thin box breaks into pieces at the mask's threshold; fainter ink joins them.
-    count, faint_labels, faint_stats = label_components((ink > FAINT_FRAME).astype(np.uint8))
+    faint = ink > FAINT_FRAME if faint is None else faint
+    count, faint_labels, faint_stats = label_components(faint.view(np.uint8))
     areas = faint_stats[:, cv2.CC_STAT_AREA]
     faint_kept = (areas >= max(3, 0.02 * areas[1:].max())) & (np.arange(count) > 0)
     frames = _frames(faint_labels, faint_stats, faint_kept)
@@ -513,7 +519,7 @@ def tile_from_ink(ink: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray
         # took 4 s, a 3,200 px one over a minute).
         size = (max(1, round(crop.shape[1] * WORK_SIDE / side)), max(1, round(crop.shape[0] * WORK_SIDE / side)))
         crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-        char_mask = crop > 0.35
+        char_mask = crop > MASK_LEVEL
         side = max(crop.shape)
     scale = INK_SPAN / side
     width_in_tile = stroke_width(char_mask) * scale

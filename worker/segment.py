@@ -383,7 +383,7 @@ def segment_upright(ink: np.ndarray) -> tuple[np.ndarray, list[CharCut], Warp]:
 
 def _without_rules(ink: np.ndarray, kept: np.ndarray) -> np.ndarray:
     """The ink less what `_pieces` erased as rules (and the specks it dropped)."""
-    mask = ink > 0.35  # as preprocess.ink_components: what was ink before rules went
+    mask = ink > preprocess.MASK_LEVEL  # what was ink before rules went
     rules = cv2.dilate((mask & ~kept).view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
     return np.where(rules & ~kept, np.float32(0), ink)
 
