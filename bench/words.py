@@ -65,11 +65,10 @@ def shear(gray: np.ndarray, degrees: float) -> np.ndarray:
 
 def squared_paper(word: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The word written on squared paper: grey rules both ways, 1/5 to 1/2 of its height apart."""
-    page, (height, width) = word.copy(), word.shape
-    step = int(rng.integers(max(6, height // 5), max(7, height // 2)))
-    across, down = (slice(int(rng.integers(step)), None, step) for _ in range(2))
-    page[:, across] = np.minimum(page[:, across], 160)
-    page[down, :] = np.minimum(page[down, :], 160)
+    from training.scans import rule_squares
+
+    page, height = word.copy(), word.shape[0]
+    rule_squares(page, int(rng.integers(max(6, height // 5), max(7, height // 2))), 160, rng)
     return page
 
 

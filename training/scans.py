@@ -51,6 +51,14 @@ def uneven_light(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray
     return cv2.GaussianBlur(shade, (0, 0), max(1.0, 0.02 * w))
 
 
+def rule_squares(page: np.ndarray, step: int, level: float, rng: np.random.Generator) -> None:
+    """Squared paper's rules on `page`, in place: grey lines of `level` both ways, `step` px
+    apart from random offsets, under what is drawn (the darker of the two wins)."""
+    across, down = (slice(int(rng.integers(step)), None, step) for _ in range(2))
+    page[:, across] = np.minimum(page[:, across], level)
+    page[down, :] = np.minimum(page[down, :], level)
+
+
 def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = None,
                 light: bool = False, box: bool = False, tight_box: bool = False, squared: bool = False,
                 desk: bool = False) -> bytes:
@@ -69,9 +77,7 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
     page = np.full((h, w), paper_level, np.float32)
     if squared:
         step, level = int(max(4, size * rng.uniform(0.2, 0.34))), float(rng.uniform(90, 170))
-        across, down = (slice(int(rng.integers(step)), None, step) for _ in range(2))
-        page[:, across] = np.minimum(page[:, across], level)
-        page[down, :] = np.minimum(page[down, :], level)
+        rule_squares(page, step, level, rng)
     region = page[margins[0]:margins[0] + size, margins[2]:margins[2] + size]
     alpha = ink.astype(np.float32) / 255.0
     region[:] = region * (1 - alpha) + ink_level * alpha

@@ -371,9 +371,7 @@ def segment_upright(ink: np.ndarray) -> tuple[np.ndarray, list[CharCut], Warp]:
         pieces = _pieces(written)
     lean = _slant(*pieces[1:])
     if lean is None or abs(lean - TYPICAL_SLANT) <= SLANT_TOLERANCE:
-        if warp.matrix is None:
-            return ink, segment(ink, pieces), warp
-        return written, segment(written, pieces), warp
+        return written, segment(written, pieces), warp  # written is ink itself when not levelled
     if warp.matrix is None:
         written = _without_rules(ink, pieces[0])
     k = lean - TYPICAL_SLANT
