@@ -6,7 +6,9 @@ TorchServe and a `python -m worker`, and scores character accuracy (1 - CER, by 
 distance) beside per-character accuracy of the same tiles sent to TorchServe directly.
 Variants: `--touching` (overlapping letters), `--light` (lit unevenly), `--slant 20`
 (leant 20 degrees), `--squared` (on squared paper), `--ruled` (on a ruled notebook
-page), `--rotate 25` (turned 25 degrees). Prints both figures and writes bench/results/words[-variant]-<date>.json.
+page), `--rotate 25` (turned 25 degrees), `--lines 5` (pages of 2-5 lines of 2-4 words,
+one job each, scored without spaces and line breaks). Prints both figures and writes
+bench/results/words[-variant]-<date>.json.
 """
 from __future__ import annotations
 
@@ -98,6 +100,25 @@ def notebook_paper(word: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return page
 
 
+def compose_paragraph(lines: list[list[list[np.ndarray]]], rng: np.random.Generator) -> np.ndarray:
+    """Lines of words (each a list of upright tiles) -> one page, dark ink on white. One
+    height per page; spaces of 0.8-1.5 and leading of 0.1-0.5 of it, lines left-aligned."""
+    height = int(rng.integers(40, 90))
+    rows = []
+    for words in lines:
+        parts = []
+        for tiles in words:
+            parts += [np.full((height, int(height * rng.uniform(0.8, 1.5))), 255, np.uint8),
+                      compose_word(tiles, rng, height=height)]
+        rows.append(np.concatenate(parts, axis=1))
+    width = max(row.shape[1] for row in rows)
+    page = [np.full((int(height * rng.uniform(0.2, 0.6)), width), 255, np.uint8)]
+    for row in rows:
+        page.append(np.pad(row, ((0, 0), (0, width - row.shape[1])), constant_values=255))
+        page.append(np.full((int(height * rng.uniform(0.1, 0.5)), width), 255, np.uint8))
+    return np.concatenate(page)
+
+
 def png(gray: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(gray).save(buf, format="PNG")
@@ -125,6 +146,8 @@ def main() -> None:
     p.add_argument("--squared", action="store_true", help="write each word on squared paper (grey rules both ways)")
     p.add_argument("--ruled", action="store_true", help="write each word on a ruled notebook page with a margin line")
     p.add_argument("--rotate", type=float, default=0.0, help="turn each word this many degrees (a photo taken askew)")
+    p.add_argument("--lines", type=int, default=0,
+                   help="pages of 2 to this many lines of 2-4 words (of 3-8 letters) instead of single words")
     p.add_argument("--touching", action="store_true",
                    help="letters overlap by up to 3 and part at most 1 tile pixel, so most touch (cursive-like)")
     args = p.parse_args()
@@ -142,7 +165,17 @@ def main() -> None:
 
     split = load_split(args.data, "test")
     rng = np.random.default_rng(args.seed)
-    words = [rng.choice(len(split.labels), size=int(rng.integers(3, 9)), replace=False) for _ in range(args.n)]
+
+    def word() -> np.ndarray:
+        return rng.choice(len(split.labels), size=int(rng.integers(3, 9)), replace=False)
+
+    # Each sample is lines of words of letters (test-split indices): one word, or a page.
+    if args.lines >= 2:
+        samples = [[[word() for _ in range(int(rng.integers(2, 5)))] for _ in range(int(rng.integers(2, args.lines + 1)))]
+                   for _ in range(args.n)]
+    else:
+        samples = [[[word()]] for _ in range(args.n)]
+    words = [idx for sample in samples for line in sample for idx in line]
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp)
         procs = []
@@ -168,10 +201,14 @@ def main() -> None:
             tile_correct = sum(a["predictions"][0]["char"] == split.classes[split.labels[i]]
                                for a, i in zip(answer, all_idx))
 
-            def run(idx):
-                word_rng = np.random.default_rng(int(idx[0]))
+            def run(sample):
+                word_rng = np.random.default_rng(int(sample[0][0][0]))
                 gaps = TOUCHING if args.touching else (2, 14)
-                word = compose_word([split.images[i] for i in idx], rng=word_rng, gaps=gaps)
+                if args.lines >= 2:
+                    word = compose_paragraph([[[split.images[i] for i in idx] for idx in line] for line in sample],
+                                             word_rng)
+                else:
+                    word = compose_word([split.images[i] for i in sample[0][0]], rng=word_rng, gaps=gaps)
                 if args.slant:
                     word = shear(word, args.slant)
                 if args.squared:
@@ -188,16 +225,22 @@ def main() -> None:
 
             started = time.perf_counter()
             with ThreadPoolExecutor(16) as pool:
-                texts = list(pool.map(run, words))
+                texts = list(pool.map(run, samples))
             elapsed = time.perf_counter() - started
         finally:
             for proc in reversed(procs):
                 proc.stop()
-    truths = ["".join(split.classes[split.labels[i]] for i in idx) for idx in words]
+    truths = ["\n".join(" ".join("".join(split.classes[split.labels[i]] for i in idx) for idx in line)
+                        for line in sample) for sample in samples]
+    lines_right = sum((t or "").count("\n") == truth.count("\n") for t, truth in zip(texts, truths))
+    if args.lines >= 2:  # a page's reading order and letters; its spaces and line breaks are counted apart
+        texts = [None if t is None else "".join(t.split()) for t in texts]
+        truths = ["".join(truth.split()) for truth in truths]
     errors = sum(edit_distance(t or "", truth) for t, truth in zip(texts, truths))
     n_chars = sum(len(t) for t in truths)
     figures = {
-        "words": args.n, "characters": n_chars,
+        "words": len(words), "pages": args.n if args.lines >= 2 else 0, "characters": n_chars,
+        "line_count_match_rate": round(lines_right / args.n, 4),
         "word_char_accuracy": round(1 - errors / n_chars, 4),
         "tile_char_accuracy": round(tile_correct / n_chars, 4),
         "length_match_rate": round(sum(len(t or "") == len(tr) for t, tr in zip(texts, truths)) / args.n, 4),
@@ -210,15 +253,18 @@ def main() -> None:
     print(f"text mode character accuracy (1 - CER): {figures['word_char_accuracy']:.4f}")
     print(f"per-tile character accuracy:            {figures['tile_char_accuracy']:.4f}")
     print(f"gap: {figures['gap_points']} points; words with the right length: {figures['length_match_rate']:.3f}")
+    if args.lines >= 2:
+        print(f"pages with the right number of lines: {figures['line_count_match_rate']:.3f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     kind = ("-lit" if args.light else "") + ("-touching" if args.touching else "")
     kind += (f"-slant{args.slant:g}" if args.slant else "") + ("-squared" if args.squared else "")
     kind += ("-ruled" if args.ruled else "") + (f"-rotated{args.rotate:g}" if args.rotate else "")
+    kind += f"-lines{args.lines}" if args.lines >= 2 else ""
     out = RESULTS / f"words{kind}-{time.strftime('%Y%m%d')}.json"
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "light": args.light,
                                "touching": args.touching, "slant_degrees": args.slant,
                                "squared": args.squared, "ruled": args.ruled,
-                               "rotate_degrees": args.rotate, **figures}, indent=2))
+                               "rotate_degrees": args.rotate, "lines": args.lines, **figures}, indent=2))
     print(f"wrote {out}")
 
 
