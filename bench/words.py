@@ -7,7 +7,8 @@ distance) beside per-character accuracy of the same tiles sent to TorchServe dir
 Variants: `--touching` (overlapping letters), `--light` (lit unevenly), `--slant 20`
 (leant 20 degrees), `--squared` (on squared paper), `--ruled` (on a ruled notebook
 page), `--rotate 25` (turned 25 degrees), `--lines 5` (pages of 2-5 lines of 2-4 words,
-one job each, scored without spaces and line breaks). Prints both figures and writes
+one job each, scored without spaces and line breaks), `--desk-edges` (the desk along 1-3
+edges of the photo). Prints both figures and writes
 bench/results/words[-variant]-<date>.json.
 """
 from __future__ import annotations
@@ -102,7 +103,8 @@ def notebook_paper(word: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def compose_paragraph(lines: list[list[list[np.ndarray]]], rng: np.random.Generator) -> np.ndarray:
     """Lines of words (each a list of upright tiles) -> one page, dark ink on white. One
-    height per page; spaces of 0.8-1.5 and leading of 0.1-0.5 of it, lines left-aligned."""
+    height per page; spaces of 0.8-1.5 and leading of 0.1-0.5 of it, lines left-aligned,
+    margins of 0.2-0.6 of it above and to the right."""
     height = int(rng.integers(40, 90))
     rows = []
     for words in lines:
@@ -111,7 +113,7 @@ def compose_paragraph(lines: list[list[list[np.ndarray]]], rng: np.random.Genera
             parts += [np.full((height, int(height * rng.uniform(0.8, 1.5))), 255, np.uint8),
                       compose_word(tiles, rng, height=height)]
         rows.append(np.concatenate(parts, axis=1))
-    width = max(row.shape[1] for row in rows)
+    width = max(row.shape[1] for row in rows) + int(height * rng.uniform(0.2, 0.6))  # a margin to the right too
     page = [np.full((int(height * rng.uniform(0.2, 0.6)), width), 255, np.uint8)]
     for row in rows:
         page.append(np.pad(row, ((0, 0), (0, width - row.shape[1])), constant_values=255))
@@ -146,6 +148,8 @@ def main() -> None:
     p.add_argument("--squared", action="store_true", help="write each word on squared paper (grey rules both ways)")
     p.add_argument("--ruled", action="store_true", help="write each word on a ruled notebook page with a margin line")
     p.add_argument("--rotate", type=float, default=0.0, help="turn each word this many degrees (a photo taken askew)")
+    p.add_argument("--desk-edges", action="store_true",
+                   help="photograph each sheet with the desk along 1-3 of its edges (training.scans.on_a_desk)")
     p.add_argument("--lines", type=int, default=0,
                    help="pages of 2 to this many lines of 2-4 words (of 3-8 letters) instead of single words")
     p.add_argument("--touching", action="store_true",
@@ -158,7 +162,7 @@ def main() -> None:
     from tests.fixtures.worker import launch_worker
     from tests.stack import RedisServer, TorchServe
     from training.data import load_split
-    from training.scans import uneven_light
+    from training.scans import on_a_desk, uneven_light
     from worker.celery_app import make_celery
     from worker.config import WorkerConfig
     from worker.queue import submit_job, wait_for_job
@@ -219,6 +223,8 @@ def main() -> None:
                     word = rotate(word, args.rotate)
                 if args.light:
                     word = (word * uneven_light(word.shape, word_rng)).astype(np.uint8)
+                if args.desk_edges:
+                    word = on_a_desk(word.astype(np.float32), word_rng, all_around=False).astype(np.uint8)
                 image = png(word)
                 job = wait_for_job(r, submit_job(r, celery, config, [image], "text", 1), 120)
                 return job["results"][0]["text"] if job and job["status"] == "succeeded" else None
@@ -259,12 +265,13 @@ def main() -> None:
     kind = ("-lit" if args.light else "") + ("-touching" if args.touching else "")
     kind += (f"-slant{args.slant:g}" if args.slant else "") + ("-squared" if args.squared else "")
     kind += ("-ruled" if args.ruled else "") + (f"-rotated{args.rotate:g}" if args.rotate else "")
-    kind += f"-lines{args.lines}" if args.lines >= 2 else ""
+    kind += (f"-lines{args.lines}" if args.lines >= 2 else "") + ("-desk-edges" if args.desk_edges else "")
     out = RESULTS / f"words{kind}-{time.strftime('%Y%m%d')}.json"
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "light": args.light,
                                "touching": args.touching, "slant_degrees": args.slant,
                                "squared": args.squared, "ruled": args.ruled,
-                               "rotate_degrees": args.rotate, "lines": args.lines, **figures}, indent=2))
+                               "rotate_degrees": args.rotate, "lines": args.lines,
+                               "desk_edges": args.desk_edges, **figures}, indent=2))
     print(f"wrote {out}")
 
 

@@ -66,6 +66,14 @@ PAGE_MIN_SIDE = 48
 SHEET_BORDER = 0.9
 SHEET_AREA = 0.2
 SHEET_FILL = 0.75
+# A desk along only some edges of the photo: a dark piece along DESK_EDGE of a side of the
+# image at least, of one even grey (no writing on it: a shadow over the writing has ink
+# inside it), and DESK_THICK times as thick as the writing's strokes, or along
+# DESK_FULL_SIDE of a side with an inner edge within DESK_STRAIGHT px of a straight line.
+DESK_EDGE = 0.5
+DESK_THICK = 1.5
+DESK_FULL_SIDE = 0.98
+DESK_STRAIGHT = 1.0
 # A rule is at most this share of the image's shorter side thick (4 px at least).
 PAGE_RULE_THIN = 0.03
 
@@ -211,24 +219,28 @@ def even_lighting(gray: np.ndarray) -> np.ndarray:
 
 
 def on_the_sheet(gray: np.ndarray) -> np.ndarray:
-    """A photo of a sheet of paper with the desk around it: the desk painted the paper's
-    grey, so the paper is what surrounds the writing (the image keeps its size, and boxes
-    their coordinates). Anything else is returned as it is.
+    """A photo of a sheet of paper with the desk around it, or along some of its edges: the
+    desk painted the paper's grey, so the paper is what surrounds the writing (the image
+    keeps its size, and boxes their coordinates). Anything else is returned as it is.
 
-    The sheet is a light piece, at least SHEET_AREA of the image, that fills SHEET_FILL of
-    its bounding box and has dark writing inside it, in an image whose border is mostly
-    dark. Light strokes on a dark ground (EMNIST's own tiles) fill little of their box."""
+    All around: the sheet is a light piece, at least SHEET_AREA of the image, that fills
+    SHEET_FILL of its bounding box and has dark writing inside it, in an image whose border
+    is mostly dark. Light strokes on a dark ground (EMNIST's own tiles) fill little of
+    their box. Along some edges: see `_desk_along_edges`."""
     height, width = gray.shape
     if min(height, width) < PAGE_MIN_SIDE:
         return gray
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    sides = (gray[0], gray[-1], gray[:, 0], gray[:, -1])
+    border = np.concatenate(sides)
     # Cheap first: a desk is darker than the middle of the picture, where the sheet is.
-    middle = gray[height // 4:height - height // 4:4, width // 4:width - width // 4:4]
-    if np.median(border) + 32 > np.median(middle):
-        return gray
+    middle = float(np.median(gray[height // 4:height - height // 4:4, width // 4:width - width // 4:4]))
+    if np.median(border) + 32 > middle:
+        if all(np.count_nonzero(side.astype(np.float32) + 32 <= middle) < DESK_EDGE * side.size for side in sides):
+            return gray
+        return _desk_along_edges(gray)
     level, light = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    if np.mean(border > level) > 1 - SHEET_BORDER:  # the border is mostly light: no desk
-        return gray
+    if np.mean(border > level) > 1 - SHEET_BORDER:  # the border is mostly light: no desk all around
+        return _desk_along_edges(gray)
     count, labels, stats = label_components(light)
     if count < 2:
         return gray
@@ -247,6 +259,76 @@ def on_the_sheet(gray: np.ndarray) -> np.ndarray:
     sheet_and_writing = np.zeros_like(light)
     sheet_and_writing[y:y + h, x:x + w] = outside[1:-1, 1:-1] != 2
     return np.where(sheet_and_writing.view(bool), gray, np.uint8(round(paper)))
+
+
+def _desk_along_edges(gray: np.ndarray) -> np.ndarray:
+    """The desk painted the sheet's grey where it shows along some edges of the photo.
+
+    Desk: a dark piece (Otsu) along DESK_EDGE of a side of the image, of one even grey (a
+    shadow dark enough to pass for ink has the writing's strokes inside it, darker still),
+    that is either DESK_THICK times as thick as the writing's strokes (the thickest point
+    of each dark piece clear of the border, their median), or a band along a whole side
+    whose inner edge is straight (the sheet's edge; a handwritten stroke wobbles). A
+    stroke along the edge of a tight crop is neither, and a crop whose writing all
+    touches the border holds no stroke to compare with: both stay."""
+    height, width = gray.shape
+    level, dark = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    count, labels, stats = label_components(dark)
+    x, y, w, h, area = (stats[1:, k] for k in range(5))
+    at_edge = (x == 0) | (y == 0) | (x + w == width) | (y + h == height)
+    clear = np.flatnonzero(~at_edge & (area >= 4)) + 1
+    long_side = np.maximum(w * ((y == 0) | (y + h == height)) / width, h * ((x == 0) | (x + w == width)) / height)
+    candidates = np.flatnonzero(at_edge & (long_side >= DESK_EDGE)) + 1
+    if not len(clear) or not len(candidates):
+        return gray
+
+    def thickness(c: int) -> float:  # the radius of the largest disc inside the piece
+        cx, cy, cw, ch = (int(v) for v in stats[c, :4])
+        piece = (labels[cy:cy + ch, cx:cx + cw] == c).view(np.uint8)
+        return float(cv2.distanceTransform(np.pad(piece, 1), cv2.DIST_L2, 3).max())
+
+    largest = clear[np.argsort(stats[clear, cv2.CC_STAT_AREA])[-16:]]
+    stroke = max(1.0, float(np.median([thickness(c) for c in largest])))
+    desk = np.zeros(gray.shape, np.uint8)
+    for c in candidates:
+        cx, cy, cw, ch = (int(v) for v in stats[c, :4])
+        region = labels[cy:cy + ch, cx:cx + cw] == c
+        # Per side of the image the piece touches: its pixels from that side inwards.
+        inwards = [(side, band) for side, touches, band in (
+            (width, cy == 0, region.T), (width, cy + ch == height, region.T[:, ::-1]),
+            (height, cx == 0, region), (height, cx + cw == width, region[:, ::-1])) if touches]
+        along = max(np.count_nonzero(band[:, 0]) / side for side, band in inwards)
+        if along < DESK_EDGE:
+            continue
+        if thickness(c) < DESK_THICK * stroke and not any(_straight_band(band, side) for side, band in inwards):
+            continue
+        greys = gray[cy:cy + ch, cx:cx + cw][region]
+        if np.count_nonzero(greys.astype(np.float32) + 32 < np.median(greys)) > 0.005 * greys.size:
+            continue  # darker strokes inside: writing in a shadow, not a desk
+        desk[cy:cy + ch, cx:cx + cw] |= region.view(np.uint8)
+    if not desk.any():
+        return gray
+    # The sheet's edge is blurred: the grey between desk and paper goes with the desk.
+    reach = 2 * int(np.ceil(stroke)) + 1
+    desk = cv2.dilate(desk, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
+    paper = float(np.median(gray[(dark == 0) & (desk == 0)]))
+    return np.where(desk.view(bool), np.uint8(round(paper)), gray)
+
+
+def _straight_band(band: np.ndarray, side: int) -> bool:
+    """Whether a piece's pixels, each row counted inwards from one side of the image
+    (`side` rows long), run along all of it with a straight inner edge (within
+    DESK_STRAIGHT px of a line: a sheet's edge, level or turned). Rows where a band along
+    the next side crosses (a corner of the desk) do not count."""
+    if len(band) < DESK_FULL_SIDE * side or np.count_nonzero(band[:, 0]) < DESK_FULL_SIDE * side:
+        return False
+    depth = np.where(band.all(axis=1), band.shape[1], np.argmin(band, axis=1)).astype(np.float64)
+    rows = np.arange(len(depth), dtype=np.float64)
+    inside = depth <= 2 * np.median(depth) + 2
+    if np.count_nonzero(inside) < 0.6 * side:
+        return False
+    slope, start = np.polyfit(rows[inside], depth[inside], 1)
+    return float(np.std(depth[inside] - (slope * rows[inside] + start))) <= DESK_STRAIGHT
 
 
 def ink_map(gray: np.ndarray) -> np.ndarray:

@@ -8,8 +8,10 @@ them and the raw tiles through the archived handler's preprocessing and model:
 - as a drawing on the web page's canvas: the character's centre line (training.pen)
   drawn with its 18 px round pen on 280 x 280 px, anti-aliased;
 - as a phone photo: a scan lit unevenly (a gradient, a vignette or a shadow's edge);
-- as a form's field: a scan inside a printed box.
-Prints all five and writes bench/results/scans-<date>.json.
+- as a form's field: a scan inside a printed box, or in a box the character touches;
+- on squared paper;
+- as a photo of the sheet with the desk all around it, or along 1-3 of its edges.
+Prints every figure and writes bench/results/scans-<date>.json.
 """
 from __future__ import annotations
 
@@ -59,15 +61,31 @@ def rule_squares(page: np.ndarray, step: int, level: float, rng: np.random.Gener
     page[down, :] = np.minimum(page[down, :], level)
 
 
+def on_a_desk(page: np.ndarray, rng: np.random.Generator, all_around: bool = True) -> np.ndarray:
+    """The sheet `page` photographed on a darker desk (grey 20-110): all around it (10-40% of
+    the sheet's size on each side), or along 1-3 of its edges (5-30%)."""
+    h, w = page.shape
+    if all_around:
+        share = rng.uniform(0.1, 0.4, size=4)
+    else:
+        sides = rng.choice(4, int(rng.integers(1, 4)), replace=False)
+        share = rng.uniform(0.05, 0.3, size=4) * np.isin(np.arange(4), sides)
+    around = (np.array([h, h, w, w]) * share).astype(int)  # top, bottom, left, right
+    desk = float(rng.uniform(20, 110))
+    photo = np.full((h + around[0] + around[1], w + around[2] + around[3]), desk, np.float32)
+    photo[around[0]:around[0] + h, around[2]:around[2] + w] = page
+    return photo
+
+
 def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = None,
                 light: bool = False, box: bool = False, tight_box: bool = False, squared: bool = False,
-                desk: bool = False) -> bytes:
+                desk: bool = False, desk_edges: bool = False) -> bytes:
     """One upright EMNIST tile as an encoded scan of dark ink on light paper; with `light`,
     lit unevenly, as a phone photo; with `box`, inside a printed box, as on a form; with
     `tight_box`, in a box the character touches or crosses (each side 8% of the character
     inside to 2% outside its ink); with `squared`, on squared paper (grey rules both ways,
     a fifth to a third of the character apart); with `desk`, the sheet photographed with a
-    darker desk all around it."""
+    darker desk all around it; with `desk_edges`, with the desk along 1-3 of its edges."""
     size = int(rng.integers(40, 221))
     ink = cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC)
     margins = rng.integers(size // 8, size, size=4)  # top, bottom, left, right
@@ -94,12 +112,8 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
             cv2.rectangle(page, *corners, float(rng.uniform(30, 130)), int(rng.integers(1, 4)))
     if light:
         page *= uneven_light(page.shape, rng)
-    if desk:  # 10-40% of the sheet's size on each side, 20-110 grey
-        around = (np.array([h, h, w, w]) * rng.uniform(0.1, 0.4, size=4)).astype(int)
-        photo = np.full((h + around[0] + around[1], w + around[2] + around[3]), float(rng.uniform(20, 110)),
-                        np.float32)
-        photo[around[0]:around[0] + h, around[2]:around[2] + w] = page
-        page = photo
+    if desk or desk_edges:
+        page = on_a_desk(page, rng, all_around=desk)
     page = cv2.GaussianBlur(page, (0, 0), float(rng.uniform(0.3, 1.2)))
     page += rng.normal(0, 3.0, page.shape)  # paper grain and sensor noise
     page = np.clip(page, 0, 255).astype(np.uint8)
@@ -143,6 +157,9 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
     desk_rng = np.random.default_rng(seed + 5)
     on_desk = [model.preprocess.decode_image(render_scan(t, desk_rng, desk=True)) for t in tiles]
     desk_fig = accuracy_figures(model.classify_images(on_desk).argmax(1), labels)
+    edges_rng = np.random.default_rng(seed + 6)
+    desk_edges = [model.preprocess.decode_image(render_scan(t, edges_rng, desk_edges=True)) for t in tiles]
+    desk_edges_fig = accuracy_figures(model.classify_images(desk_edges).argmax(1), labels)
     return {"n": int(len(labels)), "tiles": tiles_fig, "scans": scans_fig, "canvas_drawings": drawn_fig,
             "unevenly_lit_photos": photo_fig, "boxed_scans": boxed_fig,
             "boxed_gap_points": round(100 * (tiles_fig["accuracy"] - boxed_fig["accuracy"]), 2),
@@ -152,6 +169,8 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
             "squared_gap_points": round(100 * (tiles_fig["accuracy"] - squared_fig["accuracy"]), 2),
             "desk_photos": desk_fig,
             "desk_gap_points": round(100 * (tiles_fig["accuracy"] - desk_fig["accuracy"]), 2),
+            "desk_edge_photos": desk_edges_fig,
+            "desk_edges_gap_points": round(100 * (tiles_fig["accuracy"] - desk_edges_fig["accuracy"]), 2),
             "accuracy_gap_points": round(100 * (tiles_fig["accuracy"] - scans_fig["accuracy"]), 2),
             "drawing_gap_points": round(100 * (tiles_fig["accuracy"] - drawn_fig["accuracy"]), 2),
             "photo_gap_points": round(100 * (tiles_fig["accuracy"] - photo_fig["accuracy"]), 2),
@@ -182,6 +201,8 @@ def main(argv=None) -> dict:
           f"bal {result['squared_paper_scans']['balanced_accuracy']:.4f}  gap {result['squared_gap_points']} points")
     print(f"sheets photographed on a desk: acc {result['desk_photos']['accuracy']:.4f} "
           f"bal {result['desk_photos']['balanced_accuracy']:.4f}  gap {result['desk_gap_points']} points")
+    print(f"sheets with the desk along 1-3 edges: acc {result['desk_edge_photos']['accuracy']:.4f} "
+          f"bal {result['desk_edge_photos']['balanced_accuracy']:.4f}  gap {result['desk_edges_gap_points']} points")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scans-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
     return result
