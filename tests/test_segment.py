@@ -305,6 +305,32 @@ def test_words_photographed_with_the_desk_along_some_edges(emnist_test_sample):
     assert on_desk > plain - 0.03, (on_desk, plain)
 
 
+def _with_mark(word: np.ndarray, rng: np.random.Generator, mark: str) -> np.ndarray:
+    """The word (bench.words.compose_word: 40 rows, letters in 28, baseline at 32) followed
+    by a full stop on its baseline or a hyphen at mid-height, 0.15-0.4 letter heights on."""
+    height = word.shape[0] * 28 / 40
+    base = int(word.shape[0] * 32 / 40)
+    gap, r = int(height * rng.uniform(0.15, 0.4)), max(2, int(height * rng.uniform(0.05, 0.08)))
+    right = int(np.nonzero((word < 128).any(axis=0))[0].max())
+    page = np.pad(word, ((0, 0), (0, gap + int(0.4 * height) + 10)), constant_values=255)
+    if mark == "stop":
+        cv2.circle(page, (right + gap + r, base - r), r, 40, -1)
+    else:
+        y = base - int(height * 0.4)
+        cv2.line(page, (right + gap, y), (right + gap + int(height * 0.3), y), 40, r)
+    return page
+
+
+@pytest.mark.parametrize("mark", ["stop", "hyphen"])
+def test_marks_after_a_word_are_left_out(emnist_test_sample, mark):
+    """The model has no punctuation. A full stop used to join the last letter's tile, and a
+    hyphen was read as a letter: 7 and 14 points behind the words alone. Small or flat
+    pieces clear of both neighbours are left out: within 2 points."""
+    plain = _read_words(emnist_test_sample)
+    marked = _read_words(emnist_test_sample, paper=lambda w, rng: _with_mark(w, rng, mark))
+    assert marked > plain - 0.02, (marked, plain)
+
+
 def _read_pages(sample, turn=0.0, n=20):
     """1 - CER (spaces and line breaks aside) of text mode on pages of 2-5 lines of real
     letters, turned `turn` degrees (alternately either way), and how many of the pages came

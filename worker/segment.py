@@ -45,6 +45,12 @@ SPACE_VS_MEDIAN = 2.5
 # A piece smaller than this many line heights on both sides is no character of the model
 # (it has no punctuation): a broken-off stroke or a dot, joined to its nearest neighbour.
 FRAGMENT = 0.35
+# ...unless it lies further than PUNCTUATION_GAP line heights from both neighbours: then it
+# is a mark of its own (a full stop, a comma), as is a flat piece (less than MARK_HEIGHT
+# line heights tall and MARK_WIDTH wide: a hyphen) that far from both. The model has no
+# punctuation classes, so marks are left out of the reading.
+PUNCTUATION_GAP = 0.1
+MARK_HEIGHT, MARK_WIDTH = 0.3, 0.6
 # Slanted (italic) writing leans letters into each other's columns and away from what
 # the model learned. EMNIST's own letters lean by TYPICAL_SLANT (the median over letters of
 # tan(lean) = mu11 / mu02 of their pixels, measured on training-split words); writing whose
@@ -248,17 +254,26 @@ def _union(a: CharCut, b: CharCut) -> CharCut:
 
 
 def _merge_fragments(chars: list[CharCut], line_height: float) -> list[CharCut]:
-    """Join each fragment to the neighbour (left or right) nearest to it."""
+    """Join each fragment to the neighbour (left or right) nearest to it; drop the marks
+    (full stops, commas, hyphens: small or flat pieces well clear of both neighbours)."""
     chars = sorted(chars, key=lambda cut: cut.box[0])
     i = 0
     while len(chars) > 1 and i < len(chars):
         x, _, w, h = chars[i].box
-        if max(w, h) >= FRAGMENT * line_height:
+        fragment = max(w, h) < FRAGMENT * line_height
+        flat = h < MARK_HEIGHT * line_height and w < MARK_WIDTH * line_height
+        if not (fragment or flat):
             i += 1
             continue
         neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(chars)]
         gap = lambda j: max(chars[j].box[0] - (x + w), x - (chars[j].box[0] + chars[j].box[2]), 0)  # noqa: E731
         j = min(neighbours, key=gap)
+        if gap(j) > PUNCTUATION_GAP * line_height:
+            del chars[i]
+            continue
+        if not fragment:  # a flat stroke close to a letter: read as it is
+            i += 1
+            continue
         lo, hi = min(i, j), max(i, j)
         chars[lo:hi + 1] = [_union(chars[lo], chars[hi])]
         i = max(lo - 1, 0)
