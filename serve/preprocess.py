@@ -77,6 +77,9 @@ DESK_STRAIGHT = 1.0
 # A rule is at most this share of the image's shorter side thick (4 px at least).
 PAGE_RULE_THIN = 0.03
 
+# Strokes drawn on a transparent canvas this light (median grey) go on black paper, not white.
+LIGHT_STROKES = 160
+
 # Decompression bombs are refused by our own pixel limit, with a clear message, before
 # Pillow's own warning threshold would matter.
 Image.MAX_IMAGE_PIXELS = None
@@ -142,7 +145,8 @@ def check_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode PNG/JPEG/BMP/TIFF/WebP/GIF (first frame) bytes to grayscale uint8.
 
-    Transparent pixels are flattened onto white paper, the way a drawing app exports them.
+    Transparent pixels are flattened onto white paper, the way a drawing app exports them
+    (onto black where the strokes drawn on them are light: `_paper_under`).
     The pixel limit is checked from the header, before any pixel is decoded.
     """
     return _to_gray(_open_image(data, max_pixels))
@@ -154,12 +158,36 @@ def _to_gray(img: Image.Image) -> np.ndarray:
         img = ImageOps.exif_transpose(img)
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA")
-            paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            paper = Image.new("RGBA", rgba.size, _paper_under(np.asarray(rgba)))
             img = Image.alpha_composite(paper, rgba)
-        gray = np.asarray(img.convert("L"), dtype=np.uint8)
+        if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+            gray = _to_8_bits(np.asarray(img))
+        else:
+            gray = np.asarray(img.convert("L"), dtype=np.uint8)
     except Exception as exc:
         raise UndecodableImageError(f"cannot decode image: {exc.__class__.__name__}: {exc}") from None
     return gray
+
+
+def _to_8_bits(values: np.ndarray) -> np.ndarray:
+    """16-bit, 32-bit or float grey levels (a scanner's 16-bit PNG or TIFF) as 0..255, the
+    brightest level at 255 (Pillow's own conversion clips them: a 16-bit page came out all
+    white, "no ink found"); floats up to 1.0 are read as 0..1."""
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    top = float(values.max()) if values.size else 0.0
+    scale = 255.0 if 0 < top <= 1.0 and values.dtype.kind == "f" else 255.0 / top if top > 255 else 1.0
+    return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+
+
+def _paper_under(rgba: np.ndarray) -> tuple[int, int, int, int]:
+    """The paper to put under a transparent image: white, unless what is drawn on it is a
+    few light strokes (white or yellow ink on a transparent canvas, as dark-themed drawing
+    apps export it), which would vanish on white: then black."""
+    drawn = rgba[..., 3] >= 128
+    if np.count_nonzero(drawn) >= 0.5 * drawn.size or not drawn.any():
+        return (255, 255, 255, 255)
+    luminance = rgba[..., :3][drawn].astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
+    return (0, 0, 0, 255) if np.median(luminance) >= LIGHT_STROKES else (255, 255, 255, 255)
 
 
 def _edge_quarters(gray: np.ndarray) -> list[float]:

@@ -81,6 +81,34 @@ def test_alpha_is_flattened_onto_white():
     assert gray[0, 0] == 255 and gray[40, 40] == 0
 
 
+@pytest.mark.parametrize("dtype, fmt", [(np.uint16, "PNG"), (np.uint16, "TIFF"), (np.int32, "TIFF"),
+                                        (np.float32, "TIFF")])
+def test_scanners_high_bit_depth_greys_are_read(dtype, fmt):
+    """A 16-bit (or 32-bit, or float) grey scan: Pillow's own conversion to 8 bits clipped
+    it to white ("no ink found"). Scaled so its brightest level is white."""
+    page = np.full((80, 80), 60000, np.float64)
+    page[10:70, 35:45] = 3000
+    if dtype == np.float32:
+        page /= 65535
+    gray = P.decode_image(encode(Image.fromarray(page.astype(dtype)), fmt))
+    assert gray[0, 0] >= 230 and gray[40, 40] <= 20
+
+
+@pytest.mark.parametrize("colour", [(255, 255, 255), (255, 230, 0), (200, 200, 200)])
+def test_light_strokes_on_a_transparent_canvas_are_ink(colour):
+    """White, yellow or light grey strokes on a transparent canvas (a dark-themed drawing
+    app's export) vanished on white paper: "no ink found". They go onto black paper."""
+    rgba = np.zeros((80, 80, 4), np.uint8)
+    rgba[10:70, 35:45] = (*colour, 255)
+    tile = P.bytes_to_tile(encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+    assert tile.max() == 255 and tile[:, 12:16].mean() > 100  # the stroke, upright, in the middle
+    # A scan whose transparent margin is the minority keeps white paper under it.
+    scan = np.full((80, 80, 4), 235, np.uint8)
+    scan[:8, :, 3] = 0
+    scan[20:60, 38:42, :3] = 20
+    assert P.decode_image(encode(Image.fromarray(scan, "RGBA"), "PNG"))[0, 0] == 255
+
+
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF"])
 def test_every_client_format_decodes(fmt):
     img = Image.fromarray(bar_glyph()).convert("RGB" if fmt == "JPEG" else "L")

@@ -38,3 +38,6 @@ def test_scans_within_three_points_of_tiles(emnist_dir):
     # A sheet photographed with the desk all around it: 0.9% on 2,000 before
     # `preprocess.on_the_sheet` (the border, the desk, was taken for the paper), 88.15% after.
     assert result["desk_gap_points"] <= 3.0, result
+    # The desk along only 1-3 edges of the sheet: 15.85% on 2,000 before
+    # `preprocess._desk_along_edges`, 87.95% after (tiles 88.10%).
+    assert result["desk_edges_gap_points"] <= 3.0, result
