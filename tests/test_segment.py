@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from serve import preprocess
+from tests.fixtures.reading import read_words
 from worker import segment
 
 
@@ -230,44 +231,13 @@ def test_segmentation_does_not_depend_on_how_components_are_numbered(monkeypatch
     assert [read(w) for w in words] == fast
 
 
-def _read_words(sample, gaps=(2, 14), slant=0.0, n=60, letters=(3, 9), paper=None):
-    """1 - CER of text mode (the worker's planning, the archived model) on words of real letters."""
-    from bench.words import compose_word, edit_distance, png, shear
-    from training.evaluate import ArchivedModel
-    from worker import recognize
-
-    model = ArchivedModel()
-    rng, errors, chars = np.random.default_rng(1), 0, 0
-    for _ in range(n):
-        idx = rng.choice(len(sample.labels), int(rng.integers(*letters)), replace=False)
-        word = shear(compose_word(list(sample.images[idx]), rng, gaps=gaps), slant)
-        word = paper(word, rng) if paper else word
-        plan = recognize.plan_image(png(word), "text", 10**7)
-        probabilities = model.probabilities(np.stack(plan.tiles))
-        answers = [{"predictions": [{"char": sample.classes[int(p.argmax())], "p": float(p.max())}]}
-                   for p in probabilities]
-        text = recognize.build_results([plan], answers)[0]["text"].replace(" ", "")
-        truth = "".join(sample.classes[k] for k in sample.labels[idx])
-        errors, chars = errors + edit_distance(text, truth), chars + len(truth)
-    return 1 - errors / chars
-
-
-def test_slanted_words_read_as_well_as_upright_ones(emnist_test_sample):
-    """Italic writing (25 degrees) is sheared back to EMNIST's own slant before it is cut:
-    within 3 points of the same words upright. Read as it was, it was 12 points behind."""
-    words = {"letters": (5, 9)}  # shorter words are read as they are: too few letters tell no slant
-    upright, slanted = _read_words(emnist_test_sample, **words), _read_words(emnist_test_sample, slant=25, **words)
-    assert upright > 0.8
-    assert slanted > upright - 0.03, (slanted, upright)
-
-
 def test_words_on_squared_paper_lose_the_squares_not_their_strokes(emnist_test_sample):
     """The grid joins every letter into one piece. Its rules go, and strokes that cross them
     are bridged: within 12 points of the same words on plain paper. Before, each upright rule
     read as a character (1 - CER far below zero)."""
     from bench.words import squared_paper
 
-    plain, squared = _read_words(emnist_test_sample), _read_words(emnist_test_sample, paper=squared_paper)
+    plain, squared = read_words(emnist_test_sample), read_words(emnist_test_sample, paper=squared_paper)
     assert squared > plain - 0.12, (squared, plain)
 
 
@@ -276,19 +246,8 @@ def test_words_on_a_notebook_page_read_as_on_plain_paper(emnist_test_sample):
     Within 5 points of plain paper (3.1 here; 6.8 before this session's rule and slant changes)."""
     from bench.words import notebook_paper
 
-    plain, ruled = _read_words(emnist_test_sample), _read_words(emnist_test_sample, paper=notebook_paper)
+    plain, ruled = read_words(emnist_test_sample), read_words(emnist_test_sample, paper=notebook_paper)
     assert ruled > plain - 0.05, (ruled, plain)
-
-
-def test_a_line_photographed_askew_is_levelled(emnist_test_sample):
-    """Words of 3-8 letters turned 25 degrees either way read within 2 points of the same
-    words level. Levelled only from 5 letters up (the rectangle of least area around them),
-    they were 2-8 points behind; read as they were, more."""
-    from bench.words import rotate
-
-    level = _read_words(emnist_test_sample)
-    turned = [_read_words(emnist_test_sample, paper=lambda w, rng, a=a: rotate(w, a)) for a in (25, -25)]
-    assert min(turned) > level - 0.02, (turned, level)
 
 
 def test_words_photographed_with_the_desk_along_some_edges(emnist_test_sample):
@@ -301,7 +260,7 @@ def test_words_photographed_with_the_desk_along_some_edges(emnist_test_sample):
     def desk_edges(word, rng):
         return on_a_desk(word.astype(np.float32), rng, all_around=False).astype(np.uint8)
 
-    plain, on_desk = _read_words(emnist_test_sample), _read_words(emnist_test_sample, paper=desk_edges)
+    plain, on_desk = read_words(emnist_test_sample), read_words(emnist_test_sample, paper=desk_edges)
     assert on_desk > plain - 0.03, (on_desk, plain)
 
 
@@ -326,80 +285,9 @@ def test_marks_after_a_word_are_left_out(emnist_test_sample, mark):
     """The model has no punctuation. A full stop used to join the last letter's tile, and a
     hyphen was read as a letter: 7 and 14 points behind the words alone. Small or flat
     pieces clear of both neighbours are left out: within 2 points."""
-    plain = _read_words(emnist_test_sample)
-    marked = _read_words(emnist_test_sample, paper=lambda w, rng: _with_mark(w, rng, mark))
+    plain = read_words(emnist_test_sample)
+    marked = read_words(emnist_test_sample, paper=lambda w, rng: _with_mark(w, rng, mark))
     assert marked > plain - 0.02, (marked, plain)
-
-
-def _read_pages(sample, turn=0.0, n=20):
-    """1 - CER (spaces and line breaks aside) of text mode on pages of 2-5 lines of real
-    letters, turned `turn` degrees (alternately either way), and how many of the pages came
-    back with their number of lines."""
-    from bench.words import compose_paragraph, edit_distance, png, rotate
-    from training.evaluate import ArchivedModel
-    from worker import recognize
-
-    model = ArchivedModel()
-    rng, errors, chars, lines_right = np.random.default_rng(2), 0, 0, 0
-    for k in range(n):
-        lines = [[rng.choice(len(sample.labels), int(rng.integers(3, 8)), replace=False)
-                  for _ in range(int(rng.integers(2, 5)))] for _ in range(int(rng.integers(2, 6)))]
-        page = compose_paragraph([[list(sample.images[idx]) for idx in line] for line in lines], rng)
-        page = rotate(page, turn if k % 2 else -turn) if turn else page
-        plan = recognize.plan_image(png(page), "text", 10**8)
-        probabilities = model.probabilities(np.stack(plan.tiles))
-        answers = [{"predictions": [{"char": sample.classes[int(p.argmax())], "p": float(p.max())}]}
-                   for p in probabilities]
-        text = recognize.build_results([plan], answers)[0]["text"]
-        truth = "".join(sample.classes[k] for line in lines for idx in line for k in sample.labels[idx])
-        errors += edit_distance("".join(text.split()), truth)
-        chars += len(truth)
-        lines_right += text.count("\n") == len(lines) - 1
-    return 1 - errors / chars, lines_right / n
-
-
-def test_a_page_photographed_askew_is_levelled(emnist_test_sample):
-    """Pages of 2-5 lines turned 3 or 10 degrees read as well as level ones (within 2
-    points), line for line. Before the projection profile (levelling only a single long
-    line, past 4 degrees), pages turned 3 degrees ran their lines together: 17 points
-    behind, 30% of them with the wrong number of lines (10 degrees: 5% wrong)."""
-    level, level_lines = _read_pages(emnist_test_sample)
-    assert level > 0.8 and level_lines == 1.0
-    for turn in (3, 10):
-        turned, turned_lines = _read_pages(emnist_test_sample, turn)
-        assert turned > level - 0.02 and turned_lines == 1.0, (turn, turned, turned_lines, level)
-
-
-def test_level_writing_is_never_turned(emnist_test_sample):
-    """The tilt read from level words and pages stays under MIN_TILT: level writing is cut as
-    it is (turning it would blur every letter a little)."""
-    from bench.words import compose_paragraph, compose_word
-
-    rng = np.random.default_rng(3)
-    for k in range(40):
-        idx = rng.choice(len(emnist_test_sample.labels), 12, replace=False)
-        words = [list(emnist_test_sample.images[idx[:6]]), list(emnist_test_sample.images[idx[6:]])]
-        gray = compose_word(words[0] + words[1], rng) if k % 2 else compose_paragraph([[w] for w in words], rng)
-        tilt = segment._tilt(*segment._pieces(preprocess.ink_map(gray))[2:])
-        assert tilt is None or abs(tilt) < segment.MIN_TILT, (k, tilt)
-
-
-@pytest.mark.parametrize("askew", ["leant", "turned"])
-def test_boxes_of_warped_writing_are_in_the_image_s_coordinates(askew):
-    from bench.words import rotate, shear
-    from worker import recognize
-
-    img = np.full((120, 480), 255, np.uint8)
-    for x in (40, 120, 200, 280, 360):
-        cv2.rectangle(img, (x, 30), (x + 40, 90), 0, 4)  # five upright boxy letters...
-    img = shear(img, 30) if askew == "leant" else rotate(img, 20)  # ...in italics, or photographed askew
-    plan = recognize.plan_image(cv2.imencode(".png", img)[1].tobytes(), "text", 10**7)
-    assert len(plan.boxes) == 5
-    ink = img < 128
-    for x, y, w, h in plan.boxes:
-        assert 0 <= x and x + w <= img.shape[1] and 0 <= y and y + h <= img.shape[0]
-        inside = ink[y:y + h, x:x + w].sum()
-        assert inside >= 0.95 * (ink.sum() / 5), (x, y, w, h)  # the whole letter, in the image as sent
 
 
 def test_touching_letters_read_nearly_as_well_as_separate_ones(emnist_test_sample):
@@ -408,7 +296,7 @@ def test_touching_letters_read_nearly_as_well_as_separate_ones(emnist_test_sampl
     wide groups evenly, as before candidate cuts, was 21-25 points behind on these words."""
     from bench.words import TOUCHING
 
-    separate, touching = _read_words(emnist_test_sample), _read_words(emnist_test_sample, gaps=TOUCHING)
+    separate, touching = read_words(emnist_test_sample), read_words(emnist_test_sample, gaps=TOUCHING)
     assert separate > 0.8
     assert touching > separate - 0.18, (touching, separate)
 

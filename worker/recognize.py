@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serve import preprocess
-from worker import segment
+from worker import segment, upright
 
 # Below this many pixels on a side no character is legible (EMNIST tiles are 28x28).
 MIN_SIDE = 8
@@ -45,7 +45,7 @@ def plan_image(data: bytes | None, mode: str, max_pixels: int) -> ImagePlan:
                                    f"{MIN_SIDE}x{MIN_SIDE}"))
         ink = preprocess.ink_map(gray)
         if mode == "text":
-            ink, cuts, warp = segment.segment_upright(ink)
+            ink, cuts, warp = upright.segment_upright(ink)
             if not cuts:
                 raise preprocess.BlankImageError("no ink found in the image")
             plan = ImagePlan()

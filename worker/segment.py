@@ -1,8 +1,7 @@
 """Text mode: cut a word, a line, several lines or a boxed form field into characters.
 
-Connected components of the ink mask are the starting point. A line of writing
-photographed askew is first levelled, and writing whose letters all lean well past
-EMNIST's own slant (italics) sheared back to it (`segment_upright`). Then:
+Connected components of the ink mask are the starting point (writing photographed
+askew, or in italics, is made level and upright first: worker/upright.py). Then:
 - box borders and ruling lines (long straight thin runs) are erased, so boxed fields and
   underlined words read as their characters;
 - lines are clusters of components that overlap vertically, read top to bottom; small
@@ -51,28 +50,9 @@ FRAGMENT = 0.35
 # punctuation classes, so marks are left out of the reading.
 PUNCTUATION_GAP = 0.1
 MARK_HEIGHT, MARK_WIDTH = 0.3, 0.6
-# Slanted (italic) writing leans letters into each other's columns and away from what
-# the model learned. EMNIST's own letters lean by TYPICAL_SLANT (the median over letters of
-# tan(lean) = mu11 / mu02 of their pixels, measured on training-split words); writing whose
-# letters' median differs by more than SLANT_TOLERANCE, with SLANT_AGREEMENT of them
-# leaning the same way, is sheared back to it first. (Words made of letters by different
-# writers lean every way: shearing them by their median hurt more than it helped.)
-TYPICAL_SLANT = -0.17
-SLANT_TOLERANCE = 0.09
-SLANT_AGREEMENT = 0.8
-SLANT_MIN_LETTERS = 5
 # Past this many candidate characters of touching ones in an image (a cursive page of ~500
 # letters has about 15,000), the rest get one cut per expected character.
 MAX_CANDIDATES = 20000
-# Writing whose lines are tilted by more than MIN_TILT degrees (and at most MAX_TILT:
-# beyond, it may be a column of text) is levelled before it is cut. The tilt is read from
-# a projection profile of the letters' centres: rows ROW_BIN letter heights tall, angles
-# TILT_STEP apart, then 0.1; at least TILT_MIN_LETTERS letters spanning TILT_MIN_LENGTH
-# letter heights. Level words and pages read within 1 degree, 3-letter words mostly too
-# (2% read 3-5 degrees: turned a little, no harm); see tests/test_segment.py.
-MIN_TILT, MAX_TILT = 1.5, 45.0
-ROW_BIN, PLATEAU, TILT_STEP = 0.25, 0.95, 1.0
-TILT_MIN_LETTERS, TILT_MIN_LENGTH = 3, 1.5
 # More separate pieces of ink than this is no text the model can read (a form holds a few
 # hundred characters); refusing it keeps one image from costing minutes.
 MAX_COMPONENTS = 4000
@@ -280,120 +260,7 @@ def _merge_fragments(chars: list[CharCut], line_height: float) -> list[CharCut]:
     return chars
 
 
-@dataclass
-class Warp:
-    """The affine map (rotation, shear) that made the writing level and upright before it
-    was cut, and back, for the cuts' boxes."""
-
-    matrix: np.ndarray | None = None  # 2 x 3, image -> warped ink; None: no warp
-    size: tuple[int, int] = (0, 0)  # the image's width and height
-
-    def then(self, step: np.ndarray) -> "Warp":
-        """This warp followed by `step` (2 x 3)."""
-        first = np.eye(3) if self.matrix is None else np.vstack([self.matrix, [0, 0, 1]])
-        return Warp((np.vstack([step, [0, 0, 1]]) @ first)[:2], self.size)
-
-    def original_box(self, box: tuple[int, int, int, int]) -> list[int]:
-        """The box around what a box of the warped ink covers in the original image."""
-        x, y, w, h = (int(v) for v in box)
-        if self.matrix is None:
-            return [x, y, w, h]
-        inverse = cv2.invertAffineTransform(self.matrix)
-        corners = np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h]], np.float64)
-        back = corners @ inverse[:, :2].T + inverse[:, 2]
-        (x0, y0), (x1, y1) = np.floor(back.min(axis=0)), np.ceil(back.max(axis=0))
-        x0, y0 = max(0, int(x0)), max(0, int(y0))
-        x1, y1 = min(self.size[0], int(x1)), min(self.size[1], int(y1))
-        return [x0, y0, max(1, x1 - x0), max(1, y1 - y0)]
-
-
-def _warp(ink: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`ink` through `matrix` (2 x 3), on a canvas just large enough: (ink, the matrix
-    with the canvas's shift)."""
-    height, width = ink.shape
-    corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1]], np.float64) @ matrix.T
-    low, high = corners.min(axis=0), corners.max(axis=0)
-    shifted = matrix.copy()
-    shifted[:, 2] -= low
-    size = tuple(int(np.ceil(v)) for v in high - low)
-    return cv2.warpAffine(ink, shifted, size, flags=cv2.INTER_LINEAR), shifted
-
-
-def _tilt(stats: np.ndarray, kept: np.ndarray) -> float | None:
-    """The angle (degrees) of the lines of writing, or None where too few pieces tell it
-    (fewer than TILT_MIN_LETTERS, or spanning less than TILT_MIN_LENGTH letter heights).
-
-    A projection profile, as document scanners deskew pages: turned by the right angle,
-    the letters' centres stack into a few sharp rows (one per line), so the sum of squared
-    row counts peaks there. Of the angles that score within PLATEAU of the best, the middle
-    one: a short word scores alike over a few degrees, and its middle is level when it is."""
-    ids = np.flatnonzero(kept)
-    if len(ids) < TILT_MIN_LETTERS:
-        return None
-    heights = stats[ids, cv2.CC_STAT_HEIGHT]
-    letters = ids[heights >= 0.45 * np.median(heights)]  # not dots, dashes or fragments
-    if len(letters) < TILT_MIN_LETTERS:
-        return None
-    height = float(np.median(stats[letters, cv2.CC_STAT_HEIGHT]))
-    cx = stats[letters, cv2.CC_STAT_LEFT] + stats[letters, cv2.CC_STAT_WIDTH] / 2
-    cy = stats[letters, cv2.CC_STAT_TOP] + stats[letters, cv2.CC_STAT_HEIGHT] / 2
-
-    def scores(angles: np.ndarray) -> np.ndarray:
-        theta = np.radians(angles)[:, None]
-        rows = (cy * np.cos(theta) - cx * np.sin(theta)) / (ROW_BIN * height)
-        out = np.zeros(len(angles))
-        for shift in (0.0, 0.5):  # two bin grids half a bin apart: no luck of the boundaries
-            index = np.floor(rows - rows.min(axis=1, keepdims=True) + shift).astype(np.int64)
-            span = int(index.max()) + 1
-            counts = np.bincount((index + span * np.arange(len(angles))[:, None]).ravel(),
-                                 minlength=span * len(angles)).reshape(len(angles), span)
-            out += (counts.astype(np.float64) ** 2).sum(axis=1)
-        return out
-
-    def middle_of_best(angles: np.ndarray) -> float:
-        """The middle of the run of angles around the best that score within PLATEAU of it."""
-        found = scores(angles)
-        good = found >= PLATEAU * found.max()
-        first = last = int(np.argmax(found))
-        while first > 0 and good[first - 1]:
-            first -= 1
-        while last < len(angles) - 1 and good[last + 1]:
-            last += 1
-        return float(angles[first] + angles[last]) / 2
-
-    best = middle_of_best(np.arange(-MAX_TILT, MAX_TILT + TILT_STEP / 2, TILT_STEP))
-    best = middle_of_best(np.arange(best - TILT_STEP, best + TILT_STEP + 0.05, 0.1))
-    theta = np.radians(best)
-    along = cx * np.cos(theta) + cy * np.sin(theta)
-    # Pieces no further apart along the line than one letter is wide are one letter's strokes.
-    return best if along.max() - along.min() >= TILT_MIN_LENGTH * height else None
-
-
-def _slant(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> float | None:
-    """The median lean of the letters (tan, dx per dy, from their second moments), or None
-    when fewer than SLANT_MIN_LETTERS letter-like pieces (dots, dashes, rules and joined-up
-    words are not) tell it, or they do not lean one way."""
-    ids = np.flatnonzero(kept)
-    if len(ids) < SLANT_MIN_LETTERS:
-        return None
-    heights, widths, areas = (stats[ids, k] for k in (cv2.CC_STAT_HEIGHT, cv2.CC_STAT_WIDTH, cv2.CC_STAT_AREA))
-    letters = ids[(heights >= 0.6 * np.median(heights)) & (widths <= 2 * heights) & (areas >= 0.1 * areas.max())]
-    leans = []
-    for c in letters[::max(1, len(letters) // 16)].tolist():  # 16 letters tell the slant of a page
-        x, y, w, h = (int(v) for v in stats[c, :4])
-        m = cv2.moments((labels[y:y + h, x:x + w] == c).view(np.uint8), binaryImage=True)
-        if m["mu02"] > 0:
-            leans.append(m["mu11"] / m["mu02"])
-    if len(leans) < SLANT_MIN_LETTERS:
-        return None
-    # Letters by different hands lean every way; one hand's italics lean all one way.
-    off = np.asarray(leans) - TYPICAL_SLANT
-    if max(np.mean(off > 0), np.mean(off < 0)) < SLANT_AGREEMENT:
-        return None
-    return float(np.median(leans))
-
-
-def _pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def ink_pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The ink's components, as `preprocess.ink_components`, less box borders and rules."""
     mask, labels, stats, kept = preprocess.ink_components(ink)
     erased = _erase_rules(mask, stats[kept])
@@ -403,42 +270,10 @@ def _pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return mask, labels, stats, kept
 
 
-def segment_upright(ink: np.ndarray) -> tuple[np.ndarray, list[CharCut], Warp]:
-    """`segment`, with a tilted line of writing levelled and slanted writing sheared to
-    EMNIST's own slant first: the ink that was cut (for the tiles), the cuts, and the warp
-    (to map their boxes back). Both are read without rules (a page's rules are no
-    letters), and rules are gone before a warp (warped, they would be neither straight
-    nor level)."""
-    pieces = _pieces(ink)
-    warp, written = Warp(size=(ink.shape[1], ink.shape[0])), ink
-    tilt = _tilt(*pieces[2:])
-    if tilt is not None and MIN_TILT < abs(tilt) <= MAX_TILT:
-        written = _without_rules(ink, pieces[0])
-        height, width = ink.shape
-        written, matrix = _warp(written, cv2.getRotationMatrix2D((width / 2, height / 2), tilt, 1.0))
-        warp = warp.then(matrix)
-        pieces = _pieces(written)
-    lean = _slant(*pieces[1:])
-    if lean is None or abs(lean - TYPICAL_SLANT) <= SLANT_TOLERANCE:
-        return written, segment(written, pieces), warp  # written is ink itself when not levelled
-    if warp.matrix is None:
-        written = _without_rules(ink, pieces[0])
-    k = lean - TYPICAL_SLANT
-    written, matrix = _warp(written, np.float64([[1, -k, 0], [0, 1, 0]]))
-    return written, segment(written), warp.then(matrix)
-
-
-def _without_rules(ink: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """The ink less what `_pieces` erased as rules (and the specks it dropped)."""
-    mask = ink > preprocess.MASK_LEVEL  # what was ink before rules went
-    rules = cv2.dilate((mask & ~kept).view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
-    return np.where(rules & ~kept, np.float32(0), ink)
-
-
 def segment(ink: np.ndarray, pieces: tuple | None = None) -> list[CharCut]:
     """Characters in reading order (lines top to bottom, left to right within a line).
-    `pieces`: `_pieces(ink)` when the caller has it already."""
-    mask, labels, stats, kept = pieces or _pieces(ink)
+    `pieces`: `ink_pieces(ink)` when the caller has it already."""
+    mask, labels, stats, kept = pieces or ink_pieces(ink)
     # Otherwise the components are ink_mask's own (labelling ~370k pixels of a 64-character
     # line cost 1.5 ms a pass); the specks it dropped keep their labels but are never used.
     comps = [int(c) for c in np.flatnonzero(kept)]
