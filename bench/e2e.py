@@ -14,7 +14,6 @@ import asyncio
 import base64
 import json
 import os
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass

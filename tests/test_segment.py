@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from serve import preprocess
+from serve import paper, preprocess
 from tests.fixtures.reading import read_words
 from worker import segment
 
@@ -208,7 +208,7 @@ def test_grouping_by_overlap_matches_comparing_every_pair_of_groups():
 
 
 def test_segmentation_does_not_depend_on_how_components_are_numbered(monkeypatch, emnist_test_sample):
-    """preprocess.label_components may number components differently from OpenCV's default
+    """paper.label_components may number components differently from OpenCV's default
     labelling; the characters, boxes and tiles must come out the same."""
     from bench.words import compose_word
 
@@ -227,7 +227,7 @@ def test_segmentation_does_not_depend_on_how_components_are_numbered(monkeypatch
         return [(c.box, c.space_before, c.line, segment.char_tile(ink, c).tobytes()) for c in segment.segment(ink)]
 
     fast = [read(w) for w in words]
-    monkeypatch.setattr(preprocess, "label_components", default_labelling)
+    monkeypatch.setattr(paper, "label_components", default_labelling)
     assert [read(w) for w in words] == fast
 
 
@@ -252,7 +252,7 @@ def test_words_on_a_notebook_page_read_as_on_plain_paper(emnist_test_sample):
 
 def test_words_photographed_with_the_desk_along_some_edges(emnist_test_sample):
     """A photo of a note that shows the desk along 1-3 edges: the desk is painted paper
-    (`preprocess.on_the_sheet`), so the words read within 3 points of the sheet alone.
+    (`paper.on_the_sheet`), so the words read within 3 points of the sheet alone.
     Before, the desk was the largest "letter" and its edge stole the words' own ink: 13.6%
     against 85.4% here."""
     from training.scans import on_a_desk

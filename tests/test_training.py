@@ -176,6 +176,7 @@ def test_repack_keeps_the_weights_and_takes_the_current_code(tmp_path):
             assert after.read(name) == before.read(name)
         assert after.read("handler.py") == (root / "serve" / "handler.py").read_bytes()
         assert after.read("preprocess.py") == (root / "serve" / "preprocess.py").read_bytes()
+        assert after.read("paper.py") == (root / "serve" / "paper.py").read_bytes()
         assert json.loads(after.read("model_meta.json"))["test_accuracy"] == 0.5  # from the report beside it
 
 

@@ -24,6 +24,10 @@ from training import data as emnist
 DEFAULT_ARCHIVE = Path(__file__).resolve().parent.parent / "serve" / "model-store" / "emnist.mar"
 
 
+# The archive's own modules, imported flat from its folder.
+ARCHIVED_MODULES = ("preprocess", "paper")
+
+
 class ArchivedModel:
     """The model of a .mar with the archive's own handler code: what TorchServe runs."""
 
@@ -33,15 +37,17 @@ class ArchivedModel:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(workdir)
         manifest = json.loads((workdir / "MAR-INF" / "MANIFEST.json").read_text())
-        sys.path.insert(0, str(workdir))  # the handler imports the archived preprocess
-        sys.modules.pop("preprocess", None)  # not another archive's, imported earlier
+        sys.path.insert(0, str(workdir))  # the handler imports the archived preprocess (and paper)
+        for module in ARCHIVED_MODULES:
+            sys.modules.pop(module, None)  # not another archive's, imported earlier
         try:
             spec = importlib.util.spec_from_file_location("hwr_archived_handler", workdir / manifest["model"]["handler"])
             self.handler = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(self.handler)
         finally:
             sys.path.remove(str(workdir))
-            sys.modules.pop("preprocess", None)
+            for module in ARCHIVED_MODULES:
+                sys.modules.pop(module, None)
         self.preprocess = self.handler.preprocess
         self.device = torch.device(device)
         self.model, self.classes, self.meta = self.handler.load_model(

@@ -1,9 +1,10 @@
 """Package trained weights into a TorchServe model archive (.mar).
 
 `python -m training.package --run runs/default` writes serve/model-store/emnist.mar holding
-the handler, the one preprocessing module, the model file, the weights, the label mapping
-and serve/model-config.yaml (batch size, max batch delay, workers). The run's report is
-copied beside the archive, so the committed model carries its own measurements.
+the handler, the one preprocessing (serve/preprocess.py with serve/paper.py), the model
+file, the weights, the label mapping and serve/model-config.yaml (batch size, max batch
+delay, workers). The run's report is copied beside the archive, so the committed model
+carries its own measurements.
 
 `python -m training.package --repack serve/model-store/emnist.mar` packs an archive's
 weights, labels and report again with this repository's code: after a change to the
@@ -39,7 +40,8 @@ def package(run: Path, export: Path, name: str = "emnist", version: str = "1.0",
         (tmp / "model_meta.json").write_text(json.dumps(
             {"architecture": architecture, "weights": "model.pt", "version": version,
              "test_accuracy": report.get("accuracy"), "test_balanced_accuracy": report.get("balanced_accuracy")}))
-        extra = [ROOT / "serve" / "preprocess.py", tmp / "index_to_name.json", tmp / "model_meta.json"]
+        extra = [ROOT / "serve" / "preprocess.py", ROOT / "serve" / "paper.py", tmp / "index_to_name.json",
+                 tmp / "model_meta.json"]
         subprocess.run([
             str(Path(sys.executable).with_name("torch-model-archiver")),
             "--model-name", name, "--version", version,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from serve import preprocess
+from serve import paper, preprocess
 
 # A group of ink wider than this many line heights may be touching characters (EMNIST's
 # widest, m and W, are about 1.1 line heights wide; 5% of single letters are wider than 1.1).
@@ -125,7 +125,7 @@ def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray:
         rules |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
     if not rules.any():
         return mask
-    return preprocess.erase_rules(mask, rules)
+    return paper.erase_rules(mask, rules)
 
 
 def _clusters_by_overlap(spans: list[tuple[int, int]], min_overlap: float) -> list[list[int]]:
@@ -265,7 +265,7 @@ def ink_pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     mask, labels, stats, kept = preprocess.ink_components(ink)
     erased = _erase_rules(mask, stats[kept])
     if erased is not mask:  # rules removed: label what is left
-        count, labels, stats = preprocess.label_components(erased.astype(np.uint8))
+        count, labels, stats = paper.label_components(erased.astype(np.uint8))
         return erased, labels, stats, np.arange(count) > 0
     return mask, labels, stats, kept
 

@@ -1,0 +1,364 @@
+"""What on an image is not writing: the paper's uneven light, the desk around a
+photographed sheet, a form's boxes and the rules of ruled or squared paper. Part of the
+ONE preprocessing (serve/preprocess.py imports it, and the model archive ships both), so
+what training evaluation measures is what the handler and the workers serve.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Paper whose brightest edge is this many times its darkest (+16 levels, against noise
+# on dark paper) is lit unevenly: scanned paper varies by a few levels, a phone photo's
+# corners or a shadow by a third or more; 1.1 is 24 levels below white.
+UNEVEN_PAPER = 1.1
+# Shade leaves paper at 40% of its brightness or more; ink on an edge is darker.
+INK_NOT_SHADE = 0.4
+# A frame around a character keeps this share of its ink within FRAME_BAND of the side of
+# its bounding box (a drawn rectangle: all of it; a round O: a small part).
+FRAME_SHARE = 0.8
+FRAME_BAND = 0.08
+# A box the character touches or crosses is one piece of ink with it. It is found as
+# straight runs of ink at least FRAME_RUN of the ink's width (height) long, along all four
+# sides of a rectangle, each side covered for FRAME_SIDE of its length.
+FRAME_RUN = 0.5
+FRAME_SIDE = 0.8
+# Its lines are at most FRAME_THIN of its shorter side thick, and that side at least
+# FRAME_MIN_SIDE px: smaller, a box cannot be told from a bold stroke's outline.
+FRAME_THIN = 0.15
+FRAME_MIN_SIDE = 24
+# Ruled or squared paper: straight runs across PAGE_RULE of the image's width (height)
+# are rules. They are erased when what is left fits in PAGE_MARGIN of the image each way
+# (a character on paper; a tight crop of a T keeps its bar), and strokes that cross them
+# (or a box's lines) keep their pixels on them where ink lies within RULE_BRIDGE px on
+# both sides.
+PAGE_RULE = 0.9
+PAGE_MARGIN = 0.8
+RULE_BRIDGE = 7
+# A rule is at most this share of the image's shorter side thick (4 px at least).
+PAGE_RULE_THIN = 0.03
+# Smaller, an image holds no paper around its character: a 28 px tile's bold bar is no rule.
+PAGE_MIN_SIDE = 48
+# A photo of a sheet on a desk: at least SHEET_BORDER of the image's border is darker than
+# the sheet, which covers SHEET_AREA of the image and SHEET_FILL of its bounding box.
+SHEET_BORDER = 0.9
+SHEET_AREA = 0.2
+SHEET_FILL = 0.75
+# A desk along only some edges of the photo: a dark piece along DESK_EDGE of a side of the
+# image at least, of one even grey (no writing on it: a shadow over the writing has ink
+# inside it), and DESK_THICK times as thick as the writing's strokes, or along
+# DESK_FULL_SIDE of a side with an inner edge within DESK_STRAIGHT px of a straight line.
+DESK_EDGE = 0.5
+DESK_THICK = 1.5
+DESK_FULL_SIDE = 0.98
+DESK_STRAIGHT = 1.0
+
+
+def label_components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """8-connected components of a uint8 mask: (count, labels, stats), as OpenCV's
+    connectedComponentsWithStats. Grana's block-based algorithm gives the same components
+    with their statistics 1.5-2.7x faster than OpenCV's default (a 64-character line: 2.3 ->
+    0.9 ms), and text mode labels every line it reads."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, cv2.CV_32S, cv2.CCL_GRANA)
+    return count, labels, stats
+
+
+def _edge_quarters(gray: np.ndarray) -> list[float]:
+    """Median grey level of each quarter of each image edge (16 values): a vignette darkens
+    the corners' quarters, a shadow or a gradient one side's."""
+    height, width = gray.shape
+    rows = gray[[0, -1], :width // 4 * 4].reshape(8, -1)
+    columns = gray[:height // 4 * 4, [0, -1]].T.reshape(8, -1)
+    return np.median(rows, axis=1).tolist() + np.median(columns, axis=1).tolist()
+
+
+def even_lighting(gray: np.ndarray) -> np.ndarray:
+    """Paper of one brightness: unevenly lit paper (a phone photo's vignette, a page half
+    in shadow) divided by its own brightness; evenly lit paper returned as it is.
+
+    The paper's brightness is the image closed (dark ink) or opened (light ink): a closing
+    removes dark shapes narrower than its window and keeps slow gradients and a shadow's
+    edge where they are. The window must be wider than the strokes but narrower than a
+    band of shadow, so it is chosen by measurement: windows double until what they remove
+    stops growing (the strokes are gone). Whether the lighting is uneven at all is read
+    from the medians of the edges' quarters, so ink touching an edge of a tight crop does
+    not count as shadow, nor does a quarter so dark that it must be ink.
+    """
+    height, width = gray.shape
+    if min(height, width) < 16:
+        return gray
+    quarters = _edge_quarters(gray)
+    # Light paper if any edge is light: shade may cover most of the edges, but not all.
+    dark_ink = max(quarters) >= 128
+    # Quarters far darker (lighter, on dark paper) than the rest are ink, not shade.
+    if dark_ink:
+        paper_quarters = [q for q in quarters if q >= INK_NOT_SHADE * max(quarters)]
+    else:
+        paper_quarters = [q for q in quarters if INK_NOT_SHADE * (q + 16) <= min(quarters) + 16]
+    darkest, brightest = min(paper_quarters), max(paper_quarters)
+    if brightest + 16 < UNEVEN_PAPER * (darkest + 16):
+        return gray
+    # Strokes stay at least ~3 px wide at this resolution (the short side keeps 96+ px).
+    shrink = max(1, min(height, width) // 96)
+    small = cv2.resize(gray, (max(1, width // shrink), max(1, height // shrink)), interpolation=cv2.INTER_AREA)
+    operation = cv2.MORPH_CLOSE if dark_ink else cv2.MORPH_OPEN
+    widest = min(small.shape) // 2
+    paper, removed, side = small, 0, 3
+    while side <= widest:
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
+        closed = cv2.morphologyEx(small, operation, kernel, borderType=cv2.BORDER_REPLICATE)
+        # Counting only clear changes keeps paper grain, which any window removes, out.
+        now = cv2.countNonZero(cv2.compare(cv2.absdiff(closed, small), 24, cv2.CMP_GT))
+        if removed and now <= 1.2 * removed:  # a plateau: only the strokes were removed
+            paper = closed
+            break
+        paper, removed, side = closed, now, 2 * side + 1
+    paper = cv2.resize(paper, (width, height), interpolation=cv2.INTER_LINEAR)
+    # Light dims ink and paper alike (for chalk on a board too): divide it out, keeping
+    # the paper at its usual level. Near-black paper is floored so noise is not magnified.
+    return cv2.divide(gray, np.maximum(paper, 16), scale=255 if dark_ink else float(np.median(quarters)))
+
+
+def on_the_sheet(gray: np.ndarray) -> np.ndarray:
+    """A photo of a sheet of paper with the desk around it, or along some of its edges: the
+    desk painted the paper's grey, so the paper is what surrounds the writing (the image
+    keeps its size, and boxes their coordinates). Anything else is returned as it is.
+
+    All around: the sheet is a light piece, at least SHEET_AREA of the image, that fills
+    SHEET_FILL of its bounding box and has dark writing inside it, in an image whose border
+    is mostly dark. Light strokes on a dark ground (EMNIST's own tiles) fill little of
+    their box. Along some edges: see `_desk_along_edges`."""
+    height, width = gray.shape
+    if min(height, width) < PAGE_MIN_SIDE:
+        return gray
+    sides = (gray[0], gray[-1], gray[:, 0], gray[:, -1])
+    border = np.concatenate(sides)
+    # Cheap first: a desk is darker than the middle of the picture, where the sheet is.
+    middle = float(np.median(gray[height // 4:height - height // 4:4, width // 4:width - width // 4:4]))
+    if np.median(border) + 32 > middle:
+        if all(np.count_nonzero(side.astype(np.float32) + 32 <= middle) < DESK_EDGE * side.size for side in sides):
+            return gray
+        return _desk_along_edges(gray)
+    level, light = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if np.mean(border > level) > 1 - SHEET_BORDER:  # the border is mostly light: no desk all around
+        return _desk_along_edges(gray)
+    count, labels, stats = label_components(light)
+    if count < 2:
+        return gray
+    sheet = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h, area = (int(v) for v in stats[sheet])
+    if area < SHEET_AREA * height * width or area < SHEET_FILL * w * h:
+        return gray
+    # The writing: dark pixels the sheet encloses (its holes).
+    inside = (labels[y:y + h, x:x + w] == sheet).astype(np.uint8)
+    outside = np.pad(inside, 1)
+    cv2.floodFill(outside, None, (0, 0), 2)
+    holes = np.count_nonzero(outside[1:-1, 1:-1] == 0)
+    if holes == 0:
+        return gray
+    paper = float(np.median(gray[labels == sheet]))
+    sheet_and_writing = np.zeros_like(light)
+    sheet_and_writing[y:y + h, x:x + w] = outside[1:-1, 1:-1] != 2
+    return np.where(sheet_and_writing.view(bool), gray, np.uint8(round(paper)))
+
+
+def _desk_along_edges(gray: np.ndarray) -> np.ndarray:
+    """The desk painted the sheet's grey where it shows along some edges of the photo.
+
+    Desk: a dark piece (Otsu) along DESK_EDGE of a side of the image, of one even grey (a
+    shadow dark enough to pass for ink has the writing's strokes inside it, darker still),
+    that is either DESK_THICK times as thick as the writing's strokes (the thickest point
+    of each dark piece clear of the border, their median), or a band along a whole side
+    whose inner edge is straight (the sheet's edge; a handwritten stroke wobbles). A
+    stroke along the edge of a tight crop is neither, and a crop whose writing all
+    touches the border holds no stroke to compare with: both stay."""
+    height, width = gray.shape
+    level, dark = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    count, labels, stats = label_components(dark)
+    x, y, w, h, area = (stats[1:, k] for k in range(5))
+    at_edge = (x == 0) | (y == 0) | (x + w == width) | (y + h == height)
+    clear = np.flatnonzero(~at_edge & (area >= 4)) + 1
+    long_side = np.maximum(w * ((y == 0) | (y + h == height)) / width, h * ((x == 0) | (x + w == width)) / height)
+    candidates = np.flatnonzero(at_edge & (long_side >= DESK_EDGE)) + 1
+    if not len(clear) or not len(candidates):
+        return gray
+
+    def thickness(c: int) -> float:  # the radius of the largest disc inside the piece
+        cx, cy, cw, ch = (int(v) for v in stats[c, :4])
+        piece = (labels[cy:cy + ch, cx:cx + cw] == c).view(np.uint8)
+        return float(cv2.distanceTransform(np.pad(piece, 1), cv2.DIST_L2, 3).max())
+
+    largest = clear[np.argsort(stats[clear, cv2.CC_STAT_AREA])[-16:]]
+    stroke = max(1.0, float(np.median([thickness(c) for c in largest])))
+    desk = np.zeros(gray.shape, np.uint8)
+    for c in candidates:
+        cx, cy, cw, ch = (int(v) for v in stats[c, :4])
+        region = labels[cy:cy + ch, cx:cx + cw] == c
+        # Per side of the image the piece touches: its pixels from that side inwards.
+        inwards = [(side, band) for side, touches, band in (
+            (width, cy == 0, region.T), (width, cy + ch == height, region.T[:, ::-1]),
+            (height, cx == 0, region), (height, cx + cw == width, region[:, ::-1])) if touches]
+        along = max(np.count_nonzero(band[:, 0]) / side for side, band in inwards)
+        if along < DESK_EDGE:
+            continue
+        if thickness(c) < DESK_THICK * stroke and not any(_straight_band(band, side) for side, band in inwards):
+            continue
+        greys = gray[cy:cy + ch, cx:cx + cw][region]
+        if np.count_nonzero(greys.astype(np.float32) + 32 < np.median(greys)) > 0.005 * greys.size:
+            continue  # darker strokes inside: writing in a shadow, not a desk
+        desk[cy:cy + ch, cx:cx + cw] |= region.view(np.uint8)
+    if not desk.any():
+        return gray
+    # The sheet's edge is blurred: the grey between desk and paper goes with the desk.
+    reach = 2 * int(np.ceil(stroke)) + 1
+    desk = cv2.dilate(desk, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
+    paper = float(np.median(gray[(dark == 0) & (desk == 0)]))
+    return np.where(desk.view(bool), np.uint8(round(paper)), gray)
+
+
+def _straight_band(band: np.ndarray, side: int) -> bool:
+    """Whether a piece's pixels, each row counted inwards from one side of the image
+    (`side` rows long), run along all of it with a straight inner edge (within
+    DESK_STRAIGHT px of a line: a sheet's edge, level or turned). Rows where a band along
+    the next side crosses (a corner of the desk) do not count."""
+    if len(band) < DESK_FULL_SIDE * side or np.count_nonzero(band[:, 0]) < DESK_FULL_SIDE * side:
+        return False
+    depth = np.where(band.all(axis=1), band.shape[1], np.argmin(band, axis=1)).astype(np.float64)
+    rows = np.arange(len(depth), dtype=np.float64)
+    inside = depth <= 2 * np.median(depth) + 2
+    if np.count_nonzero(inside) < 0.6 * side:
+        return False
+    slope, start = np.polyfit(rows[inside], depth[inside], 1)
+    return float(np.std(depth[inside] - (slope * rows[inside] + start))) <= DESK_STRAIGHT
+
+
+def frames(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]:
+    """Kept components that frame the others: each encloses another kept component and
+    keeps at least FRAME_SHARE of its ink along the sides of its bounding box. A form's
+    character box is one; a handwritten O, even one with a speck inside, is not."""
+    ids = np.flatnonzero(kept)
+    if len(ids) < 2:
+        return []
+    left, top = stats[ids, cv2.CC_STAT_LEFT], stats[ids, cv2.CC_STAT_TOP]
+    right, bottom = left + stats[ids, cv2.CC_STAT_WIDTH], top + stats[ids, cv2.CC_STAT_HEIGHT]
+    frames = []
+    for i, c in enumerate(ids):
+        if not ((left > left[i]) & (top > top[i]) & (right < right[i]) & (bottom < bottom[i])).any():
+            continue
+        width, height = right[i] - left[i], bottom[i] - top[i]
+        band = max(2, round(FRAME_BAND * min(width, height)))
+        inner = labels[top[i] + band:bottom[i] - band, left[i] + band:right[i] - band] == c
+        area = int(stats[c, cv2.CC_STAT_AREA])
+        if area - np.count_nonzero(inner) >= FRAME_SHARE * area:
+            frames.append(int(c))
+    return frames
+
+
+def ruled_frame(mask: np.ndarray) -> np.ndarray | None:
+    """The lines (uint8) of a rectangle of straight runs in the mask (a printed box that
+    the character may touch or cross), or None. Runs of the character's own strokes inside
+    the rectangle are not its pixels; a rectangle with nothing else is the character."""
+    mask8 = mask.view(np.uint8)
+    x0, y0, w, h = cv2.boundingRect(mask8)
+    if min(w, h) < 12:
+        return None
+    m = mask8[y0:y0 + h, x0:x0 + w]
+    run_w, run_h = int(FRAME_RUN * w), int(FRAME_RUN * h)
+    # Cheap first, and enough for nearly every character: a rectangle needs two rows and
+    # two columns this full of ink, far apart.
+    rows = np.flatnonzero(cv2.reduce(m, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() >= run_w)
+    cols = np.flatnonzero(cv2.reduce(m, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() >= run_h)
+    if len(rows) < 2 or len(cols) < 2 or rows[-1] - rows[0] < run_h or cols[-1] - cols[0] < run_w:
+        return None
+    across = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (run_w, 1)))
+    down = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, run_h)))
+    ys, xs = np.flatnonzero(across.any(axis=1)), np.flatnonzero(down.any(axis=0))
+    if len(ys) < 2 or len(xs) < 2:
+        return None
+    top, bottom, left, right = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    if bottom - top < run_h or right - left < run_w:
+        return None
+    short = min(right - left, bottom - top)
+    if short < FRAME_MIN_SIDE:
+        return None
+    # Each side: a line of straight runs along most of it, thin for the rectangle's size
+    # (a bold stroke's outline is as thick as the stroke). A stroke of the character
+    # may stick out past the box, so the line is the outermost run of rows (columns)
+    # within the quarter next to the side that covers most of it, not the outermost row.
+    near = max(3, short // 4)
+    frame = np.zeros_like(m)
+    sides = ((across[top:top + near, left:right], frame[top:top + near, left:right]),
+             (across[bottom - near:bottom, left:right][::-1], frame[bottom - near:bottom, left:right][::-1]),
+             (down[top:bottom, left:left + near].T, frame[top:bottom, left:left + near].T),
+             (down[top:bottom, right - near:right].T[::-1], frame[top:bottom, right - near:right].T[::-1]))
+    for runs, frame_side in sides:  # rows from the outer edge in, a column per position along the side
+        # Three rows together hold a thin line that a scan's slight skew spreads over two.
+        starts = np.flatnonzero((runs[:-2] | runs[1:-1] | runs[2:]).mean(axis=1) >= FRAME_SIDE)
+        if not len(starts):
+            return None
+        line = runs[starts[0]:]
+        # The line's thickness at each position: its run of rows from where it begins (in
+        # the first three); the lower quartile, where no stroke runs along it, counts.
+        begins = np.argmax(line[:3], axis=0)
+        on_line = line[:3].any(axis=0)
+        # A box's sides meet in corners; an O's flattest arcs stop short of them.
+        corner = max(3, len(on_line) // 25)
+        if not (on_line[:corner].any() and on_line[-corner:].any()):
+            return None
+        thick = np.zeros(line.shape[1], np.int64)
+        for offset in range(3):
+            here = on_line & (begins == offset)
+            thick[here] = np.cumprod(line[offset:, here], axis=0, dtype=np.uint8).sum(axis=0)
+        thickness = int(np.percentile(thick[on_line], 25))
+        if thickness > max(2, FRAME_THIN * short):
+            return None
+        depth = starts[0] + 2 + thickness
+        frame_side[starts[0]:depth] |= runs[starts[0]:depth]
+    if np.count_nonzero(erase_rules(m.view(bool), frame)) < 0.05 * np.count_nonzero(m):
+        return None
+    full = np.zeros(mask.shape, np.uint8)
+    full[y0:y0 + h, x0:x0 + w] = frame
+    return full
+
+
+def erase_rules(mask: np.ndarray, rules: np.ndarray) -> np.ndarray:
+    """The mask less its rules (uint8 runs found by opening it), one pixel wider, except
+    where a stroke crosses them: ink within RULE_BRIDGE px on both sides of a horizontal
+    rule (above and below) or of an upright one (left and right)."""
+    rules = cv2.dilate(rules, np.ones((3, 3), np.uint8))
+    rest = mask.astype(np.uint8) & (1 - rules)
+    bridged = np.zeros_like(rest)
+    for kernel in (np.ones((RULE_BRIDGE, 1), np.uint8), np.ones((1, RULE_BRIDGE), np.uint8)):
+        before = cv2.dilate(rest, kernel, anchor=(kernel.shape[1] - 1, kernel.shape[0] - 1))  # ink above (left)
+        after = cv2.dilate(rest, kernel, anchor=(0, 0))  # ink below (right)
+        bridged |= before & after
+    return mask & ~(rules & (1 - bridged)).astype(bool)
+
+
+def page_rules(mask: np.ndarray) -> np.ndarray | None:
+    """Thin straight runs across (nearly) the whole image, as uint8, or None: the rules of
+    ruled or squared paper. One clear of the image's edges is needed: the bar of a T
+    cropped tight runs along an edge. A stroke that spans the image is thicker than a rule.
+    `mask`: bool, at least PAGE_MIN_SIDE px each way (smaller holds no paper around its
+    character)."""
+    mask8 = mask.view(np.uint8)
+    height, width = mask8.shape
+    thin = max(4, round(PAGE_RULE_THIN * min(height, width)))
+    rules, inside = np.zeros_like(mask8), False
+    for axis, length in ((1, width), (0, height)):  # rows (runs across), then columns
+        # Cheap first: no row (column) that full of ink, no rule across the page.
+        if cv2.reduce(mask8, axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S).max() < PAGE_RULE * length:
+            continue
+        run = int(np.ceil(PAGE_RULE * length))
+        runs = cv2.morphologyEx(mask8, cv2.MORPH_OPEN, cv2.getStructuringElement(
+            cv2.MORPH_RECT, (run, 1) if axis == 1 else (1, run)))
+        on = np.flatnonzero(runs.any(axis=axis))
+        for line in np.split(on, np.flatnonzero(np.diff(on) > 1) + 1):
+            if 0 < len(line) <= thin:
+                lines = slice(line[0], line[-1] + 1)
+                if axis == 1:
+                    rules[lines] |= runs[lines]
+                else:
+                    rules[:, lines] |= runs[:, lines]
+                inside |= bool(0 < line[0] and line[-1] < (height if axis == 1 else width) - 1)
+    return rules if inside else None
