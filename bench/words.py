@@ -8,7 +8,8 @@ Variants: `--touching` (overlapping letters), `--light` (lit unevenly), `--slant
 (leant 20 degrees), `--squared` (on squared paper), `--ruled` (on a ruled notebook
 page), `--rotate 25` (turned 25 degrees), `--lines 5` (pages of 2-5 lines of 2-4 words,
 one job each, scored without spaces and line breaks), `--desk-edges` (the desk along 1-3
-edges of the photo). Prints both figures and writes
+edges of the photo), `--x-height` (lowercase letters sized as handwriting has them).
+Prints both figures and writes
 bench/results/words[-variant]-<date>.json.
 """
 from __future__ import annotations
@@ -53,6 +54,32 @@ def compose_word(tiles: list[np.ndarray], rng: np.random.Generator, height: int 
     word = np.pad(canvas[:, :x], ((6, 6), (0, 0)))
     scale = (height or int(rng.integers(40, 120))) / word.shape[0]
     word = cv2.resize(word, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    return (255 - word.astype(np.int16) * 0.85).clip(0, 255).astype(np.uint8)
+
+
+# Lowercase classes that handwriting writes at x-height, and those whose tails hang below
+# the line. (EMNIST scales every letter to its tile: an e as tall as an E.)
+X_HEIGHT, DESCENDERS = set("aenr"), set("gq")
+
+
+def compose_handwritten_word(tiles: list[np.ndarray], chars: str, rng: np.random.Generator,
+                             height: int | None = None) -> np.ndarray:
+    """As `compose_word`, with the letters sized and placed as handwriting has them: a e n r
+    at x-height (0.55 of a capital) on the baseline, g q from the x-height line down past
+    it (0.95 of a capital), capitals, digits and b d f h t full height."""
+    cap = height or int(rng.integers(40, 120))
+    columns = [np.zeros((int(cap * 1.4), int(cap * rng.uniform(0.1, 0.3))), np.uint8)]
+    for tile, char in zip(tiles, chars):
+        cols = np.nonzero(tile.max(axis=0) > 40)[0]
+        crop = tile[:, cols.min():cols.max() + 1] if len(cols) else tile
+        size = 0.55 if char in X_HEIGHT else 0.95 if char in DESCENDERS else 1.0
+        h = int(cap * size)
+        glyph = cv2.resize(crop, (max(1, round(crop.shape[1] * h / 28)), h), interpolation=cv2.INTER_CUBIC)
+        column = np.zeros((len(columns[0]), glyph.shape[1]), np.uint8)
+        top = int(cap * 0.45) if size < 1 else 0
+        column[top:top + h] = glyph
+        columns += [column, np.zeros((len(column), int(cap * rng.uniform(0.07, 0.5))), np.uint8)]
+    word = np.pad(np.concatenate(columns, axis=1), ((int(cap * 0.2), int(cap * 0.1)), (0, 0)))
     return (255 - word.astype(np.int16) * 0.85).clip(0, 255).astype(np.uint8)
 
 
@@ -152,6 +179,8 @@ def main() -> None:
                    help="photograph each sheet with the desk along 1-3 of its edges (training.scans.on_a_desk)")
     p.add_argument("--lines", type=int, default=0,
                    help="pages of 2 to this many lines of 2-4 words (of 3-8 letters) instead of single words")
+    p.add_argument("--x-height", action="store_true",
+                   help="lowercase letters at x-height, g and q descending, as handwriting has them")
     p.add_argument("--touching", action="store_true",
                    help="letters overlap by up to 3 and part at most 1 tile pixel, so most touch (cursive-like)")
     args = p.parse_args()
@@ -211,6 +240,10 @@ def main() -> None:
                 if args.lines >= 2:
                     word = compose_paragraph([[[split.images[i] for i in idx] for idx in line] for line in sample],
                                              word_rng)
+                elif args.x_height:
+                    idx = sample[0][0]
+                    word = compose_handwritten_word([split.images[i] for i in idx],
+                                                    "".join(split.classes[split.labels[i]] for i in idx), word_rng)
                 else:
                     word = compose_word([split.images[i] for i in sample[0][0]], rng=word_rng, gaps=gaps)
                 if args.slant:
@@ -266,12 +299,13 @@ def main() -> None:
     kind += (f"-slant{args.slant:g}" if args.slant else "") + ("-squared" if args.squared else "")
     kind += ("-ruled" if args.ruled else "") + (f"-rotated{args.rotate:g}" if args.rotate else "")
     kind += (f"-lines{args.lines}" if args.lines >= 2 else "") + ("-desk-edges" if args.desk_edges else "")
+    kind += "-x-height" if args.x_height else ""
     out = RESULTS / f"words{kind}-{time.strftime('%Y%m%d')}.json"
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "light": args.light,
                                "touching": args.touching, "slant_degrees": args.slant,
                                "squared": args.squared, "ruled": args.ruled,
                                "rotate_degrees": args.rotate, "lines": args.lines,
-                               "desk_edges": args.desk_edges, **figures}, indent=2))
+                               "desk_edges": args.desk_edges, "x_height": args.x_height, **figures}, indent=2))
     print(f"wrote {out}")
 
 

@@ -31,6 +31,23 @@ def test_a_line_photographed_askew_is_levelled(emnist_test_sample):
     assert min(turned) > level - 0.02, (turned, level)
 
 
+def test_small_letters_and_descenders_do_not_tilt_a_word(emnist_test_sample, monkeypatch):
+    """Words with lowercase letters at x-height and g, q hanging below the line, as
+    handwriting has them: turned 20 degrees either way they read within 3 points of level
+    (session 8's levelling: 5 behind), and levelling costs level words under a point (a
+    tilt must stack the letters' feet 1.3 times better than level does: a descender among
+    a few letters tilts their best row by a few degrees)."""
+    from bench.words import rotate
+
+    level = read_words(emnist_test_sample, handwritten=True)
+    turned = [read_words(emnist_test_sample, handwritten=True, paper=lambda w, rng, a=a: rotate(w, a))
+              for a in (20, -20)]
+    assert min(turned) > level - 0.03, (turned, level)
+    monkeypatch.setattr(upright, "MIN_TILT", 90.0)  # never levelled
+    as_they_are = read_words(emnist_test_sample, handwritten=True)
+    assert level > as_they_are - 0.01, (level, as_they_are)
+
+
 def test_a_page_photographed_askew_is_levelled(emnist_test_sample):
     """Pages of 2-5 lines turned 3 or 10 degrees read as well as level ones (within 2
     points), line for line. Before the projection profile (levelling only a single long

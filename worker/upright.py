@@ -23,13 +23,16 @@ SLANT_AGREEMENT = 0.8
 SLANT_MIN_LETTERS = 5
 # Writing whose lines are tilted by more than MIN_TILT degrees (and at most MAX_TILT:
 # beyond, it may be a column of text) is levelled before it is cut. The tilt is read from
-# a projection profile of the letters' centres: rows ROW_BIN letter heights tall, angles
-# TILT_STEP apart, then 0.1; at least TILT_MIN_LETTERS letters spanning TILT_MIN_LENGTH
-# letter heights. Level words and pages read within 1 degree, 3-letter words mostly too
-# (2% read 3-5 degrees: turned a little, no harm); see tests/test_segment.py.
+# a projection profile of the letters' feet (the middles of their bottoms): rows ROW_BIN
+# letter heights tall, angles TILT_STEP apart, then 0.1; at least TILT_MIN_LETTERS letters
+# spanning TILT_MIN_LENGTH letter heights, and a tilt that stacks them TILT_GAIN times
+# better than level does (a descender or a small letter among a few letters tilts their
+# best row by a few degrees).
+# See tests/test_upright.py.
 MIN_TILT, MAX_TILT = 1.5, 45.0
 ROW_BIN, PLATEAU, TILT_STEP = 0.25, 0.95, 1.0
 TILT_MIN_LETTERS, TILT_MIN_LENGTH = 3, 1.5
+TILT_GAIN = 1.3
 
 @dataclass
 class Warp:
@@ -75,7 +78,7 @@ def _tilt(stats: np.ndarray, kept: np.ndarray) -> float | None:
     (fewer than TILT_MIN_LETTERS, or spanning less than TILT_MIN_LENGTH letter heights).
 
     A projection profile, as document scanners deskew pages: turned by the right angle,
-    the letters' centres stack into a few sharp rows (one per line), so the sum of squared
+    the letters' feet stack into a few sharp rows (one per line), so the sum of squared
     row counts peaks there. Of the angles that score within PLATEAU of the best, the middle
     one: a short word scores alike over a few degrees, and its middle is level when it is."""
     ids = np.flatnonzero(kept)
@@ -86,8 +89,10 @@ def _tilt(stats: np.ndarray, kept: np.ndarray) -> float | None:
     if len(letters) < TILT_MIN_LETTERS:
         return None
     height = float(np.median(stats[letters, cv2.CC_STAT_HEIGHT]))
+    # Where each letter stands: the middle of its bottom. Baselines are what a line's letters
+    # share; their centres are not (an e's is lower than an E's or an h's).
     cx = stats[letters, cv2.CC_STAT_LEFT] + stats[letters, cv2.CC_STAT_WIDTH] / 2
-    cy = stats[letters, cv2.CC_STAT_TOP] + stats[letters, cv2.CC_STAT_HEIGHT] / 2
+    cy = (stats[letters, cv2.CC_STAT_TOP] + stats[letters, cv2.CC_STAT_HEIGHT]).astype(np.float64)
 
     def scores(angles: np.ndarray) -> np.ndarray:
         theta = np.radians(angles)[:, None]
@@ -117,7 +122,12 @@ def _tilt(stats: np.ndarray, kept: np.ndarray) -> float | None:
     theta = np.radians(best)
     along = cx * np.cos(theta) + cy * np.sin(theta)
     # Pieces no further apart along the line than one letter is wide are one letter's strokes.
-    return best if along.max() - along.min() >= TILT_MIN_LENGTH * height else None
+    if along.max() - along.min() < TILT_MIN_LENGTH * height:
+        return None
+    # Level unless turning clearly stacks the feet better: a descender or a small letter
+    # among a few letters is enough to tilt their best row by a few degrees.
+    level, turned = scores(np.array([0.0, best]))
+    return best if turned >= TILT_GAIN * level else 0.0
 
 
 def _slant(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> float | None:
