@@ -46,8 +46,9 @@ SPACE_VS_MEDIAN = 2.5
 FRAGMENT = 0.35
 # ...unless it lies further than PUNCTUATION_GAP line heights from both neighbours: then it
 # is a mark of its own (a full stop, a comma), as is a flat piece (less than MARK_HEIGHT
-# line heights tall and MARK_WIDTH wide: a hyphen) that far from both. The model has no
-# punctuation classes, so marks are left out of the reading.
+# line heights tall and MARK_WIDTH wide, and twice as wide as tall: a hyphen, not a small
+# letter) that far from both. The model has no punctuation classes, so marks are left out
+# of the reading.
 PUNCTUATION_GAP = 0.1
 MARK_HEIGHT, MARK_WIDTH = 0.3, 0.6
 # Past this many candidate characters of touching ones in an image (a cursive page of ~500
@@ -241,7 +242,7 @@ def _merge_fragments(chars: list[CharCut], line_height: float) -> list[CharCut]:
     while len(chars) > 1 and i < len(chars):
         x, _, w, h = chars[i].box
         fragment = max(w, h) < FRAGMENT * line_height
-        flat = h < MARK_HEIGHT * line_height and w < MARK_WIDTH * line_height
+        flat = h < MARK_HEIGHT * line_height and w < MARK_WIDTH * line_height and w >= 2 * h
         if not (fragment or flat):
             i += 1
             continue
