@@ -266,25 +266,35 @@ def test_words_photographed_with_the_desk_along_some_edges(emnist_test_sample):
 
 def _with_mark(word: np.ndarray, rng: np.random.Generator, mark: str) -> np.ndarray:
     """The word (bench.words.compose_word: 40 rows, letters in 28, baseline at 32) followed
-    by a full stop on its baseline or a hyphen at mid-height, 0.15-0.4 letter heights on."""
+    by a full stop on its baseline or a hyphen at mid-height 0.15-0.4 letter heights on, or
+    by a comma or an apostrophe (at the letters' top) only 0.05-0.2 on."""
     height = word.shape[0] * 28 / 40
-    base = int(word.shape[0] * 32 / 40)
-    gap, r = int(height * rng.uniform(0.15, 0.4)), max(2, int(height * rng.uniform(0.05, 0.08)))
+    base, top = int(word.shape[0] * 32 / 40), int(word.shape[0] * 6 / 40)
+    close = mark in ("comma", "apostrophe")
+    gap = int(height * (rng.uniform(0.05, 0.2) if close else rng.uniform(0.15, 0.4)))
+    r = max(2, int(height * rng.uniform(0.05, 0.08)))
     right = int(np.nonzero((word < 128).any(axis=0))[0].max())
     page = np.pad(word, ((0, 0), (0, gap + int(0.4 * height) + 10)), constant_values=255)
-    if mark == "stop":
-        cv2.circle(page, (right + gap + r, base - r), r, 40, -1)
+    x = right + gap + r
+    if mark in ("stop", "comma"):
+        cv2.circle(page, (x, base - r), r, 40, -1)
+        if mark == "comma":
+            cv2.line(page, (x + r // 2, base - r), (x - r, base + 2 * r), 40, r)
+    elif mark == "apostrophe":
+        cv2.line(page, (x + r, top), (x - r // 2, top + int(height * 0.25)), 40, r)
     else:
         y = base - int(height * 0.4)
         cv2.line(page, (right + gap, y), (right + gap + int(height * 0.3), y), 40, r)
     return page
 
 
-@pytest.mark.parametrize("mark", ["stop", "hyphen"])
+@pytest.mark.parametrize("mark", ["stop", "hyphen", "comma", "apostrophe"])
 def test_marks_after_a_word_are_left_out(emnist_test_sample, mark):
-    """The model has no punctuation. A full stop used to join the last letter's tile, and a
-    hyphen was read as a letter: 7 and 14 points behind the words alone. Small or flat
-    pieces clear of both neighbours are left out: within 2 points."""
+    """The model has no punctuation. A full stop or a comma used to join the last letter's
+    tile, and a hyphen or an apostrophe was read as a letter: 7, 14, 10 and 15 points
+    behind the words alone. Marks (small or flat pieces clear of both
+    neighbours, pieces wholly above the middle of the line's letters or low beside them)
+    are left out: within 2 points."""
     plain = read_words(emnist_test_sample)
     marked = read_words(emnist_test_sample, paper=lambda w, rng: _with_mark(w, rng, mark))
     assert marked > plain - 0.02, (marked, plain)

@@ -51,6 +51,11 @@ FRAGMENT = 0.35
 # of the reading.
 PUNCTUATION_GAP = 0.1
 MARK_HEIGHT, MARK_WIDTH = 0.3, 0.6
+# A piece under MARK_SIZE line heights wholly above HIGH_MARK of the way down the line's
+# letters (an apostrophe, a quote), or wholly below LOW_MARK of it and reaching below them
+# (a comma), is a mark however close: no letter lies there. (A bit broken off a letter's
+# foot lies where a full stop does: those two are told apart by their gap alone.)
+MARK_SIZE, HIGH_MARK, LOW_MARK = 0.5, 0.45, 0.7
 # Past this many candidate characters of touching ones in an image (a cursive page of ~500
 # letters has about 15,000), the rest get one cut per expected character.
 MAX_CANDIDATES = 20000
@@ -234,13 +239,22 @@ def _union(a: CharCut, b: CharCut) -> CharCut:
     return CharCut(mask, (x0, y0, x1 - x0, y1 - y0))
 
 
-def _merge_fragments(chars: list[CharCut], line_height: float) -> list[CharCut]:
-    """Join each fragment to the neighbour (left or right) nearest to it; drop the marks
-    (full stops, commas, hyphens: small or flat pieces well clear of both neighbours)."""
+def _merge_fragments(chars: list[CharCut], line_height: float, body: tuple[float, float]) -> list[CharCut]:
+    """Join each fragment to the neighbour (left or right) nearest to it; drop the marks:
+    full stops, commas, hyphens (small or flat pieces well clear of both neighbours), and
+    pieces that lie wholly above the middle of the line's letters (an apostrophe, a quote)
+    or low and below them (a comma) however close. `body`: where the line's letters are,
+    top and bottom (medians)."""
     chars = sorted(chars, key=lambda cut: cut.box[0])
+    top, bottom = body
     i = 0
     while len(chars) > 1 and i < len(chars):
-        x, _, w, h = chars[i].box
+        x, y, w, h = chars[i].box
+        high = y + h <= top + HIGH_MARK * (bottom - top)
+        low = y >= top + LOW_MARK * (bottom - top) and y + h > bottom + 0.05 * line_height
+        if max(w, h) < MARK_SIZE * line_height and (high or low):
+            del chars[i]
+            continue
         fragment = max(w, h) < FRAGMENT * line_height
         flat = h < MARK_HEIGHT * line_height and w < MARK_WIDTH * line_height and w >= 2 * h
         if not (fragment or flat):
@@ -321,7 +335,9 @@ def segment(ink: np.ndarray, pieces: tuple | None = None) -> list[CharCut]:
             # One piece (the usual case): a comparison is ~10x cheaper than np.isin.
             mask = window == ids[0] if len(ids) == 1 else np.isin(window, ids)
             chars.append(CharCut(mask, (x0, y0, x1 - x0, y1 - y0)))
-        chars = _merge_fragments(chars, line_height)
+        letters = [c for c in line if c in big_set] or line
+        body = (float(np.median([tops[c] for c in letters])), float(np.median([yspan(c)[1] for c in letters])))
+        chars = _merge_fragments(chars, line_height, body)
         for cut in chars:
             if cut.box[2] > SPLIT_WIDTH * line_height:
                 cut.touching = _touching(cut, ink, line_height, frugal=candidates > MAX_CANDIDATES)
