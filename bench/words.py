@@ -8,7 +8,8 @@ Variants: `--touching` (overlapping letters), `--light` (lit unevenly), `--slant
 (leant 20 degrees), `--squared` (on squared paper), `--ruled` (on a ruled notebook
 page), `--rotate 25` (turned 25 degrees), `--lines 5` (pages of 2-5 lines of 2-4 words,
 one job each, scored without spaces and line breaks), `--desk-edges` (the desk along 1-3
-edges of the photo), `--x-height` (lowercase letters sized as handwriting has them).
+edges of the photo), `--x-height` (lowercase letters sized as handwriting has them),
+`--comb` (one letter per cell of a form's comb of boxes).
 Prints both figures and writes
 bench/results/words[-variant]-<date>.json.
 """
@@ -81,6 +82,27 @@ def compose_handwritten_word(tiles: list[np.ndarray], chars: str, rng: np.random
         columns += [column, np.zeros((len(column), int(cap * rng.uniform(0.07, 0.5))), np.uint8)]
     word = np.pad(np.concatenate(columns, axis=1), ((int(cap * 0.2), int(cap * 0.1)), (0, 0)))
     return (255 - word.astype(np.int16) * 0.85).clip(0, 255).astype(np.uint8)
+
+
+def comb_field(tiles: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """The letters written one per cell of a form's comb of boxes (cells 40-90 px wide,
+    sharing their sides; lines 1-3 px, grey 60-160), each 55-105% of its cell, so that
+    some touch or cross the lines."""
+    cell = int(rng.integers(40, 90))
+    height = int(cell * 1.25)
+    page = np.full((height + 40, len(tiles) * cell + 40), 255, np.float32)
+    for k, tile in enumerate(tiles):
+        size = int(cell * rng.uniform(0.55, 1.05))
+        ink = cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
+        x = 20 + k * cell + (cell - size) // 2 + int(rng.integers(-3, 4))
+        y = 20 + (height - size) // 2 + int(rng.integers(-3, 4))
+        region = page[y:y + size, x:x + size]
+        region[:] = region * (1 - ink) + 30 * ink
+    level, thickness = float(rng.uniform(60, 160)), int(rng.integers(1, 4))
+    cv2.rectangle(page, (20, 20), (20 + len(tiles) * cell, 20 + height), level, thickness)
+    for k in range(1, len(tiles)):
+        cv2.line(page, (20 + k * cell, 20), (20 + k * cell, 20 + height), level, thickness)
+    return page.clip(0, 255).astype(np.uint8)
 
 
 def shear(gray: np.ndarray, degrees: float) -> np.ndarray:
@@ -179,6 +201,7 @@ def main() -> None:
                    help="photograph each sheet with the desk along 1-3 of its edges (training.scans.on_a_desk)")
     p.add_argument("--lines", type=int, default=0,
                    help="pages of 2 to this many lines of 2-4 words (of 3-8 letters) instead of single words")
+    p.add_argument("--comb", action="store_true", help="write each word one letter per cell of a form's comb of boxes")
     p.add_argument("--x-height", action="store_true",
                    help="lowercase letters at x-height, g and q descending, as handwriting has them")
     p.add_argument("--touching", action="store_true",
@@ -240,6 +263,8 @@ def main() -> None:
                 if args.lines >= 2:
                     word = compose_paragraph([[[split.images[i] for i in idx] for idx in line] for line in sample],
                                              word_rng)
+                elif args.comb:
+                    word = comb_field([split.images[i] for i in sample[0][0]], word_rng)
                 elif args.x_height:
                     idx = sample[0][0]
                     word = compose_handwritten_word([split.images[i] for i in idx],
@@ -299,13 +324,14 @@ def main() -> None:
     kind += (f"-slant{args.slant:g}" if args.slant else "") + ("-squared" if args.squared else "")
     kind += ("-ruled" if args.ruled else "") + (f"-rotated{args.rotate:g}" if args.rotate else "")
     kind += (f"-lines{args.lines}" if args.lines >= 2 else "") + ("-desk-edges" if args.desk_edges else "")
-    kind += "-x-height" if args.x_height else ""
+    kind += ("-x-height" if args.x_height else "") + ("-comb" if args.comb else "")
     out = RESULTS / f"words{kind}-{time.strftime('%Y%m%d')}.json"
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "light": args.light,
                                "touching": args.touching, "slant_degrees": args.slant,
                                "squared": args.squared, "ruled": args.ruled,
                                "rotate_degrees": args.rotate, "lines": args.lines,
-                               "desk_edges": args.desk_edges, "x_height": args.x_height, **figures}, indent=2))
+                               "desk_edges": args.desk_edges, "x_height": args.x_height, "comb": args.comb,
+                               **figures}, indent=2))
     print(f"wrote {out}")
 
 

@@ -87,16 +87,16 @@ class CharCut:
     touching: Touching | None = None
 
 
-def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray:
+def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray | None:
     """Remove long straight horizontal and vertical runs (box borders, ruling lines).
-    `stats`: the preprocess.label_components rows of the mask's components. Returns the
-    mask itself when nothing is erased.
+    `stats`: the preprocess.label_components rows of the mask's components. Returns None
+    when nothing is erased.
 
     A run counts when it is straight for longer than 1.6 times the typical character
     height; handwritten strokes are not, printed borders and rules are.
     """
     if len(stats) == 0:
-        return mask
+        return None
     boxes = [tuple(int(v) for v in row) for row in stats]
 
     def encloses(outer, inner):
@@ -106,8 +106,15 @@ def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray:
     # Box borders: hollow components with another component inside.
     hollow = [b for b in boxes if b[4] < 0.2 * b[2] * b[3] and any(encloses(b, o) for o in boxes if o is not b)]
     solid = [b for b in boxes if b not in hollow] or boxes
+    # The letters' height: not that of a piece with others inside it (a comb of boxes with
+    # thick lines is too full to count as hollow, yet no letter).
+    x0, y0, w, h = (np.array([b[k] for b in solid]) for k in range(4))
+    inside = lambda b: ((x0 > b[0]) & (y0 > b[1]) & (x0 + w < b[0] + b[2]) & (y0 + h < b[1] + b[3])).any()  # noqa: E731
     largest = max(b[4] for b in solid)
-    typical = float(np.median([b[3] for b in solid if b[4] >= 0.1 * largest]))
+    frames = {b for b in solid if b[4] >= 0.1 * largest and inside(b)}
+    letters = [b for b in solid if b not in frames] or solid
+    largest = max(b[4] for b in letters)
+    typical = float(np.median([b[3] for b in letters if b[4] >= 0.1 * largest]))
     length = int(max(15, 1.6 * typical))
     if hollow:  # a box is only a little taller than its character: shorter runs count
         length = int(max(15, 0.8 * min(min(b[2], b[3]) for b in hollow)))
@@ -115,7 +122,7 @@ def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray:
     # wide (or tall) can hold one: most text has none, and skips both passes over the page.
     wide, tall = (any(b[k] >= length for b in boxes) for k in (2, 3))
     if not (wide or tall):
-        return mask
+        return None
     m = mask.astype(np.uint8)
     rules = np.zeros_like(m)
     if wide:
@@ -130,7 +137,7 @@ def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray:
     if tall:
         rules |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
     if not rules.any():
-        return mask
+        return None
     return paper.erase_rules(mask, rules)
 
 
@@ -278,8 +285,11 @@ def _merge_fragments(chars: list[CharCut], line_height: float, body: tuple[float
 def ink_pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The ink's components, as `preprocess.ink_components`, less box borders and rules."""
     mask, labels, stats, kept = preprocess.ink_components(ink)
-    erased = _erase_rules(mask, stats[kept])
-    if erased is not mask:  # rules removed: label what is left
+    # Specks were judged against the largest piece, which may be a form's box or a rule:
+    # once those are gone, what they dwarfed (a thin 1 in a comb of boxes) comes back, and
+    # `segment` judges specks against the largest piece left.
+    erased = _erase_rules(ink > preprocess.MASK_LEVEL, stats[kept])
+    if erased is not None:  # rules removed: label what is left
         count, labels, stats = paper.label_components(erased.astype(np.uint8))
         return erased, labels, stats, np.arange(count) > 0
     return mask, labels, stats, kept
