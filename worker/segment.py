@@ -100,16 +100,18 @@ def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray | None:
     boxes = [tuple(int(v) for v in row) for row in stats]
     x0, y0, w, h = (stats[:, k].astype(np.int64) for k in range(4))
 
-    def holds_another(b) -> bool:  # some piece lies strictly inside b's box
-        return bool(((x0 > b[0]) & (y0 > b[1]) & (x0 + w < b[0] + b[2]) & (y0 + h < b[1] + b[3])).any())
+    def holds_another(b, share: float = 0.0) -> bool:  # a piece share of b's height tall lies inside b's box
+        inside = (x0 > b[0]) & (y0 > b[1]) & (x0 + w < b[0] + b[2]) & (y0 + h < b[1] + b[3])
+        return bool((inside & (h >= share * b[3])).any())
 
     # Box borders: hollow components with another component inside.
     hollow = [b for b in boxes if b[4] < 0.2 * b[2] * b[3] and holds_another(b)]
     solid = [b for b in boxes if b not in hollow] or boxes
-    # The letters' height: not that of a piece with others inside it (a comb of boxes with
-    # thick lines is too full to count as hollow, yet no letter).
+    # The letters' height: not that of a piece with letters inside it (a comb of boxes with
+    # thick lines is too full to count as hollow, yet no letter; touching letters around a
+    # dot or a broken-off stroke are letters).
     largest = max(b[4] for b in solid)
-    frames = {b for b in solid if b[4] >= 0.1 * largest and holds_another(b)}
+    frames = {b for b in solid if b[4] >= 0.1 * largest and holds_another(b, 0.35)}
     letters = [b for b in solid if b not in frames] or solid
     largest = max(b[4] for b in letters)
     typical = float(np.median([b[3] for b in letters if b[4] >= 0.1 * largest]))
