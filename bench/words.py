@@ -9,7 +9,7 @@ Variants: `--touching` (overlapping letters), `--light` (lit unevenly), `--slant
 page), `--rotate 25` (turned 25 degrees), `--lines 5` (pages of 2-5 lines of 2-4 words,
 one job each, scored without spaces and line breaks), `--desk-edges` (the desk along 1-3
 edges of the photo), `--x-height` (lowercase letters sized as handwriting has them),
-`--comb` (one letter per cell of a form's comb of boxes).
+`--comb` (one letter per cell of a form's comb of boxes; scored without spaces).
 Prints both figures and writes
 bench/results/words[-variant]-<date>.json.
 """
@@ -297,14 +297,17 @@ def main() -> None:
     truths = ["\n".join(" ".join("".join(split.classes[split.labels[i]] for i in idx) for idx in line)
                         for line in sample) for sample in samples]
     lines_right = sum((t or "").count("\n") == truth.count("\n") for t, truth in zip(texts, truths))
-    if args.lines >= 2:  # a page's reading order and letters; its spaces and line breaks are counted apart
+    spaced = sum(" " in (t or "") for t in texts)
+    # A page's reading order and letters: its spaces and line breaks are counted apart. A
+    # comb's letters stand a cell apart, and text mode puts a space where a gap is wide.
+    if args.lines >= 2 or args.comb:
         texts = [None if t is None else "".join(t.split()) for t in texts]
         truths = ["".join(truth.split()) for truth in truths]
     errors = sum(edit_distance(t or "", truth) for t, truth in zip(texts, truths))
     n_chars = sum(len(t) for t in truths)
     figures = {
         "words": len(words), "pages": args.n if args.lines >= 2 else 0, "characters": n_chars,
-        "line_count_match_rate": round(lines_right / args.n, 4),
+        "line_count_match_rate": round(lines_right / args.n, 4), "with_spaces": spaced,
         "word_char_accuracy": round(1 - errors / n_chars, 4),
         "tile_char_accuracy": round(tile_correct / n_chars, 4),
         "length_match_rate": round(sum(len(t or "") == len(tr) for t, tr in zip(texts, truths)) / args.n, 4),
