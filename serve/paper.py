@@ -44,11 +44,13 @@ PAGE_MIN_SIDE = 48
 SHEET_BORDER = 0.9
 SHEET_AREA = 0.2
 SHEET_FILL = 0.75
-# A desk along only some edges of the photo: a dark piece along DESK_EDGE of a side of the
-# image at least, of one even grey (no writing on it: a shadow over the writing has ink
-# inside it), and DESK_THICK times as thick as the writing's strokes, or along
-# DESK_FULL_SIDE of a side with an inner edge within DESK_STRAIGHT px of a straight line.
+# A desk along only some edges of the photo: a dark piece of one even grey (no writing on
+# it: a shadow over the writing has ink inside it), along DESK_EDGE of a side of the image
+# and DESK_THICK times as thick as the writing's strokes, or with an inner edge within
+# DESK_STRAIGHT px of a straight line along DESK_FULL_SIDE of a side, or from a corner
+# along DESK_CORNER of it (a sheet turned in the photo leaves wedges of desk).
 DESK_EDGE = 0.5
+DESK_CORNER = 0.25
 DESK_THICK = 1.5
 DESK_FULL_SIDE = 0.98
 DESK_STRAIGHT = 1.0
@@ -165,11 +167,12 @@ def on_the_sheet(gray: np.ndarray) -> np.ndarray:
 def _desk_along_edges(gray: np.ndarray) -> np.ndarray:
     """The desk painted the sheet's grey where it shows along some edges of the photo.
 
-    Desk: a dark piece (Otsu) along DESK_EDGE of a side of the image, of one even grey (a
-    shadow dark enough to pass for ink has the writing's strokes inside it, darker still),
-    that is either DESK_THICK times as thick as the writing's strokes (the thickest point
-    of each dark piece clear of the border, their median), or a band along a whole side
-    whose inner edge is straight (the sheet's edge; a handwritten stroke wobbles). A
+    Desk: a dark piece (Otsu) of one even grey (a shadow dark enough to pass for ink has
+    the writing's strokes inside it, darker still), that either runs along DESK_EDGE of a
+    side of the image DESK_THICK times as thick as the writing's strokes (the thickest
+    point of each dark piece clear of the border, their median), or has a straight inner
+    edge (the sheet's edge; a handwritten stroke wobbles) along a whole side or from a
+    corner along DESK_CORNER of one (a wedge: the sheet is turned in the photo). A
     stroke along the edge of a tight crop is neither, and a crop whose writing all
     touches the border holds no stroke to compare with: both stay."""
     height, width = gray.shape
@@ -179,7 +182,7 @@ def _desk_along_edges(gray: np.ndarray) -> np.ndarray:
     at_edge = (x == 0) | (y == 0) | (x + w == width) | (y + h == height)
     clear = np.flatnonzero(~at_edge & (area >= 4)) + 1
     long_side = np.maximum(w * ((y == 0) | (y + h == height)) / width, h * ((x == 0) | (x + w == width)) / height)
-    candidates = np.flatnonzero(at_edge & (long_side >= DESK_EDGE)) + 1
+    candidates = np.flatnonzero(at_edge & (long_side >= DESK_CORNER)) + 1
     if not len(clear) or not len(candidates):
         return gray
 
@@ -194,14 +197,19 @@ def _desk_along_edges(gray: np.ndarray) -> np.ndarray:
     for c in candidates:
         cx, cy, cw, ch = (int(v) for v in stats[c, :4])
         region = labels[cy:cy + ch, cx:cx + cw] == c
-        # Per side of the image the piece touches: its pixels from that side inwards.
-        inwards = [(side, band) for side, touches, band in (
-            (width, cy == 0, region.T), (width, cy + ch == height, region.T[:, ::-1]),
-            (height, cx == 0, region), (height, cx + cw == width, region[:, ::-1])) if touches]
-        along = max(np.count_nonzero(band[:, 0]) / side for side, band in inwards)
-        if along < DESK_EDGE:
+        # Per side of the image the piece touches: its pixels from that side inwards, the
+        # rows from the corner it reaches (if it reaches one) on.
+        top, bottom, left, right = cy == 0, cy + ch == height, cx == 0, cx + cw == width
+        inwards = [(side, band[::-1] if flip else band, corner) for side, touches, band, flip, corner in (
+            (width, top, region.T, right and not left, left or right),
+            (width, bottom, region.T[:, ::-1], right and not left, left or right),
+            (height, left, region, bottom and not top, top or bottom),
+            (height, right, region[:, ::-1], bottom and not top, top or bottom)) if touches]
+        along = max(np.count_nonzero(band[:, 0]) / side for side, band, _ in inwards)
+        if along < DESK_CORNER:
             continue
-        if thickness(c) < DESK_THICK * stroke and not any(_straight_band(band, side) for side, band in inwards):
+        thick = along >= DESK_EDGE and thickness(c) >= DESK_THICK * stroke
+        if not (thick or any(_straight_band(band, side, corner) for side, band, corner in inwards)):
             continue
         greys = gray[cy:cy + ch, cx:cx + cw][region]
         if np.count_nonzero(greys.astype(np.float32) + 32 < np.median(greys)) > 0.005 * greys.size:
@@ -216,20 +224,27 @@ def _desk_along_edges(gray: np.ndarray) -> np.ndarray:
     return np.where(desk.view(bool), np.uint8(round(paper)), gray)
 
 
-def _straight_band(band: np.ndarray, side: int) -> bool:
+def _straight_band(band: np.ndarray, side: int, corner: bool) -> bool:
     """Whether a piece's pixels, each row counted inwards from one side of the image
-    (`side` rows long), run along all of it with a straight inner edge (within
-    DESK_STRAIGHT px of a line: a sheet's edge, level or turned). Rows where a band along
-    the next side crosses (a corner of the desk) do not count."""
-    if len(band) < DESK_FULL_SIDE * side or np.count_nonzero(band[:, 0]) < DESK_FULL_SIDE * side:
+    (`side` rows long), run along all of it, or from a corner (`corner`: band row 0 is at
+    one) along DESK_CORNER of it, with a straight inner edge (within DESK_STRAIGHT px of a
+    line: a sheet's edge, level or turned: a turned sheet leaves a wedge of desk in a
+    corner). Rows where a band along the next side crosses (a corner of the desk) do not
+    count."""
+    covered = np.count_nonzero(band[:, 0])
+    if len(band) >= DESK_FULL_SIDE * side and covered >= DESK_FULL_SIDE * side:
+        rows = len(band)
+    elif corner and covered >= DESK_CORNER * side and band[:covered, 0].all():
+        rows = covered
+    else:
         return False
-    depth = np.where(band.all(axis=1), band.shape[1], np.argmin(band, axis=1)).astype(np.float64)
-    rows = np.arange(len(depth), dtype=np.float64)
+    depth = np.where(band[:rows].all(axis=1), band.shape[1], np.argmin(band[:rows], axis=1)).astype(np.float64)
+    index = np.arange(rows, dtype=np.float64)
     inside = depth <= 2 * np.median(depth) + 2
-    if np.count_nonzero(inside) < 0.6 * side:
+    if np.count_nonzero(inside) < 0.6 * rows:
         return False
-    slope, start = np.polyfit(rows[inside], depth[inside], 1)
-    return float(np.std(depth[inside] - (slope * rows[inside] + start))) <= DESK_STRAIGHT
+    slope, start = np.polyfit(index[inside], depth[inside], 1)
+    return float(np.std(depth[inside] - (slope * index[inside] + start))) <= DESK_STRAIGHT
 
 
 def frames(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]:
