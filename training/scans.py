@@ -10,7 +10,8 @@ them and the raw tiles through the archived handler's preprocessing and model:
 - as a phone photo: a scan lit unevenly (a gradient, a vignette or a shadow's edge);
 - as a form's field: a scan inside a printed box, or in a box the character touches;
 - on squared paper;
-- as a photo of the sheet with the desk all around it, or along 1-3 of its edges.
+- as a photo of the sheet with the desk all around it, or along 1-3 of its edges, or of
+  the sheet lying turned on the desk, framed on it.
 Prints every figure and writes bench/results/scans-<date>.json.
 """
 from __future__ import annotations
@@ -77,15 +78,27 @@ def on_a_desk(page: np.ndarray, rng: np.random.Generator, all_around: bool = Tru
     return photo
 
 
+def turned_on_a_desk(page: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The sheet `page` lying turned 4-12 degrees either way on a darker desk (grey 20-110),
+    photographed framed on it: a wedge of desk in each corner."""
+    h, w = page.shape
+    desk = float(rng.uniform(20, 110))
+    photo = np.full((2 * h, 2 * w), desk, np.float32)
+    photo[h // 2:h // 2 + h, w // 2:w // 2 + w] = page
+    turn = cv2.getRotationMatrix2D((w, h), float(rng.uniform(4, 12) * rng.choice([-1, 1])), 1.0)
+    return cv2.warpAffine(photo, turn, (2 * w, 2 * h), borderValue=desk)[h // 2:h // 2 + h, w // 2:w // 2 + w]
+
+
 def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = None,
                 light: bool = False, box: bool = False, tight_box: bool = False, squared: bool = False,
-                desk: bool = False, desk_edges: bool = False) -> bytes:
+                desk: bool = False, desk_edges: bool = False, turned: bool = False) -> bytes:
     """One upright EMNIST tile as an encoded scan of dark ink on light paper; with `light`,
     lit unevenly, as a phone photo; with `box`, inside a printed box, as on a form; with
     `tight_box`, in a box the character touches or crosses (each side 8% of the character
     inside to 2% outside its ink); with `squared`, on squared paper (grey rules both ways,
     a fifth to a third of the character apart); with `desk`, the sheet photographed with a
-    darker desk all around it; with `desk_edges`, with the desk along 1-3 of its edges."""
+    darker desk all around it; with `desk_edges`, with the desk along 1-3 of its edges;
+    with `turned`, lying turned on the desk, framed on the sheet."""
     size = int(rng.integers(40, 221))
     ink = cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC)
     margins = rng.integers(size // 8, size, size=4)  # top, bottom, left, right
@@ -114,6 +127,8 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
         page *= uneven_light(page.shape, rng)
     if desk or desk_edges:
         page = on_a_desk(page, rng, all_around=desk)
+    if turned:
+        page = turned_on_a_desk(page, rng)
     page = cv2.GaussianBlur(page, (0, 0), float(rng.uniform(0.3, 1.2)))
     page += rng.normal(0, 3.0, page.shape)  # paper grain and sensor noise
     page = np.clip(page, 0, 255).astype(np.uint8)
@@ -160,6 +175,9 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
     edges_rng = np.random.default_rng(seed + 6)
     desk_edges = [model.preprocess.decode_image(render_scan(t, edges_rng, desk_edges=True)) for t in tiles]
     desk_edges_fig = accuracy_figures(model.classify_images(desk_edges).argmax(1), labels)
+    turned_rng = np.random.default_rng(seed + 7)
+    turned = [model.preprocess.decode_image(render_scan(t, turned_rng, turned=True)) for t in tiles]
+    turned_fig = accuracy_figures(model.classify_images(turned).argmax(1), labels)
     return {"n": int(len(labels)), "tiles": tiles_fig, "scans": scans_fig, "canvas_drawings": drawn_fig,
             "unevenly_lit_photos": photo_fig, "boxed_scans": boxed_fig,
             "boxed_gap_points": round(100 * (tiles_fig["accuracy"] - boxed_fig["accuracy"]), 2),
@@ -171,6 +189,8 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
             "desk_gap_points": round(100 * (tiles_fig["accuracy"] - desk_fig["accuracy"]), 2),
             "desk_edge_photos": desk_edges_fig,
             "desk_edges_gap_points": round(100 * (tiles_fig["accuracy"] - desk_edges_fig["accuracy"]), 2),
+            "turned_sheet_photos": turned_fig,
+            "turned_sheet_gap_points": round(100 * (tiles_fig["accuracy"] - turned_fig["accuracy"]), 2),
             "accuracy_gap_points": round(100 * (tiles_fig["accuracy"] - scans_fig["accuracy"]), 2),
             "drawing_gap_points": round(100 * (tiles_fig["accuracy"] - drawn_fig["accuracy"]), 2),
             "photo_gap_points": round(100 * (tiles_fig["accuracy"] - photo_fig["accuracy"]), 2),
@@ -203,6 +223,8 @@ def main(argv=None) -> dict:
           f"bal {result['desk_photos']['balanced_accuracy']:.4f}  gap {result['desk_gap_points']} points")
     print(f"sheets with the desk along 1-3 edges: acc {result['desk_edge_photos']['accuracy']:.4f} "
           f"bal {result['desk_edge_photos']['balanced_accuracy']:.4f}  gap {result['desk_edges_gap_points']} points")
+    print(f"sheets turned on a desk, framed on the sheet: acc {result['turned_sheet_photos']['accuracy']:.4f} "
+          f"bal {result['turned_sheet_photos']['balanced_accuracy']:.4f}  gap {result['turned_sheet_gap_points']} points")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scans-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
     return result
