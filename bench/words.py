@@ -34,6 +34,17 @@ RESULTS = ROOT / "bench" / "results"
 TOUCHING = (-3, 2)
 
 
+def _ink_columns(tile: np.ndarray) -> np.ndarray:
+    """An upright white-on-black tile cropped to its ink's columns."""
+    cols = np.nonzero(tile.max(axis=0) > 40)[0]
+    return tile[:, cols.min():cols.max() + 1] if len(cols) else tile
+
+
+def _on_paper(ink: np.ndarray) -> np.ndarray:
+    """White-on-black ink as dark ink on white paper (gray uint8)."""
+    return (255 - ink.astype(np.int16) * 0.85).clip(0, 255).astype(np.uint8)
+
+
 def compose_word(tiles: list[np.ndarray], rng: np.random.Generator, height: int | None = None,
                  gaps: tuple[int, int] = (2, 14)) -> np.ndarray:
     """Upright white-on-black tiles -> one word image, dark ink on white paper (gray uint8).
@@ -41,10 +52,7 @@ def compose_word(tiles: list[np.ndarray], rng: np.random.Generator, height: int 
     Each tile is cropped to its ink columns; gaps between letters are drawn from
     [gaps[0], gaps[1]) tile pixels: by default 1/12 to 1/2 of a tile, as in handwriting;
     a negative gap makes neighbours overlap, so their strokes touch or cross."""
-    crops = []
-    for tile in tiles:
-        cols = np.nonzero(tile.max(axis=0) > 40)[0]
-        crops.append(tile[:, cols.min():cols.max() + 1] if len(cols) else tile)
+    crops = [_ink_columns(tile) for tile in tiles]
     lead = int(rng.integers(4, 12))
     canvas = np.zeros((28, lead + sum(c.shape[1] + max(gaps[1], 12) for c in crops)), np.uint8)
     x = lead
@@ -54,8 +62,7 @@ def compose_word(tiles: list[np.ndarray], rng: np.random.Generator, height: int 
         x += crop.shape[1] + (int(rng.integers(*gaps)) if i < len(crops) - 1 else int(rng.integers(4, 12)))
     word = np.pad(canvas[:, :x], ((6, 6), (0, 0)))
     scale = (height or int(rng.integers(40, 120))) / word.shape[0]
-    word = cv2.resize(word, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-    return (255 - word.astype(np.int16) * 0.85).clip(0, 255).astype(np.uint8)
+    return _on_paper(cv2.resize(word, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC))
 
 
 # Lowercase classes that handwriting writes at x-height, and those whose tails hang below
@@ -71,8 +78,7 @@ def compose_handwritten_word(tiles: list[np.ndarray], chars: str, rng: np.random
     cap = height or int(rng.integers(40, 120))
     columns = [np.zeros((int(cap * 1.4), int(cap * rng.uniform(0.1, 0.3))), np.uint8)]
     for tile, char in zip(tiles, chars):
-        cols = np.nonzero(tile.max(axis=0) > 40)[0]
-        crop = tile[:, cols.min():cols.max() + 1] if len(cols) else tile
+        crop = _ink_columns(tile)
         size = 0.55 if char in X_HEIGHT else 0.95 if char in DESCENDERS else 1.0
         h = int(cap * size)
         glyph = cv2.resize(crop, (max(1, round(crop.shape[1] * h / 28)), h), interpolation=cv2.INTER_CUBIC)
@@ -80,8 +86,7 @@ def compose_handwritten_word(tiles: list[np.ndarray], chars: str, rng: np.random
         top = int(cap * 0.45) if size < 1 else 0
         column[top:top + h] = glyph
         columns += [column, np.zeros((len(column), int(cap * rng.uniform(0.07, 0.5))), np.uint8)]
-    word = np.pad(np.concatenate(columns, axis=1), ((int(cap * 0.2), int(cap * 0.1)), (0, 0)))
-    return (255 - word.astype(np.int16) * 0.85).clip(0, 255).astype(np.uint8)
+    return _on_paper(np.pad(np.concatenate(columns, axis=1), ((int(cap * 0.2), int(cap * 0.1)), (0, 0))))
 
 
 def comb_field(tiles: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:

@@ -154,46 +154,32 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
     scan_pred = model.classify_images(scans).argmax(1)
     drawings = [draw_with_pen(lines, CANVAS_SIDE, CANVAS_PEN) for lines in centre_lines(tiles)]
     drawn_pred = model.classify_images(drawings).argmax(1)
-    photo_rng = np.random.default_rng(seed + 1)  # the scans above stay those of earlier runs
-    photos = [model.preprocess.decode_image(render_scan(t, photo_rng, light=True)) for t in tiles]
-    photo_pred = model.classify_images(photos).argmax(1)
-    box_rng = np.random.default_rng(seed + 2)
-    boxed = [model.preprocess.decode_image(render_scan(t, box_rng, box=True)) for t in tiles]
-    boxed_pred = model.classify_images(boxed).argmax(1)
+
+    def rendered(offset: int, **kind) -> dict:
+        """Figures for the tiles rendered as `kind`, from a seed of its own (seed + offset),
+        so a kind added later leaves the earlier kinds' renders as they were."""
+        kind_rng = np.random.default_rng(seed + offset)
+        images = [model.preprocess.decode_image(render_scan(t, kind_rng, **kind)) for t in tiles]
+        return accuracy_figures(model.classify_images(images).argmax(1), labels)
+
     tiles_fig, scans_fig = accuracy_figures(tile_pred, labels), accuracy_figures(scan_pred, labels)
-    drawn_fig, photo_fig = accuracy_figures(drawn_pred, labels), accuracy_figures(photo_pred, labels)
-    boxed_fig = accuracy_figures(boxed_pred, labels)
-    tight_rng = np.random.default_rng(seed + 3)
-    tight = [model.preprocess.decode_image(render_scan(t, tight_rng, tight_box=True)) for t in tiles]
-    tight_fig = accuracy_figures(model.classify_images(tight).argmax(1), labels)
-    squared_rng = np.random.default_rng(seed + 4)
-    squared = [model.preprocess.decode_image(render_scan(t, squared_rng, squared=True)) for t in tiles]
-    squared_fig = accuracy_figures(model.classify_images(squared).argmax(1), labels)
-    desk_rng = np.random.default_rng(seed + 5)
-    on_desk = [model.preprocess.decode_image(render_scan(t, desk_rng, desk=True)) for t in tiles]
-    desk_fig = accuracy_figures(model.classify_images(on_desk).argmax(1), labels)
-    edges_rng = np.random.default_rng(seed + 6)
-    desk_edges = [model.preprocess.decode_image(render_scan(t, edges_rng, desk_edges=True)) for t in tiles]
-    desk_edges_fig = accuracy_figures(model.classify_images(desk_edges).argmax(1), labels)
-    turned_rng = np.random.default_rng(seed + 7)
-    turned = [model.preprocess.decode_image(render_scan(t, turned_rng, turned=True)) for t in tiles]
-    turned_fig = accuracy_figures(model.classify_images(turned).argmax(1), labels)
+    drawn_fig = accuracy_figures(drawn_pred, labels)
+    photo_fig, boxed_fig, tight_fig = rendered(1, light=True), rendered(2, box=True), rendered(3, tight_box=True)
+    squared_fig, desk_fig = rendered(4, squared=True), rendered(5, desk=True)
+    desk_edges_fig, turned_fig = rendered(6, desk_edges=True), rendered(7, turned=True)
+
+    def gap(fig: dict) -> float:  # points below the raw tiles
+        return round(100 * (tiles_fig["accuracy"] - fig["accuracy"]), 2)
+
     return {"n": int(len(labels)), "tiles": tiles_fig, "scans": scans_fig, "canvas_drawings": drawn_fig,
-            "unevenly_lit_photos": photo_fig, "boxed_scans": boxed_fig,
-            "boxed_gap_points": round(100 * (tiles_fig["accuracy"] - boxed_fig["accuracy"]), 2),
-            "touching_box_scans": tight_fig,
-            "touching_box_gap_points": round(100 * (tiles_fig["accuracy"] - tight_fig["accuracy"]), 2),
-            "squared_paper_scans": squared_fig,
-            "squared_gap_points": round(100 * (tiles_fig["accuracy"] - squared_fig["accuracy"]), 2),
-            "desk_photos": desk_fig,
-            "desk_gap_points": round(100 * (tiles_fig["accuracy"] - desk_fig["accuracy"]), 2),
-            "desk_edge_photos": desk_edges_fig,
-            "desk_edges_gap_points": round(100 * (tiles_fig["accuracy"] - desk_edges_fig["accuracy"]), 2),
-            "turned_sheet_photos": turned_fig,
-            "turned_sheet_gap_points": round(100 * (tiles_fig["accuracy"] - turned_fig["accuracy"]), 2),
-            "accuracy_gap_points": round(100 * (tiles_fig["accuracy"] - scans_fig["accuracy"]), 2),
-            "drawing_gap_points": round(100 * (tiles_fig["accuracy"] - drawn_fig["accuracy"]), 2),
-            "photo_gap_points": round(100 * (tiles_fig["accuracy"] - photo_fig["accuracy"]), 2),
+            "unevenly_lit_photos": photo_fig, "boxed_scans": boxed_fig, "boxed_gap_points": gap(boxed_fig),
+            "touching_box_scans": tight_fig, "touching_box_gap_points": gap(tight_fig),
+            "squared_paper_scans": squared_fig, "squared_gap_points": gap(squared_fig),
+            "desk_photos": desk_fig, "desk_gap_points": gap(desk_fig),
+            "desk_edge_photos": desk_edges_fig, "desk_edges_gap_points": gap(desk_edges_fig),
+            "turned_sheet_photos": turned_fig, "turned_sheet_gap_points": gap(turned_fig),
+            "accuracy_gap_points": gap(scans_fig), "drawing_gap_points": gap(drawn_fig),
+            "photo_gap_points": gap(photo_fig),
             "seconds": round(time.time() - started, 1), "seed": seed, "archive": str(archive)}
 
 
