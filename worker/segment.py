@@ -87,10 +87,10 @@ class CharCut:
     touching: Touching | None = None
 
 
-def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray | None:
-    """Remove long straight horizontal and vertical runs (box borders, ruling lines).
-    `stats`: the preprocess.label_components rows of the mask's components. Returns None
-    when nothing is erased.
+def _erase_rules(ink: np.ndarray, stats: np.ndarray) -> np.ndarray | None:
+    """The ink mask (every piece, specks too) less long straight horizontal and vertical
+    runs (box borders, ruling lines), or None when there are none. `stats`: the
+    paper.label_components rows of the mask's kept components.
 
     A run counts when it is straight for longer than 1.6 times the typical character
     height; handwritten strokes are not, printed borders and rules are.
@@ -100,18 +100,25 @@ def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray | None:
     boxes = [tuple(int(v) for v in row) for row in stats]
     x0, y0, w, h = (stats[:, k].astype(np.int64) for k in range(4))
 
-    def holds_another(b, share: float = 0.0) -> bool:  # a piece share of b's height tall lies inside b's box
-        inside = (x0 > b[0]) & (y0 > b[1]) & (x0 + w < b[0] + b[2]) & (y0 + h < b[1] + b[3])
-        return bool((inside & (h >= share * b[3])).any())
+    def holding(outer: list[tuple], share: float = 0.0) -> list[tuple]:
+        """The boxes of `outer` that hold a piece (share of their height tall or more)
+        wholly inside them: one comparison of every pair, in blocks."""
+        held = []
+        for start in range(0, len(outer), 256):
+            o = np.array(outer[start:start + 256], np.int64)[:, :4, None]
+            inside = ((x0 > o[:, 0]) & (y0 > o[:, 1]) & (x0 + w < o[:, 0] + o[:, 2]) & (y0 + h < o[:, 1] + o[:, 3])
+                      & (h >= share * o[:, 3]))
+            held += [b for b, holds in zip(outer[start:start + 256], inside.any(axis=1)) if holds]
+        return held
 
     # Box borders: hollow components with another component inside.
-    hollow = [b for b in boxes if b[4] < 0.2 * b[2] * b[3] and holds_another(b)]
+    hollow = holding([b for b in boxes if b[4] < 0.2 * b[2] * b[3]])
     solid = [b for b in boxes if b not in hollow] or boxes
     # The letters' height: not that of a piece with letters inside it (a comb of boxes with
     # thick lines is too full to count as hollow, yet no letter; touching letters around a
     # dot or a broken-off stroke are letters).
     largest = max(b[4] for b in solid)
-    frames = {b for b in solid if b[4] >= 0.1 * largest and holds_another(b, 0.35)}
+    frames = set(holding([b for b in solid if b[4] >= 0.1 * largest], 0.35))
     letters = [b for b in solid if b not in frames] or solid
     largest = max(b[4] for b in letters)
     typical = float(np.median([b[3] for b in letters if b[4] >= 0.1 * largest]))
@@ -123,7 +130,8 @@ def _erase_rules(mask: np.ndarray, stats: np.ndarray) -> np.ndarray | None:
     wide, tall = (any(b[k] >= length for b in boxes) for k in (2, 3))
     if not (wide or tall):
         return None
-    m = mask.astype(np.uint8)
+    mask = ink > preprocess.MASK_LEVEL  # made only here: most text has no rule
+    m = mask.view(np.uint8)
     rules = np.zeros_like(m)
     if wide:
         rules |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
@@ -288,7 +296,7 @@ def ink_pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     # Specks were judged against the largest piece, which may be a form's box or a rule:
     # once those are gone, what they dwarfed (a thin 1 in a comb of boxes) comes back, and
     # `segment` judges specks against the largest piece left.
-    erased = _erase_rules(ink > preprocess.MASK_LEVEL, stats[kept])
+    erased = _erase_rules(ink, stats[kept])
     if erased is not None:  # rules removed: label what is left
         count, labels, stats = paper.label_components(erased.astype(np.uint8))
         return erased, labels, stats, np.arange(count) > 0
