@@ -24,6 +24,7 @@ import importlib.util
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,15 @@ log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 5
 OPTION_KEYS = {"top_k"}
 INFERENCE_CHUNK = 1024
+PRECISIONS = ("fp32", "int8")
+# Training tiles packed in the archive (class-balanced): their activation ranges set int8's scales.
+CALIBRATION_FILE = "calibration.npy"
+CALIBRATION_BATCH = 256
+
+# torch 2.14 (pinned) marks its int8 path deprecated in favour of torchao, which is not
+# installed; the path works and `load_model` falls back to fp32 where it does not.
+warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
 
 
 class RequestError(ValueError):
@@ -53,8 +63,13 @@ def pick_device(gpu_id) -> torch.device:
     return torch.device("cpu")
 
 
-def load_model(model_dir: str | Path, device: torch.device, model_file: str = "models.py"):
-    """Build the archived architecture and load its weights. Returns (model, classes, meta)."""
+def load_model(model_dir: str | Path, device: torch.device, model_file: str = "models.py",
+               precision: str = "fp32"):
+    """Build the archived architecture and load its weights, ready to serve: int8 where
+    asked for, on a CPU, with the archive's calibration tiles; fp32 (batch norm folded)
+    otherwise. Returns (model, classes, meta); meta["precision"] says which one runs."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     model_dir = Path(model_dir)
     meta = json.loads((model_dir / "model_meta.json").read_text())
     spec = importlib.util.spec_from_file_location("hwr_archived_models", model_dir / model_file)
@@ -63,7 +78,12 @@ def load_model(model_dir: str | Path, device: torch.device, model_file: str = "m
     model = module.build_model(meta["architecture"])
     state = torch.load(model_dir / meta.get("weights", "model.pt"), map_location=device, weights_only=True)
     model.load_state_dict(state)
-    model = optimize_for_inference(model.to(device).eval())
+    model = model.to(device).eval()
+    served = None
+    if precision == "int8" and device.type == "cpu":
+        served = _int8_or_none(model, model_dir / CALIBRATION_FILE)
+    meta["precision"] = "fp32" if served is None else "int8"
+    model = optimize_for_inference(model) if served is None else served
     mapping = json.loads((model_dir / "index_to_name.json").read_text())
     classes = [mapping[str(i)] for i in range(len(mapping))]
     return model, classes, meta
@@ -83,6 +103,81 @@ def optimize_for_inference(model: torch.nn.Module) -> torch.nn.Module:
     except Exception as exc:  # an architecture torch.fx cannot trace still runs, unfused
         log.warning("batch norm not folded (%s: %s)", exc.__class__.__name__, exc)
     return model.to(memory_format=torch.channels_last)
+
+
+def _int8_or_none(model: torch.nn.Module, calibration_file: Path) -> torch.nn.Module | None:
+    if not calibration_file.exists():
+        log.warning("int8 asked for, but the archive holds no %s: serving fp32", calibration_file.name)
+        return None
+    try:
+        calibration = np.load(calibration_file, allow_pickle=False)
+        return quantize_int8(model, calibration)
+    except Exception as exc:  # a torch without this int8 path (or another CPU) still serves, in fp32
+        log.warning("int8 quantization failed (%s: %s): serving fp32", exc.__class__.__name__, exc)
+        return None
+
+
+def _cpu_has_vnni() -> bool:
+    """Whether the CPU multiplies int8 into int32 in one instruction (AVX-512 VNNI, AVX-VNNI).
+    Without it, x86's int8 kernels can saturate unless activations keep 7 bits."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+@torch.no_grad()
+def fold_input_normalization(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the model where `Normalize` ((x - mean) / std) and the convolution after it
+    are one convolution on x, padded with `mean` (what a zero pad of normalized input is).
+    The same function; in int8 it saves two re-quantizations of every input pixel, which
+    kept fp32's answer on 99.6% instead of 99.4% of training tiles."""
+    import copy
+
+    model = copy.deepcopy(model)
+    for block in model.modules():
+        if not (isinstance(block, torch.nn.Sequential) and len(block) >= 2
+                and type(block[0]).__name__ == "Normalize" and isinstance(block[1], torch.nn.Conv2d)):
+            continue
+        norm, conv = block[0], block[1]
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str) or conv.groups != 1:
+            continue
+        folded = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0,
+                                 conv.dilation, bias=True).train(conv.training)
+        folded.weight.copy_(conv.weight / norm.std)
+        bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
+        folded.bias.copy_(bias - conv.weight.sum(dim=(1, 2, 3)) * norm.mean / norm.std)
+        pad_y, pad_x = conv.padding
+        block[0] = torch.nn.ConstantPad2d((pad_x, pad_x, pad_y, pad_y), norm.mean)
+        block[1] = folded
+    return model
+
+
+@torch.no_grad()
+def quantize_int8(model: torch.nn.Module, calibration: np.ndarray) -> torch.nn.Module:
+    """Static int8 quantization of an eval-mode model for the CPU (FX graph mode, x86
+    backend): each convolution runs fused with its batch norm and ReLU on int8 weights (per
+    channel) and activations, whose ranges are measured on `calibration`, uint8 tiles
+    N x 28 x 28. On this repository's default model: 6x the fp32 images/s at batch 64,
+    and the same top-1 answer as fp32 on 99.6% of training tiles (README, "The model")."""
+    from torch.ao.quantization import QConfig, MinMaxObserver, default_per_channel_weight_observer
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    if "x86" not in torch.backends.quantized.supported_engines:
+        raise RuntimeError("this torch has no x86 int8 engine")
+    torch.backends.quantized.engine = "x86"
+    # Min-max ranges kept the top-1 answer closer to fp32's than the default histogram
+    # observer (99.4% against 98.8% of training tiles); 8-bit activations need VNNI.
+    activation = MinMaxObserver.with_args(reduce_range=not _cpu_has_vnni())
+    qconfig = QConfig(activation=activation, weight=default_per_channel_weight_observer)
+    tiles = torch.from_numpy(preprocess.to_model_input(calibration))
+    observed = prepare_fx(fold_input_normalization(model.cpu().eval()),
+                          get_default_qconfig_mapping("x86").set_global(qconfig), (tiles[:1],))
+    for start in range(0, len(tiles), CALIBRATION_BATCH):
+        observed(tiles[start:start + CALIBRATION_BATCH])
+    return convert_fx(observed)
 
 
 @torch.inference_mode()
@@ -138,13 +233,16 @@ class EmnistHandler:
             # than torch's default of one thread per core in every worker.
             torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         model_file = (getattr(context, "manifest", None) or {}).get("model", {}).get("modelFile", "models.py")
-        self.model, self.classes, self.meta = load_model(props["model_dir"], self.device, model_file)
         options = (getattr(context, "model_yaml_config", None) or {}).get("handler", {})
+        # The archive's choice, unless the deployment overrides it.
+        precision = (os.environ.get("HWR_MODEL_PRECISION") or options.get("precision", "fp32")).strip().lower()
+        self.model, self.classes, self.meta = load_model(props["model_dir"], self.device, model_file, precision)
         self.max_pixels = int(options.get("max_pixels", preprocess.DEFAULT_MAX_PIXELS))
         self.max_images = int(options.get("max_images_per_request", 1024))
         self.default_top_k = int(options.get("default_top_k", DEFAULT_TOP_K))
         self.initialized = True
-        log.info("EMNIST model %s loaded on %s", self.meta.get("architecture"), self.device)
+        log.info("EMNIST model %s loaded on %s (%s)", self.meta.get("architecture"), self.device,
+                 self.meta["precision"])
 
     # -- parsing -------------------------------------------------------------------------
     def _decode_one(self, data: bytes):

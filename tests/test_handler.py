@@ -198,3 +198,72 @@ def test_the_committed_archive_holds_the_code_of_this_repository():
                                ("model-config.yaml", "serve/model-config.yaml")):
             assert mar.read(packed) == (root / source).read_bytes(), f"{packed} differs from {source}: run make train " \
                                                                      "or python -m training.package"
+
+
+@pytest.fixture(scope="module")
+def unpacked_archive(tmp_path_factory):
+    import zipfile
+    from pathlib import Path
+
+    folder = tmp_path_factory.mktemp("mar")
+    with zipfile.ZipFile(Path(__file__).resolve().parent.parent / "serve" / "model-store" / "emnist.mar") as mar:
+        mar.extractall(folder)
+    return folder
+
+
+def test_int8_model_answers_as_fp32_does(unpacked_archive, emnist_test_sample):
+    """The archive serves int8 on a CPU: its answers must be fp32's, not merely plausible."""
+    import torch
+
+    from serve import preprocess
+    from serve.handler import load_model, predict_tiles
+
+    cpu = torch.device("cpu")
+    tiles = preprocess.normalize_tiles(emnist_test_sample.images)
+    int8, _, meta8 = load_model(unpacked_archive, cpu, precision="int8")
+    fp32, _, meta32 = load_model(unpacked_archive, cpu, precision="fp32")
+    assert (meta8["precision"], meta32["precision"]) == ("int8", "fp32")
+    p8, p32 = predict_tiles(int8, tiles, cpu).numpy(), predict_tiles(fp32, tiles, cpu).numpy()
+    agree = np.mean(p8.argmax(1) == p32.argmax(1))
+    assert agree >= 0.985, f"int8 gave fp32's best character for only {agree:.1%} of {len(tiles)} test tiles"
+    assert np.abs(p8 - p32).max(axis=1).mean() < 0.03, "int8 probabilities stray from fp32's"
+    correct8 = np.mean(p8.argmax(1) == emnist_test_sample.labels)
+    correct32 = np.mean(p32.argmax(1) == emnist_test_sample.labels)
+    assert correct8 >= correct32 - 0.01
+
+
+def test_int8_falls_back_to_fp32_without_calibration_tiles(unpacked_archive, tmp_path, emnist_test_sample):
+    import shutil
+
+    import torch
+
+    from serve import preprocess
+    from serve.handler import CALIBRATION_FILE, load_model, predict_tiles
+
+    bare = tmp_path / "bare"
+    shutil.copytree(unpacked_archive, bare)
+    (bare / CALIBRATION_FILE).unlink()
+    model, _, meta = load_model(bare, torch.device("cpu"), precision="int8")
+    assert meta["precision"] == "fp32"
+    tiles = preprocess.normalize_tiles(emnist_test_sample.images[:100])
+    assert np.mean(predict_tiles(model, tiles, torch.device("cpu")).numpy().argmax(1)
+                   == emnist_test_sample.labels[:100]) > 0.8
+    with pytest.raises(ValueError, match="precision"):
+        load_model(bare, torch.device("cpu"), precision="fp16")
+
+
+@pytest.mark.parametrize("architecture", ["default", "baseline"])
+def test_folding_the_input_normalization_keeps_the_function(architecture):
+    import torch
+
+    from serve.handler import fold_input_normalization
+    from training.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(architecture).eval()
+    folded = fold_input_normalization(model)
+    assert not any(type(m).__name__ == "Normalize" for m in folded.modules())
+    x = torch.rand(8, 1, 28, 28)
+    x[:, :, :2] = 0  # tiles have black margins, where the pad's value matters
+    with torch.inference_mode():
+        assert torch.allclose(folded(x), model(x), atol=1e-4)

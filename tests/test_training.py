@@ -112,8 +112,11 @@ def test_limit_round_trip_train_package_evaluate(tmp_path, emnist_dir):
     for key in ("accuracy", "balanced_accuracy", "per_class_recall"):
         assert key in report
     assert (run / "confusion.png").stat().st_size > 0 and (run / "curves.png").stat().st_size > 0
+    assert (run / "calibration.npy").exists(), "int8 needs the run's calibration tiles"
     store = tmp_path / "store"
     run_module("training.package", "--run", str(run), "--export", str(store))
+    with zipfile.ZipFile(store / "emnist.mar") as mar:
+        assert "calibration.npy" in mar.namelist()
     line = run_module("training.evaluate", "--archive", str(store / "emnist.mar"), "--data", str(emnist_dir),
                       "--limit", "1000", "--json").strip().splitlines()[-1]
     result = json.loads(line)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from training import data as emnist
 
@@ -31,7 +32,8 @@ ARCHIVED_MODULES = ("preprocess", "paper")
 class ArchivedModel:
     """The model of a .mar with the archive's own handler code: what TorchServe runs."""
 
-    def __init__(self, archive: Path = DEFAULT_ARCHIVE, device: str = "cpu"):
+    def __init__(self, archive: Path = DEFAULT_ARCHIVE, device: str = "cpu", precision: str | None = None):
+        """`precision` ("fp32" or "int8"): as the archive's model-config.yaml says when None."""
         self._tmp = tempfile.TemporaryDirectory()
         workdir = Path(self._tmp.name)
         with zipfile.ZipFile(archive) as zf:
@@ -50,8 +52,12 @@ class ArchivedModel:
                 sys.modules.pop(module, None)
         self.preprocess = self.handler.preprocess
         self.device = torch.device(device)
+        if precision is None:
+            config = workdir / manifest["model"].get("configFile", "model-config.yaml")
+            options = (yaml.safe_load(config.read_text()) or {}).get("handler", {}) if config.exists() else {}
+            precision = options.get("precision", "fp32")
         self.model, self.classes, self.meta = self.handler.load_model(
-            workdir, self.device, manifest["model"].get("modelFile", "models.py"))
+            workdir, self.device, manifest["model"].get("modelFile", "models.py"), precision)
 
     def probabilities(self, tiles: np.ndarray) -> np.ndarray:
         """Softmax over classes for already-normalized uint8 tiles N x 28 x 28."""
@@ -81,10 +87,11 @@ def accuracy_figures(pred: np.ndarray, labels: np.ndarray) -> dict:
             "n": int(len(labels))}
 
 
-def evaluate(archive: Path, data_dir: Path, limit: int | None = None) -> dict:
+def evaluate(archive: Path, data_dir: Path, limit: int | None = None, precision: str | None = None) -> dict:
     test = emnist.load_split(data_dir, "test", limit)
-    pred = evaluate_tiles(test.images, archive).argmax(1)
-    return accuracy_figures(pred, test.labels)
+    model = ArchivedModel(archive, precision=precision)
+    pred = model.probabilities(model.preprocess.normalize_tiles(test.images)).argmax(1)
+    return {**accuracy_figures(pred, test.labels), "precision": model.meta["precision"]}
 
 
 def main(argv=None) -> dict:
@@ -92,12 +99,15 @@ def main(argv=None) -> dict:
     p.add_argument("--archive", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--precision", choices=("fp32", "int8"), default=None,
+                   help="run the model so (default: as the archive serves it on a CPU)")
     p.add_argument("--json", action="store_true", help="end with one JSON line")
     args = p.parse_args(argv)
-    result = evaluate(args.archive, args.data, args.limit)
-    print(f"accuracy {result['accuracy']:.4f}  balanced accuracy {result['balanced_accuracy']:.4f}  n {result['n']}")
+    result = evaluate(args.archive, args.data, args.limit, args.precision)
+    print(f"accuracy {result['accuracy']:.4f}  balanced accuracy {result['balanced_accuracy']:.4f}  n {result['n']}"
+          f"  ({result['precision']})")
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({k: result[k] for k in ("accuracy", "balanced_accuracy", "n")}))
     return result
 
 

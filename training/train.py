@@ -20,11 +20,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from serve import preprocess
-from serve.handler import optimize_for_inference
+from serve.handler import CALIBRATION_FILE, optimize_for_inference
 from serve.preprocess import normalize_tiles
 from training import data as emnist
 from training.augment import augment
 from training.models import MODELS, build_model
+from training.package import calibration_tiles
 from training.pen import pen_tiles
 from training.report import write_report
 
@@ -266,6 +267,7 @@ def main(argv=None) -> dict:
 
     model = shipped(model, ema)
     torch.save(model.state_dict(), out / "model.pt")
+    np.save(out / CALIBRATION_FILE, calibration_tiles(fit_tiles.numpy(), fit_labels.numpy()))
     test_pred = predict(model, test_tiles)
     result = scores(test_pred, test_labels, len(train.classes))
     recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
