@@ -158,7 +158,7 @@ def text_line(tiles: np.ndarray, rng: np.random.Generator, gap_every: int = 8) -
     return png.tobytes()
 
 
-def model_ceiling(tiles: np.ndarray, seconds: float = 3.0) -> dict:
+def model_ceiling(tiles: np.ndarray, seconds: float = 3.0, precision: str | None = None) -> dict:
     """Characters/s of the archived model called in-process at batch 64: the best of one
     torch thread and one per core (on a busy machine, OpenMP threads that wait for each other
     can make "all cores" ten times slower than one thread; the ceiling is the better one)."""
@@ -166,7 +166,7 @@ def model_ceiling(tiles: np.ndarray, seconds: float = 3.0) -> dict:
 
     import torch
 
-    model = ArchivedModel()
+    model = ArchivedModel(precision=precision)
     batch = model.preprocess.normalize_tiles(tiles[:64])
     default_threads = torch.get_num_threads()
     by_threads = {}
@@ -182,7 +182,7 @@ def model_ceiling(tiles: np.ndarray, seconds: float = 3.0) -> dict:
     finally:
         torch.set_num_threads(default_threads)
     best = max(by_threads, key=by_threads.get)
-    return {"batch": 64, "chars_per_s": by_threads[best], "threads": best,
+    return {"batch": 64, "chars_per_s": by_threads[best], "threads": best, "precision": model.meta["precision"],
             "chars_per_s_by_threads": {str(k): v for k, v in by_threads.items()}}
 
 
@@ -249,13 +249,17 @@ def main(argv=None) -> dict:
     p.add_argument("--workers", type=int, default=1, help="Celery worker processes")
     p.add_argument("--scenarios", default="direct_char,queue_char,queue_text64")
     p.add_argument("--results", type=Path, default=RESULTS, help="folder for <date>.json and <date>.png")
+    p.add_argument("--precision", choices=("int8", "fp32"), default=None,
+                   help="the model's precision in TorchServe and the ceiling (default: as the archive serves)")
     args = p.parse_args(argv)
+    if args.precision:
+        os.environ["HWR_MODEL_PRECISION"] = args.precision  # TorchServe's environment (tests.stack copies it)
     tiles = emnist.load_split(args.data, "test", limit=1000).images
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds_per_point": args.seconds,
               "workers": args.workers, "scenarios": {}}
-    result["model_ceiling"] = model_ceiling(tiles)
+    result["model_ceiling"] = model_ceiling(tiles, precision=args.precision)
     ceiling = result["model_ceiling"]
-    print(f"model ceiling (in-process, batch 64): {ceiling['chars_per_s']:.0f} chars/s "
+    print(f"model ceiling (in-process, batch 64, {ceiling['precision']}): {ceiling['chars_per_s']:.0f} chars/s "
           f"(by torch threads: {', '.join(f'{k}: {v:.0f}' for k, v in ceiling['chars_per_s_by_threads'].items())})")
     with tempfile.TemporaryDirectory(prefix="hwr-bench-") as tmp:
         stack = FullStack(Path(tmp), workers=args.workers, web_env={"HWR_RATE_LIMIT": "1000000/minute"})
