@@ -47,8 +47,9 @@ CALIBRATION_BATCH = 256
 
 # torch 2.14 (pinned) marks its int8 path deprecated in favour of torchao, which is not
 # installed; the path works and `load_model` falls back to fp32 where it does not.
-warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated", category=DeprecationWarning)
-warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
+DEPRECATED_INT8 = (r"torch\.ao\.quantization is deprecated", r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
+for _message in DEPRECATED_INT8:  # for inference too, which may create quantized tensors
+    warnings.filterwarnings("ignore", message=_message)
 
 
 class RequestError(ValueError):
@@ -173,11 +174,14 @@ def quantize_int8(model: torch.nn.Module, calibration: np.ndarray) -> torch.nn.M
     activation = MinMaxObserver.with_args(reduce_range=not _cpu_has_vnni())
     qconfig = QConfig(activation=activation, weight=default_per_channel_weight_observer)
     tiles = torch.from_numpy(preprocess.to_model_input(calibration))
-    observed = prepare_fx(fold_input_normalization(model.cpu().eval()),
-                          get_default_qconfig_mapping("x86").set_global(qconfig), (tiles[:1],))
-    for start in range(0, len(tiles), CALIBRATION_BATCH):
-        observed(tiles[start:start + CALIBRATION_BATCH])
-    return convert_fx(observed)
+    with warnings.catch_warnings():  # whoever reset the module's filters since (pytest does)
+        for message in DEPRECATED_INT8:
+            warnings.filterwarnings("ignore", message=message)
+        observed = prepare_fx(fold_input_normalization(model.cpu().eval()),
+                              get_default_qconfig_mapping("x86").set_global(qconfig), (tiles[:1],))
+        for start in range(0, len(tiles), CALIBRATION_BATCH):
+            observed(tiles[start:start + CALIBRATION_BATCH])
+        return convert_fx(observed)
 
 
 @torch.inference_mode()

@@ -267,3 +267,26 @@ def test_folding_the_input_normalization_keeps_the_function(architecture):
     x[:, :, :2] = 0  # tiles have black margins, where the pad's value matters
     with torch.inference_mode():
         assert torch.allclose(folded(x), model(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("override, expected", [(None, "int8"), ("FP32", "fp32"), ("", "int8")])
+def test_handler_serves_the_archives_precision_unless_overridden(unpacked_archive, monkeypatch, override, expected):
+    """TorchServe hands `initialize` the archive's model-config.yaml: its `precision`
+    holds unless HWR_MODEL_PRECISION says otherwise (compose passes it empty by default)."""
+    import types
+
+    import yaml
+
+    from serve.handler import EmnistHandler
+
+    if override is None:
+        monkeypatch.delenv("HWR_MODEL_PRECISION", raising=False)
+    else:
+        monkeypatch.setenv("HWR_MODEL_PRECISION", override)
+    context = types.SimpleNamespace(
+        system_properties={"model_dir": str(unpacked_archive), "gpu_id": None},
+        manifest={"model": {"modelFile": "models.py"}},
+        model_yaml_config=yaml.safe_load((unpacked_archive / "model-config.yaml").read_text()))
+    handler = EmnistHandler()
+    handler.initialize(context)
+    assert handler.meta["precision"] == expected
