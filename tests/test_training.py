@@ -125,6 +125,31 @@ def test_limit_round_trip_train_package_evaluate(tmp_path, emnist_dir):
     assert 0.3 < result["accuracy"] <= 1.0, "three short epochs on 3,000 images should beat chance by far"
 
 
+def test_calibration_tiles_are_distinct_images_of_every_class(emnist_dir):
+    from serve.preprocess import normalize_tiles
+    from training.package import CALIBRATION_PER_CLASS, calibration_from_data, calibration_indices
+
+    train = load_split(emnist_dir, "train")
+    chosen = calibration_indices(train.labels)
+    assert len(np.unique(chosen)) == len(chosen) and chosen.max() >= 256, "indices, not wrapped to 8 bits"
+    counts = np.bincount(train.labels[chosen], minlength=len(train.classes))
+    assert np.array_equal(counts, np.minimum(np.bincount(train.labels, minlength=len(train.classes)),
+                                             CALIBRATION_PER_CLASS))
+    tiles = calibration_from_data(emnist_dir)
+    assert np.array_equal(tiles, normalize_tiles(train.images[chosen]))
+
+
+def test_committed_archive_calibrates_on_distinct_tiles_of_every_class():
+    import io
+
+    from training.package import CALIBRATION_PER_CLASS
+
+    with zipfile.ZipFile(ROOT / "serve/model-store/emnist.mar") as mar:
+        tiles = np.load(io.BytesIO(mar.read("calibration.npy")), allow_pickle=False)
+    assert tiles.shape == (len(DEFAULT_CLASSES) * CALIBRATION_PER_CLASS, 28, 28) and tiles.dtype == np.uint8
+    assert len(np.unique(tiles.reshape(len(tiles), -1), axis=0)) == len(tiles)
+
+
 def test_evaluate_json_contract_on_committed_archive(tmp_path, emnist_test_sample):
     sample = emnist_test_sample
     # The official orientation on disk: transposed, as EMNIST ships it.

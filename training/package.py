@@ -10,7 +10,7 @@ committed model carries its own measurements.
 `python -m training.package --repack serve/model-store/emnist.mar` packs an archive's
 weights, labels, calibration tiles and report again with this repository's code: after a
 change to the handler, the preprocessing or the config, without training again (`--data
-DIR` makes calibration tiles from DIR's training split where the archive has none).
+DIR` makes the calibration tiles anew from DIR's training split).
 """
 from __future__ import annotations
 
@@ -35,21 +35,24 @@ REPORT_FILES = ("report.json", "confusion.png", "curves.png")
 CALIBRATION_PER_CLASS = 32
 
 
-def calibration_tiles(tiles: np.ndarray, labels: np.ndarray, per_class: int = CALIBRATION_PER_CLASS,
-                      seed: int = 0) -> np.ndarray:
-    """Up to `per_class` tiles of every class, in a fixed random choice: the images whose
-    activation ranges set the int8 model's scales (serve/handler.py, `quantize_int8`).
-    `tiles` are what the handler's preprocessing made of training images."""
+def calibration_indices(labels: np.ndarray, per_class: int = CALIBRATION_PER_CLASS, seed: int = 0) -> np.ndarray:
+    """Up to `per_class` images of every class, in a fixed random choice (sorted indices):
+    the images whose activation ranges set the int8 model's scales (serve/handler.py,
+    `quantize_int8`)."""
     rng = np.random.default_rng(seed)
     picks = [rng.choice(np.flatnonzero(labels == k), min(per_class, int(np.sum(labels == k))), replace=False)
              for k in np.unique(labels)]
-    return np.ascontiguousarray(tiles[np.sort(np.concatenate(picks))], dtype=np.uint8)
+    return np.sort(np.concatenate(picks))
+
+
+def calibration_tiles(tiles: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The calibration choice of `tiles`, what the handler's preprocessing made of training images."""
+    return np.ascontiguousarray(tiles[calibration_indices(labels)], dtype=np.uint8)
 
 
 def calibration_from_data(data_dir: Path) -> np.ndarray:
     train = load_split(data_dir, "train")
-    chosen = calibration_tiles(np.arange(len(train.labels)), train.labels)
-    return normalize_tiles(train.images[chosen])
+    return normalize_tiles(train.images[calibration_indices(train.labels)])
 
 
 def package(run: Path, export: Path, name: str = "emnist", version: str = "1.0",
@@ -97,10 +100,10 @@ def repack(archive: Path, name: str = "emnist", data: Path | None = None) -> Pat
         run = Path(tmp)
         meta = json.loads(mar.read("model_meta.json"))
         (run / "model.pt").write_bytes(mar.read(meta.get("weights", "model.pt")))
-        if CALIBRATION_FILE in mar.namelist():
-            (run / CALIBRATION_FILE).write_bytes(mar.read(CALIBRATION_FILE))
-        elif data is not None:
+        if data is not None:
             np.save(run / CALIBRATION_FILE, calibration_from_data(Path(data)))
+        elif CALIBRATION_FILE in mar.namelist():
+            (run / CALIBRATION_FILE).write_bytes(mar.read(CALIBRATION_FILE))
         labels = json.loads(mar.read("index_to_name.json"))
         (run / "mapping.txt").write_text("".join(f"{i} {ord(labels[str(i)])}\n" for i in range(len(labels))))
         report_dir = archive.parent / f"{name}-report"
@@ -121,7 +124,7 @@ def main(argv=None) -> None:
     p.add_argument("--name", default="emnist")
     p.add_argument("--version", default="1.0")
     p.add_argument("--data", default=None, help="take the label mapping from this EMNIST folder (with --repack: "
-                                                 "the calibration tiles, where the archive has none)")
+                                                 "the calibration tiles, made anew from its training split)")
     p.add_argument("--repack", default=None, metavar="ARCHIVE",
                    help="pack this archive's weights, labels and report again with the current code (in place)")
     args = p.parse_args(argv)
