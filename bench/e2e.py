@@ -1,7 +1,7 @@
 """End-to-end load test through the real stack: `make bench` (python -m bench.e2e).
 
 Starts Redis, TorchServe, the workers and the web app on free ports, then drives them with
-N concurrent asyncio/httpx clients, each sending its next request as soon as the last one
+N concurrent asyncio/aiohttp clients, each sending its next request as soon as the last one
 answered (closed loop). In the same run, for comparison:
 - the same clients sending one image per request straight to TorchServe;
 - the in-process ceiling: the archived model called directly at batch 64.
@@ -36,21 +36,20 @@ class Load:
     name: str
     url: str
     headers: dict
-    bodies: list  # request kwargs for httpx, cycled
+    bodies: list  # request bodies, cycled: {"content": bytes, "headers": {...}} or {"json": ...}
     chars_per_request: int
     kind: str = "queue"  # how to tell a good answer: "queue" (the API's job JSON) or "direct" (TorchServe's)
 
 
-def answered(kind: str, response: httpx.Response) -> bool:
+def answered(kind: str, status: int, body: bytes) -> bool:
     """A real answer, not just a 200: TorchServe's predictions, or a job that succeeded with
     a recognized character for every image (a 202 from a timed-out wait is not an answer)."""
-    if response.status_code != 200:
+    if status != 200:
         return False
-    body = response.json()
-    if kind == "direct":
-        results = body.get("results") or []
-        return bool(results) and all("predictions" in r for r in results)
+    body = json.loads(body)
     results = body.get("results") or []
+    if kind == "direct":
+        return bool(results) and all("predictions" in r for r in results)
     return (body.get("status") == "succeeded" and bool(results)
             and all(r.get("characters") and "error" not in r for r in results))
 
@@ -59,40 +58,82 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-async def drive(load: Load, clients: int, seconds: float, warmup: float = 1.0) -> dict:
+class AiohttpPoster:
+    """The load client. httpx's async pool cost 1-2.4 ms of CPU per request at 8-32
+    connections and 9.8 ms at 128, on the cores the stack under test shares: at 128 clients
+    the figures measured the client (README, "End to end"). aiohttp costs a fraction."""
+
+    def __init__(self, clients: int, headers: dict):
+        import aiohttp
+
+        self._session = aiohttp.ClientSession(
+            headers=headers, timeout=aiohttp.ClientTimeout(total=120),
+            connector=aiohttp.TCPConnector(limit=clients, force_close=False))
+
+    async def post(self, url: str, body: dict) -> tuple[int, bytes]:
+        kwargs = {"data": body["content"]} if "content" in body else {"json": body["json"]}
+        async with self._session.post(url, headers=body.get("headers"), **kwargs) as response:
+            return response.status, await response.read()
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+class HttpxPoster:
+    """The client of sessions 1-10, kept to compare against (`--client httpx`)."""
+
+    def __init__(self, clients: int, headers: dict):
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        self._client = httpx.AsyncClient(limits=limits, timeout=120, headers=headers)
+
+    async def post(self, url: str, body: dict) -> tuple[int, bytes]:
+        response = await self._client.post(url, **body)
+        return response.status_code, response.content
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+POSTERS = {"aiohttp": AiohttpPoster, "httpx": HttpxPoster}
+
+
+async def drive(load: Load, clients: int, seconds: float, warmup: float = 1.0, client: str = "aiohttp") -> dict:
     """Closed-loop load: each client sends, waits for the answer, sends again."""
+    import aiohttp
+
     latencies: list[float] = []
     errors = sent = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=120, headers=load.headers) as client:
-        started = time.perf_counter()
-        measure_from, stop_at = started + warmup, started + warmup + seconds
+    poster = POSTERS[client](clients, load.headers)
+    started = time.perf_counter()
+    measure_from, stop_at = started + warmup, started + warmup + seconds
 
-        async def one_client(offset: int) -> None:
-            nonlocal errors, sent
-            i = offset
-            while True:
-                t0 = time.perf_counter()
-                if t0 >= stop_at:
-                    return
-                body = load.bodies[i % len(load.bodies)]
-                i += clients
-                sent += 1
-                try:
-                    r = await client.post(load.url, **body)
-                    ok = answered(load.kind, r)
-                except (httpx.HTTPError, ValueError):
-                    ok = False
-                t1 = time.perf_counter()
-                # Count what completes inside the measured window, whenever it started: with
-                # 128 clients a text job can take longer than the window itself.
-                if measure_from <= t1 <= stop_at:
-                    if ok:
-                        latencies.append(t1 - t0)
-                    else:
-                        errors += 1
+    async def one_client(offset: int) -> None:
+        nonlocal errors, sent
+        i = offset
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                return
+            body = load.bodies[i % len(load.bodies)]
+            i += clients
+            sent += 1
+            try:
+                ok = answered(load.kind, *await poster.post(load.url, body))
+            except (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                ok = False
+            t1 = time.perf_counter()
+            # Count what completes inside the measured window, whenever it started: with
+            # 128 clients a text job can take longer than the window itself.
+            if measure_from <= t1 <= stop_at:
+                if ok:
+                    latencies.append(t1 - t0)
+                else:
+                    errors += 1
 
+    try:
         await asyncio.gather(*(one_client(k) for k in range(clients)))
+    finally:
+        await poster.close()
     done = len(latencies)
     return {"clients": clients, "requests": done, "errors": errors, "sent": sent,
             "jobs_per_s": done / seconds, "chars_per_s": done * load.chars_per_request / seconds,
@@ -249,6 +290,8 @@ def main(argv=None) -> dict:
     p.add_argument("--workers", type=int, default=1, help="Celery worker processes")
     p.add_argument("--scenarios", default="direct_char,queue_char,queue_text64")
     p.add_argument("--results", type=Path, default=RESULTS, help="folder for <date>.json and <date>.png")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds of load per scenario before measuring")
+    p.add_argument("--client", choices=tuple(POSTERS), default="aiohttp", help="the load client's HTTP library")
     p.add_argument("--precision", choices=("int8", "fp32"), default=None,
                    help="the model's precision in TorchServe and the ceiling (default: as the archive serves)")
     args = p.parse_args(argv)
@@ -256,7 +299,7 @@ def main(argv=None) -> dict:
         os.environ["HWR_MODEL_PRECISION"] = args.precision  # TorchServe's environment (tests.stack copies it)
     tiles = emnist.load_split(args.data, "test", limit=1000).images
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds_per_point": args.seconds,
-              "workers": args.workers, "scenarios": {}}
+              "workers": args.workers, "client": args.client, "scenarios": {}}
     result["model_ceiling"] = model_ceiling(tiles, precision=args.precision)
     ceiling = result["model_ceiling"]
     print(f"model ceiling (in-process, batch 64, {ceiling['precision']}): {ceiling['chars_per_s']:.0f} chars/s "
@@ -266,10 +309,15 @@ def main(argv=None) -> dict:
         try:
             stack.start()
             loads = make_loads(stack, tiles, None)
+            # A fresh stack is slow for its first seconds (TorchServe's JVM compiles its hot
+            # paths: 50-60 ms of CPU per request at first against 3-5 once warm); without
+            # this, the first point measured that instead of the service.
+            for name in args.scenarios.split(","):
+                asyncio.run(drive(loads[name], 8, args.warmup, client=args.client))
             for clients in [int(c) for c in args.clients.split(",")]:
                 for name in args.scenarios.split(","):
                     before = tier_cpu(stack_tiers(stack))
-                    row = asyncio.run(drive(loads[name], clients, args.seconds))
+                    row = asyncio.run(drive(loads[name], clients, args.seconds, client=args.client))
                     after = tier_cpu(stack_tiers(stack))
                     # CPU milliseconds per request sent (every one sent is answered before drive returns).
                     row["cpu_ms_per_request"] = {k: 1000 * (after[k] - before[k]) / max(row["sent"], 1)
