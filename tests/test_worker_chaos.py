@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.fixtures.worker import worker_metric
 from tests.stack import TorchServe
 from training.scans import render_scan
 from worker import jobs
@@ -108,6 +109,25 @@ def test_job_whose_message_was_lost_is_resent(redis_server, redis_client, start_
     job = wait_for_job(redis_client, job_id, 90)
     assert job["status"] == "succeeded", job
     assert redis_client.zscore(jobs.PENDING, job_id) is None, "a finished job leaves the pending set"
+
+
+def test_job_whose_message_was_lost_is_resent_long_before_resubmit_after(
+        redis_server, redis_client, start_worker, emnist_test_sample):
+    """The worker's sweeper finds the orphan (queued, no message left in the broker) after
+    HWR_ORPHAN_AFTER, not HWR_RESUBMIT_AFTER (tests/test_orphans.py: jobs whose message
+    waits or was delivered are no orphans)."""
+    rng = np.random.default_rng(10)
+    lost = jobs.new_job_id()
+    image = render_scan(emnist_test_sample.images[1], rng, jpeg=False)
+    jobs.create_jobs(redis_client, [jobs.NewJob(lost, [image], "char", 3)], 600, 600, "hwr-orphan")
+    started = time.monotonic()
+    proc = start_worker(HWR_QUEUE="hwr-orphan", HWR_RESUBMIT_AFTER="900", HWR_ORPHAN_AFTER="2",
+                        HWR_SWEEP_INTERVAL="1")
+    job = wait_for_job(redis_client, lost, 60)
+    assert job["status"] == "succeeded", job
+    assert time.monotonic() - started < 60
+    assert "with no message in the broker, re-sent" in proc.tail(200)
+    assert worker_metric(proc, "hwr_worker_jobs_resubmitted_total") == 1
 
 
 def inference_requests(ts: TorchServe) -> float:

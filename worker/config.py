@@ -76,6 +76,9 @@ class WorkerConfig:
     # longest expected backlog, or busy queues do work twice (harmless, but wasted).
     resubmit_after: float = field(default_factory=lambda: _env_float("HWR_RESUBMIT_AFTER", 900.0))
     sweep_interval: float = field(default_factory=lambda: _env_float("HWR_SWEEP_INTERVAL", 30.0))
+    # A job still queued this long after submission whose id no message in the broker names
+    # lost its message (worker/orphans.py): re-sent at the next sweep, backlog or not.
+    orphan_after: float = field(default_factory=lambda: _env_float("HWR_ORPHAN_AFTER", 60.0))
 
 
 def load() -> WorkerConfig:

@@ -18,7 +18,9 @@ TORCHSERVE_LATENCY = Histogram("hwr_worker_torchserve_latency_seconds", "TorchSe
 JOB_DURATION = Histogram("hwr_worker_job_duration_seconds", "From task start to final status",
                          ["mode"], buckets=(.005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10, 30, 60))
 FAILURES = Counter("hwr_worker_failures_total", "Failures by reason", ["reason"])
-RESUBMITTED = Counter("hwr_worker_jobs_resubmitted_total", "Unfinished jobs re-sent by the sweeper")
+RESUBMITTED = Counter("hwr_worker_jobs_resubmitted_total",
+                      "Unfinished jobs re-sent by the sweeper: orphan (no message left in the broker) or stale",
+                      ["reason"])
 WEBHOOKS = Counter("hwr_worker_webhooks_total", "Webhook deliveries by outcome", ["outcome"])
 
 

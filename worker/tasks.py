@@ -14,7 +14,7 @@ from celery.signals import worker_ready
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from worker import jobs, metrics, recognize, webhooks
+from worker import jobs, metrics, orphans, recognize, webhooks
 from worker.batcher import MicroBatcher, keep_top_k
 from worker.celery_app import RECOGNIZE_JOBS_TASK, RECOGNIZE_TASK, celery_app
 from worker.config import load
@@ -192,18 +192,29 @@ def deliver_webhook(self, job_id: str, url: str) -> None:
 SWEEPER_LOCK = "hwr:sweeper:"  # + the queue: workers of other queues sweep their own jobs
 
 
+def resubmit(job_id: str, n_images: int, reason: str) -> None:
+    celery_app.send_task(RECOGNIZE_TASK, args=[job_id], kwargs={"n_images": n_images},
+                         queue=config.queue, task_id=job_id, ignore_result=True)
+    metrics.RESUBMITTED.labels(reason=reason).inc()
+
+
 def sweep_forever(hostname: str) -> None:
-    """Re-send jobs whose Celery message was lost. One worker sweeps per interval (a lock)."""
+    """Re-send jobs whose Celery message was lost: at once where the broker holds no
+    message for a job queued `orphan_after` seconds (worker/orphans.py), and any job
+    unfinished `resubmit_after` seconds after submission. One worker sweeps per interval
+    (a lock)."""
     r = _Runtime.get().redis
     while True:
         time.sleep(config.sweep_interval)
         try:
             if not r.set(SWEEPER_LOCK + config.queue, hostname, nx=True, ex=max(1, int(config.sweep_interval))):
                 continue
+            for job_id, n_images in orphans.orphaned_jobs(r, config.queue, config.orphan_after):
+                resubmit(job_id, n_images, "orphan")
+                log.warning("job %s: queued %.0f s with no message in the broker, re-sent", job_id,
+                            config.orphan_after)
             for job_id, n_images in jobs.stale_jobs(r, config.resubmit_after, config.queue):
-                celery_app.send_task(RECOGNIZE_TASK, args=[job_id], kwargs={"n_images": n_images},
-                                     queue=config.queue, task_id=job_id, ignore_result=True)
-                metrics.RESUBMITTED.inc()
+                resubmit(job_id, n_images, "stale")
                 log.warning("job %s: unfinished %.0f s after submission, re-sent", job_id, config.resubmit_after)
         except Exception:  # never let the sweeper die; the next round tries again
             log.exception("sweeper round failed")
