@@ -211,7 +211,7 @@ def sweep_forever(hostname: str) -> None:
                 continue
             for job_id, n_images in orphans.orphaned_jobs(r, config.queue, config.orphan_after):
                 resubmit(job_id, n_images, "orphan")
-                log.warning("job %s: queued %.0f s with no message in the broker, re-sent", job_id,
+                log.warning("job %s: queued over %.0f s with no message in the broker, re-sent", job_id,
                             config.orphan_after)
             for job_id, n_images in jobs.stale_jobs(r, config.resubmit_after, config.queue):
                 resubmit(job_id, n_images, "stale")
