@@ -243,10 +243,13 @@ def test_words_on_squared_paper_lose_the_squares_not_their_strokes(emnist_test_s
 
 def test_words_on_a_notebook_page_read_as_on_plain_paper(emnist_test_sample):
     """Rules under the letters and a margin line: neither is read, nor taken for slant.
-    Within 5 points of plain paper (3.1 here; 6.8 before this session's rule and slant changes)."""
+    Within 5 points of plain paper (6.8 before commit 8e04c6e's rule and slant changes). On 240
+    words: 1.8 points with every model served since (fp32, int8); 60 words moved the gap
+    between 3.1 and 5.4 with the same ruled reading, by the plain words alone."""
     from bench.words import notebook_paper
 
-    plain, ruled = read_words(emnist_test_sample), read_words(emnist_test_sample, paper=notebook_paper)
+    plain = read_words(emnist_test_sample, n=240)
+    ruled = read_words(emnist_test_sample, paper=notebook_paper, n=240)
     assert ruled > plain - 0.05, (ruled, plain)
 
 
