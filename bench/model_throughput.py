@@ -47,6 +47,19 @@ def calibration_tiles(count: int = 512) -> np.ndarray:
     return tiles
 
 
+def cpu_description() -> dict:
+    """The CPU's model and the int8 instructions it offers: int8's speed, and so the
+    ratios between models, differ from one CPU to the next (0.95x on session 10's machine,
+    0.51x on session 11's AMD EPYC for the default against the baseline)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    return {"model": model, "int8_flags": sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8", "amx_tile"})}
+
+
 def measure(seconds: float, rounds: int) -> dict:
     torch.set_num_threads(1)
     eager = {name: build_model(name).eval() for name in ("baseline", *(n for n in MODELS if n != "baseline"))}
@@ -61,6 +74,7 @@ def measure(seconds: float, rounds: int) -> dict:
                     samples[f"{variant}/{name}@{batch}"].append(images_per_second(model, batch, seconds))
     best = {k: max(v) for k, v in samples.items()}
     return {
+        "cpu": cpu_description(),
         "threads": 1,
         "images_per_second": best,
         "parameters": {n: sum(p.numel() for p in m.parameters()) for n, m in eager.items()},
@@ -81,6 +95,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     result = measure(args.seconds, args.rounds)
     ips = result["images_per_second"]
+    print(f"CPU: {result['cpu'].get('model', '?')} ({', '.join(result['cpu'].get('int8_flags', [])) or 'no VNNI/AMX'})")
     print(f"{'model':20} {'params':>9} {'batch 1 img/s':>14} {'batch 64 img/s':>15}")
     for variant in ("int8", "fp32", "eager"):
         for name in result["parameters"]:

@@ -160,7 +160,7 @@ def quantize_int8(model: torch.nn.Module, calibration: np.ndarray) -> torch.nn.M
     """Static int8 quantization of an eval-mode model for the CPU (FX graph mode, x86
     backend): each convolution runs fused with its batch norm and ReLU on int8 weights (per
     channel) and activations, whose ranges are measured on `calibration`, uint8 tiles
-    N x 28 x 28. On this repository's default model: 6x the fp32 images/s at batch 64,
+    N x 28 x 28. On this repository's default model: 3-6x the fp32 images/s at batch 64 (by CPU),
     and the same top-1 answer as fp32 on 99.6% of training tiles (README, "The model")."""
     from torch.ao.quantization import QConfig, MinMaxObserver, default_per_channel_weight_observer
     from torch.ao.quantization import get_default_qconfig_mapping
