@@ -60,9 +60,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class AiohttpPoster:
-    """The load client. httpx's async pool cost 1-2.4 ms of CPU per request at 8-32
-    connections and 9.8 ms at 128, on the cores the stack under test shares: at 128 clients
-    the figures measured the client (README, "End to end"). aiohttp costs 0.16-0.32 ms per request."""
+    """The load client. httpx's async pool cost 1.1-1.5 ms of CPU per request at 1-8
+    connections, 3.5 ms at 32 and 9.5-13.8 ms at 128, on the cores the stack under test
+    shares, so at 32 and 128 clients the figures measured the client (README, "End to
+    end"). aiohttp costs 0.16-0.32 ms per single-character request."""
 
     def __init__(self, clients: int, headers: dict):
         self._session = aiohttp.ClientSession(

@@ -94,11 +94,11 @@ def orphaned_jobs(r: redis.Redis, queue: str, older_than: float, settle: float =
     ids = [i.decode() for i in r.zrangebyscore(key, "-inf", jobs.now() - older_than, start=0, num=limit)]
     orphans = _still_queued(r, ids) if ids else []
     for attempt in range(2):
-        if not orphans:
-            return []
         if attempt:
             time.sleep(settle)
             orphans = _still_queued(r, [job_id for job_id, _ in orphans])
+        if not orphans:
+            return []
         held = job_ids_in_broker(r, queue, max_messages)
         if held is None:
             return []
