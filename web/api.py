@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 
 from flask import Blueprint, g, jsonify, request, url_for
 
@@ -15,7 +14,6 @@ from worker.gather import Announcement
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 JOB_FIELDS = ("id", "status", "mode", "top_k", "n_images", "created_at", "finished_at", "results", "error",
               "callback_url")
 
@@ -83,7 +81,7 @@ def read_job(job_id: str):
     s = services()
     inputs.check_query(request, ("wait",))
     wait = inputs.parse_seconds("wait", request.args.get("wait", "0"), s.config.max_wait_seconds)
-    if not JOB_ID.fullmatch(job_id):
+    if not jobs.JOB_ID.fullmatch(job_id):
         raise ApiError(404, "not_found", f"no job {job_id[:64]!r}")
     job = s.job_waiter().wait(job_id, wait) if wait > 0 else jobs.get_job(s.redis, job_id)
     if job is None:

@@ -18,6 +18,7 @@ returns False to any later (redelivered) attempt, so clients and webhooks see on
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -45,6 +46,10 @@ def blob_key(job_id: str, index: int) -> str:
 
 def done_channel(job_id: str) -> str:
     return f"hwr:done:{job_id}"
+
+
+# What new_job_id makes: the API checks ids against it, the sweeper finds them in messages.
+JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def new_job_id() -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import time
 
 import redis
@@ -30,7 +29,6 @@ import redis
 from worker import jobs
 
 UNACKED_KEY = "unacked"  # kombu's default `unacked_key`; celery_app.py does not change it
-JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class Unreadable(ValueError):
@@ -50,7 +48,7 @@ def message_job_ids(raw: bytes) -> set[str]:
         raise Unreadable(str(exc)) from None
     if not isinstance(body, str):
         raise Unreadable(f"message body is {type(body).__name__}")
-    return set(JOB_ID.findall(body))
+    return set(jobs.JOB_ID.findall(body))
 
 
 def job_ids_in_broker(r: redis.Redis, queue: str, max_messages: int) -> set[str] | None:
@@ -92,7 +90,7 @@ def orphaned_jobs(r: redis.Redis, queue: str, older_than: float, settle: float =
     `older_than`."""
     key = jobs.pending_key(queue)
     ids = [i.decode() for i in r.zrangebyscore(key, "-inf", jobs.now() - older_than, start=0, num=limit)]
-    orphans = _still_queued(r, ids) if ids else []
+    orphans = _still_queued(r, ids)
     for attempt in range(2):
         if attempt:
             time.sleep(settle)
