@@ -285,7 +285,9 @@ def main(argv=None) -> dict:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "emnist47")
     p.add_argument("--clients", default="1,8,32,128")
     p.add_argument("--seconds", type=float, default=6.0, help="measured time per point")
-    p.add_argument("--workers", type=int, default=1, help="Celery worker processes")
+    p.add_argument("--workers", type=int, default=1, help="`python -m worker` commands started")
+    p.add_argument("--worker-processes", default="auto",
+                   help="HWR_WORKER_PROCESSES of each (default auto, one per core, as `make run` starts it)")
     p.add_argument("--scenarios", default="direct_char,queue_char,queue_text64")
     p.add_argument("--results", type=Path, default=RESULTS, help="folder for <date>.json and <date>.png")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of load per scenario before measuring")
@@ -297,13 +299,15 @@ def main(argv=None) -> dict:
         os.environ["HWR_MODEL_PRECISION"] = args.precision  # TorchServe's environment (tests.stack copies it)
     tiles = emnist.load_split(args.data, "test", limit=1000).images
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds_per_point": args.seconds,
-              "workers": args.workers, "client": args.client, "scenarios": {}}
+              "workers": args.workers, "worker_processes": args.worker_processes, "client": args.client,
+              "scenarios": {}}
     result["model_ceiling"] = model_ceiling(tiles, precision=args.precision)
     ceiling = result["model_ceiling"]
     print(f"model ceiling (in-process, batch 64, {ceiling['precision']}): {ceiling['chars_per_s']:.0f} chars/s "
           f"(by torch threads: {', '.join(f'{k}: {v:.0f}' for k, v in ceiling['chars_per_s_by_threads'].items())})")
     with tempfile.TemporaryDirectory(prefix="hwr-bench-") as tmp:
-        stack = FullStack(Path(tmp), workers=args.workers, web_env={"HWR_RATE_LIMIT": "1000000/minute"})
+        stack = FullStack(Path(tmp), workers=args.workers, web_env={"HWR_RATE_LIMIT": "1000000/minute"},
+                          worker_env={"HWR_WORKER_PROCESSES": args.worker_processes})
         try:
             stack.start()
             loads = make_loads(stack, tiles, None)

@@ -14,7 +14,7 @@ pid="$(sed -n 's/^pid=//p' "$state_file")"
 stack_id="$(sed -n 's/^stack_id=//p' "$state_file")"
 redis_port="$(sed -n 's/^redis_port=//p' "$state_file")"
 # The pid is only run.sh's while its command line says so (pids get reused).
-is_run_sh() { [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q 'scripts/run.sh'; }
+is_run_sh() { [ -n "$pid" ] && { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -q 'scripts/run.sh'; }
 if is_run_sh; then
   kill -TERM "$pid"
   # honcho gives its processes 5 s, then run.sh sweeps for up to 10 s more.

@@ -5,7 +5,8 @@ NumPy, which release the GIL), and all the jobs of one process must share one
 micro-batcher so their tiles travel to TorchServe together. Prefetch is one message per
 thread: every thread can hold a job whose tiles join the next batch, and no more
 messages than that sit unacked in a worker that might die.
-Extra arguments are passed on to `celery worker` (e.g. `-n name@%h`).
+Extra arguments are passed on to `celery worker` (e.g. `-n name@%h`). With
+HWR_WORKER_PROCESSES > 1 this process supervises that many such workers (worker/supervisor.py).
 """
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ def main(argv: list[str]) -> None:
     config = load()
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per TorchServe request is noise
+    if config.processes > 1:
+        from worker.supervisor import Supervisor
+
+        sys.exit(Supervisor(config, argv).run())
     if not config.task_log:  # Celery's "received" / "succeeded in" lines; errors still show
         for name in ("celery.worker.strategy", "celery.app.trace"):
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -28,6 +28,28 @@ def _env_bool(name: str, default: bool) -> bool:
     return os.environ.get(name, "1" if default else "0").strip().lower() in ("1", "true", "yes", "on")
 
 
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, and a container's CPU quota
+    (cgroup v2 `cpu.max`, e.g. compose's `cpus: 2`), whichever is smaller."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, round(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def _processes(raw: str) -> int:
+    if raw.strip().lower() == "auto":
+        return usable_cores()
+    count = parse_number("HWR_WORKER_PROCESSES", raw, int)
+    if count < 1:
+        raise ValueError(f"HWR_WORKER_PROCESSES must be at least 1 or 'auto', got {raw.strip()[:40]!r}")
+    return count
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     redis_url: str = field(default_factory=lambda: os.environ.get("HWR_REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -45,6 +67,9 @@ class WorkerConfig:
     visibility_timeout: int = field(default_factory=lambda: _env_int("HWR_VISIBILITY_TIMEOUT", 300))
     max_batch: int = field(default_factory=lambda: _env_int("HWR_MAX_BATCH", 256))
     concurrency: int = field(default_factory=lambda: _env_int("HWR_WORKER_CONCURRENCY", 32))
+    # Celery worker processes under one `python -m worker` (worker/supervisor.py); "auto":
+    # one per core.
+    processes: int = field(default_factory=lambda: _processes(os.environ.get("HWR_WORKER_PROCESSES", "1")))
     torchserve_timeout: float = field(default_factory=lambda: _env_float("HWR_TORCHSERVE_TIMEOUT", 30.0))
     retry_max_seconds: float = field(default_factory=lambda: _env_float("HWR_TORCHSERVE_RETRY_SECONDS", 60.0))
     metrics_port: int = field(default_factory=lambda: _env_int("HWR_WORKER_METRICS_PORT", 9808))
