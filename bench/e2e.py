@@ -139,7 +139,7 @@ async def drive(load: Load, clients: int, seconds: float, warmup: float = 1.0, c
             "p99_ms": 1000 * percentile(latencies, 99)}
 
 
-def _cpu_seconds_by_pid() -> tuple[dict[int, float], dict[int, int]]:
+def cpu_seconds_by_pid() -> tuple[dict[int, float], dict[int, int]]:
     """utime + stime of every process, and each one's parent (from /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
     cpu, parent = {}, {}
@@ -159,7 +159,7 @@ def _cpu_seconds_by_pid() -> tuple[dict[int, float], dict[int, int]]:
 def tier_cpu(tiers: dict[str, list[int]]) -> dict[str, float]:
     """CPU seconds used so far by each tier: its processes and all their descendants.
     The client is this process (it does nothing else while it drives the load)."""
-    cpu, parent = _cpu_seconds_by_pid()
+    cpu, parent = cpu_seconds_by_pid()
     children: dict[int, list[int]] = {}
     for pid, ppid in parent.items():
         children.setdefault(ppid, []).append(pid)

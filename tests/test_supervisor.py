@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
+from bench.e2e import cpu_seconds_by_pid
 from tests.fixtures.worker import worker_metric
 from tests.stack import wait_until
 from training.scans import render_scan
@@ -36,15 +36,16 @@ def test_process_count_is_checked(monkeypatch):
 
 
 def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return sorted(found)
+    _, parent = cpu_seconds_by_pid()
+    return sorted(child for child, ppid in parent.items() if ppid == pid)
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 # A queue of its own: the session's shared worker must not take these jobs.
@@ -90,7 +91,7 @@ def test_two_processes_share_the_queue_restart_and_stop(redis_server, redis_clie
     current = children_of(proc.proc.pid)
     proc.proc.send_signal(signal.SIGTERM)
     assert proc.proc.wait(30) == 0
-    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in current), 10, "children gone")
+    wait_until(lambda: not any(running(pid) for pid in current), 10, "children gone")
 
 
 def test_children_die_with_a_parent_killed_outright(start_worker):
@@ -100,10 +101,4 @@ def test_children_die_with_a_parent_killed_outright(start_worker):
     proc.proc.send_signal(signal.SIGKILL)
     proc.proc.wait(10)
     # Linux's parent-death signal: a SIGTERM, so each finishes its tasks and exits.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and any(Path(f"/proc/{pid}/stat").exists()
-                                              and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-                                              for pid in children):
-        time.sleep(0.2)
-    assert not any(Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-                   for pid in children)
+    wait_until(lambda: not any(running(pid) for pid in children), 60, "children gone with their parent")

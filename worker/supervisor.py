@@ -2,9 +2,10 @@
 
 A worker process is bound by its interpreter lock long before it fills a core: decoding,
 cutting and batching run in Python threads that take turns. Measured side by side on the
-2-core CI machine, two processes served 13-29% more single-character jobs at 32 clients
-than one (README, "Scaling"). This parent starts N children (`python -m worker` with
-HWR_WORKER_PROCESSES=1), each its own Celery node (`hwr<i>@<host>`) with its own
+2-core CI machine at 32 clients, single-character jobs through the queue ran at 0.41-0.44x
+the rate of direct TorchServe requests with one process, 0.51-0.52x with two (README,
+"Benchmarks"). This parent starts N children (`python -m worker` with
+HWR_WORKER_PROCESSES=1), each its own Celery node (`hwr-<i>@<host>`) with its own
 micro-batcher, and:
 - restarts a child that dies (a second later; the jobs it held come back as a killed
   worker's always do: kombu's visibility timeout and the sweeper);
