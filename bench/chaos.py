@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
+import contextlib
 import hashlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -24,6 +26,7 @@ import httpx
 import numpy as np
 import redis
 
+from bench.e2e import cpu_seconds_by_pid
 from tests.stack import FullStack
 from training import data as emnist
 from training.scans import render_scan
@@ -156,12 +159,46 @@ def scenario_kill_worker(stack: FullStack, client: Client, images: list[bytes], 
     def kill():
         if wait_for_running_job(stack):
             caught_running.set()
+        # The whole command at once, its Celery processes too (they would otherwise get
+        # the SIGTERM their parent's death sends them, and stop gracefully).
+        processes = worker_children(victim.proc.pid)
         victim.signal(signal.SIGKILL)
+        for pid in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         stack.start_worker("worker-replacement")
 
     ids = submit_many(client, images, n, during=kill, at=n // 4)
-    return {"fault": "SIGKILL a worker mid-batch, start a replacement", "submitted": len(ids),
+    return {"fault": "SIGKILL a worker (all its processes) mid-batch, start a replacement", "submitted": len(ids),
             "killed_with_a_job_running": caught_running.is_set(), **count(client, ids, 240, stack)}
+
+
+def scenario_kill_worker_process(stack: FullStack, client: Client, images: list[bytes], n: int) -> dict:
+    """One Celery process of a supervised worker dies (the OOM killer's way): its parent
+    starts another, and the jobs it held are delivered again."""
+    parent = stack.worker_procs[-1].proc.pid
+    caught_running = threading.Event()
+    killed: list[int] = []
+
+    def kill():
+        if wait_for_running_job(stack):
+            caught_running.set()
+        children = worker_children(parent)
+        if children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(children[0], signal.SIGKILL)
+            killed.append(children[0])
+
+    ids = submit_many(client, images, n, during=kill, at=n // 4)
+    result = count(client, ids, 240, stack)
+    replaced = bool(killed) and killed[0] not in worker_children(parent) and len(worker_children(parent)) >= 2
+    return {"fault": "SIGKILL one process of a supervised worker mid-batch", "submitted": len(ids),
+            "killed_with_a_job_running": caught_running.is_set(), "process_replaced": replaced, **result}
+
+
+def worker_children(pid: int) -> list[int]:
+    _, parent = cpu_seconds_by_pid()
+    return sorted(child for child, ppid in parent.items() if ppid == pid)
 
 
 def scenario_stop_torchserve(stack: FullStack, client: Client, images: list[bytes], n: int) -> dict:
@@ -262,6 +299,7 @@ def readiness_after(url: str, settle: float = 20) -> dict:
 
 SCENARIOS = {
     "kill_worker": scenario_kill_worker,
+    "kill_worker_process": scenario_kill_worker_process,
     "stop_torchserve": scenario_stop_torchserve,
     "restart_redis": scenario_restart_redis,
     "client_disconnects": scenario_client_disconnects,
@@ -283,9 +321,11 @@ def main(argv=None) -> dict:
     results = {}
     state = args.state or ROOT / "var" / "chaos" / time.strftime("%Y%m%d-%H%M%S")
     print(f"services' state and logs: {state}", flush=True)
+    # Two worker commands of two Celery processes each: kill_worker takes a whole command
+    # down, kill_worker_process one process under its supervisor (as `make run` starts them).
     stack = FullStack(state, workers=2,
                       web_env={"HWR_RATE_LIMIT": "100/second"},
-                      worker_env={"HWR_VISIBILITY_TIMEOUT": "20", "HWR_TORCHSERVE_RETRY_SECONDS": "120",
+                      worker_env={"HWR_WORKER_PROCESSES": "2", "HWR_VISIBILITY_TIMEOUT": "20", "HWR_TORCHSERVE_RETRY_SECONDS": "120",
                                       # Deployments' sweeper (orphans re-sent 60 s after
                                       # submission, anything unfinished after 900 s), checked
                                       # every 5 s instead of 30.
