@@ -4,7 +4,9 @@ Starts Redis, TorchServe, the workers and the web app on free ports, then drives
 N concurrent asyncio/aiohttp clients, each sending its next request as soon as the last one
 answered (closed loop). In the same run, for comparison:
 - the same clients sending one image per request straight to TorchServe;
-- the in-process ceiling: the archived model called directly at batch 64.
+- the in-process ceiling: the archived model called directly at batch 64;
+- the least a queued job could cost on this machine (bench/floor.py), which bounds the
+  queue/direct ratio and the text jobs' share of the ceiling.
 Figures go to stdout, bench/results/<date>.json and bench/results/<date>.png.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ import aiohttp
 import httpx
 import numpy as np
 
+from bench import floor
 from tests.stack import FullStack
 from training import data as emnist
 from training.evaluate import ArchivedModel
@@ -270,10 +273,16 @@ def summarize(result: dict) -> dict:
     if 32 in by.get("queue_char", {}) and 32 in by.get("direct_char", {}):
         ratio = by["queue_char"][32]["jobs_per_s"] / max(by["direct_char"][32]["jobs_per_s"], 1e-9)
         targets["queue_vs_direct_at_32"] = {"ratio": ratio, "goal": ">= 1.0", "met": ratio >= 1.0}
+        best = floor.bound(result)
+        if best:
+            targets["queue_vs_direct_at_32"]["best_possible_ratio"] = best
     if by.get("queue_text64"):
         best = max(r["chars_per_s"] for r in by["queue_text64"].values())
         share = best / result["model_ceiling"]["chars_per_s"]
         targets["text64_vs_ceiling"] = {"share": share, "goal": ">= 0.40", "met": share >= 0.40}
+        best = floor.text_bound(result)
+        if best:
+            targets["text64_vs_ceiling"]["best_possible_share"] = best
     if 1 in by.get("queue_char", {}) and 1 in by.get("direct_char", {}):
         extra = by["queue_char"][1]["p50_ms"] - by["direct_char"][1]["p50_ms"]
         targets["p50_overhead_at_1_ms"] = {"ms": extra, "goal": "<= 15", "met": extra <= 15}
@@ -332,6 +341,14 @@ def main(argv=None) -> dict:
                         f"{k} {v:.2f}" for k, v in row["cpu_ms_per_request"].items()), flush=True)
         finally:
             stack.stop()
+        # The least a queued job can cost on this machine (bench/floor.py), for the targets.
+        lines = [base64.b64decode(b["json"]["images"][0]) for b in loads["queue_text64"].bodies]
+        result["floor"] = {"image_ms": floor.image_ms([b["content"] for b in loads["queue_char"].bodies]),
+                           "text_image_ms": floor.image_ms(lines, "text"),
+                           "web": floor.web_floor(Path(tmp), loads["queue_char"].bodies, 32, args.seconds)}
+        print(f"floor: a scan's image work {result['floor']['image_ms']:.2f} ms, a text line's "
+              f"{result['floor']['text_image_ms']:.2f} ms, a do-nothing Flask request "
+              f"{result['floor']['web']['cpu_ms_per_request']:.2f} ms of CPU", flush=True)
     result["targets"] = summarize(result)
     print(json.dumps(result["targets"], indent=2))
     args.results.mkdir(parents=True, exist_ok=True)

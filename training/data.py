@@ -85,9 +85,9 @@ def split_files(data_dir: Path, split: str) -> tuple[Path, Path]:
     return found[0], found[1]
 
 
-def read_mapping(data_dir: Path) -> list[str]:
+def read_mapping(data_dir: str | Path) -> list[str]:
     """Class index to character, from `mapping.txt` or the official mapping file."""
-    path = _find(data_dir, ["mapping.txt", "emnist-balanced-mapping.txt"])
+    path = _find(Path(data_dir), ["mapping.txt", "emnist-balanced-mapping.txt"])
     if path is None:
         return list(DEFAULT_CLASSES)
     pairs = [line.split() for line in path.read_text().splitlines() if line.strip()]
