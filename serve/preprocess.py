@@ -12,6 +12,7 @@ upright (EMNIST's files store images transposed; `emnist_upright` undoes that).
 """
 from __future__ import annotations
 
+import functools
 import io
 
 import cv2
@@ -248,12 +249,27 @@ def _without_ruled_frame(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return ink_components(np.where(paper.erase_rules(mask, frame), ink, np.float32(0)))[0]
 
 
+def _as_u8(mask: np.ndarray) -> np.ndarray:
+    """A mask as the uint8 image OpenCV wants; a bool mask is viewed, not copied."""
+    return mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8, copy=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _square_kernel(side: int) -> np.ndarray:
+    return np.ones((side, side), np.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def _round_kernel(side: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+
+
 def stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width in pixels: twice the area over the contour length."""
     area = float(np.count_nonzero(mask))
     if area == 0:
         return 0.0
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    contours, _ = cv2.findContours(_as_u8(mask), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
     perimeter = sum(cv2.arcLength(c, True) for c in contours)
     return 2.0 * area / max(perimeter, 1.0)
 
@@ -264,15 +280,15 @@ def tile_from_ink(ink: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray
     `mask` is the character's `ink_mask` when the caller already has it (the worker does:
     it needs the box, and in text mode each character's own strokes)."""
     mask = ink_mask(ink) if mask is None else mask
-    x0, y0, w, h = cv2.boundingRect(mask.astype(np.uint8, copy=False))
+    x0, y0, w, h = cv2.boundingRect(_as_u8(mask))
     if w == 0 or h == 0:
         raise BlankImageError("no ink found in the image")
     side = max(w, h)
-    char_mask = mask[y0:y0 + h, x0:x0 + w].astype(np.uint8, copy=False)
+    char_mask = _as_u8(mask[y0:y0 + h, x0:x0 + w])
     # Specks are dropped, but the faint rim around kept strokes stays: it is part of them.
     # (Dilating inside the ink's box is exact: the mask is empty outside it.)
     rim = max(1, int(round(side / INK_SPAN)))
-    keep = cv2.dilate(char_mask, np.ones((2 * rim + 1, 2 * rim + 1), np.uint8)) > 0
+    keep = cv2.dilate(char_mask, _square_kernel(2 * rim + 1)) > 0
     crop = np.where(keep, ink[y0:y0 + h, x0:x0 + w], np.float32(0)).astype(np.float32, copy=False)
     if side > WORK_SIDE:
         # Thickening costs grow with the character's size to the fourth power: work at a
@@ -287,8 +303,8 @@ def tile_from_ink(ink: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray
     if width_in_tile < TARGET_STROKE:
         grow = int(round((TARGET_STROKE - width_in_tile) / scale))
         if grow >= 1:
-            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow + 1, grow + 1))
-            crop = cv2.dilate(np.pad(crop, grow), kernel)
+            crop = cv2.dilate(cv2.copyMakeBorder(crop, grow, grow, grow, grow, cv2.BORDER_CONSTANT, value=0),
+                              _round_kernel(grow + 1))
             side = max(crop.shape)
     # Centre in a square frame, then pad by 2/24 of it: EMNIST's 2 px margin.
     pad = int(round(side * 2 / INK_SPAN))
