@@ -343,12 +343,14 @@ def main(argv=None) -> dict:
             stack.stop()
         # The least a queued job can cost on this machine (bench/floor.py), for the targets.
         lines = [base64.b64decode(b["json"]["images"][0]) for b in loads["queue_text64"].bodies]
+        web = {server: floor.web_floor(Path(tmp), loads["queue_char"].bodies, 32, args.seconds, server)
+               for server in floor.SERVERS}
         result["floor"] = {"image_ms": floor.image_ms([b["content"] for b in loads["queue_char"].bodies]),
                            "text_image_ms": floor.image_ms(lines, "text"),
-                           "web": floor.web_floor(Path(tmp), loads["queue_char"].bodies, 32, args.seconds)}
+                           "web": web["gunicorn"], "web_by_server": web}
         print(f"floor: a scan's image work {result['floor']['image_ms']:.2f} ms, a text line's "
               f"{result['floor']['text_image_ms']:.2f} ms, a do-nothing Flask request "
-              f"{result['floor']['web']['cpu_ms_per_request']:.2f} ms of CPU", flush=True)
+              + ", ".join(f"{k} {v['cpu_ms_per_request']:.2f}" for k, v in web.items()) + " ms of CPU", flush=True)
     result["targets"] = summarize(result)
     print(json.dumps(result["targets"], indent=2))
     args.results.mkdir(parents=True, exist_ok=True)

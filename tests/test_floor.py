@@ -75,8 +75,18 @@ def test_image_work_is_timed_in_both_modes():
     assert floor.image_ms([png(line)], "text", rounds=1) > 0
 
 
-def test_web_floor_serves_the_do_nothing_app_under_gunicorn(tmp_path):
+@pytest.mark.parametrize("server", floor.SERVERS)
+def test_web_floor_serves_the_do_nothing_app(tmp_path, server):
     bodies = [{"content": png(letter_l()), "headers": {"Content-Type": "image/png"}}]
-    measured = floor.web_floor(tmp_path, bodies, clients=4, seconds=1.0)
+    measured = floor.web_floor(tmp_path, bodies, clients=4, seconds=1.0, server=server)
+    assert measured["server"] == server
     assert measured["errors"] == 0 and measured["requests_per_s"] > 0
     assert measured["cpu_ms_per_request"] > 0
+
+
+def test_bound_takes_the_cheaper_server():
+    result = run_result(image_ms=1.4, text_image_ms=7.0, web={"cpu_ms_per_request": 0.5},
+                        web_by_server={"gunicorn": {"cpu_ms_per_request": 0.5}, "granian": {"cpu_ms_per_request": 0.2}})
+    assert floor.bound(result)["queue_least_parts"]["web"] == pytest.approx(0.2)
+    assert floor.bound(result)["queue_least_cpu_ms"] == pytest.approx(2.8)
+    assert floor.text_bound(result)["least_parts"]["web"] == pytest.approx(0.2)
