@@ -4,8 +4,8 @@ Two figures, on the same machine and in the same run:
 - `web_floor`: the CPU per request of a Flask app that does nothing (reads the body,
   answers a small JSON), driven by the same client with the same bytes, under the deployed
   gunicorn settings (web/gunicorn.conf.py) and under granian (a WSGI server written in
-  Rust, the cheapest per request of those measured: README). No web tier built on Flask
-  costs less than the cheaper of the two.
+  Rust, the cheapest per request of the servers measured with keep-alive connections:
+  README). The bound takes the cheaper of the two.
 - `image_ms`: the CPU per image of decoding a scan and making its tile
   (`worker.recognize.plan_image`). A direct TorchServe request does this work in the
   handler; a queued job does it in the worker. It moves between the paths, it is not added.
