@@ -21,7 +21,7 @@ from training.scans import render_scan
 from worker import jobs, webhooks
 from worker.celery_app import make_celery
 from worker.config import WorkerConfig
-from worker.queue import JobPublisher, publish_jobs, submit_job, wait_for_job
+from worker.queue import JobPublisher, JobWaiter, publish_jobs, submit_job, wait_for_job
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -158,6 +158,19 @@ def test_publisher_sends_the_jobs_submitted_together_as_one_message(redis_server
     args, kwargs, _ = json.loads(base64.b64decode(json.loads(messages[0])["body"]))
     assert sorted(args[0]) == sorted(j.job_id for j in new) and args[1] == [1] * 6
     assert all(jobs.get_job(redis_client, j.job_id)["status"] == "queued" for j in new)
+
+
+def test_job_waiter_wakes_on_the_finish_message_and_close_stops_it_quietly(redis_client, caplog):
+    waiter = JobWaiter(redis_client)
+    job_id = jobs.new_job_id()
+    event = waiter.register(job_id)  # returns once the subscription is active
+    redis_client.publish(jobs.done_channel(job_id), "succeeded")
+    assert event.wait(5)
+    waiter.unregister(job_id, event)
+    with caplog.at_level("WARNING", logger="worker.queue"):
+        waiter.close()
+    assert not waiter._thread.is_alive()
+    assert "subscription lost" not in caplog.text
 
 
 def test_only_small_jobs_share_a_message():

@@ -42,6 +42,11 @@ class Services:
                                                   linger=self.config.publish_linger)
         return self.publisher
 
+    def close(self) -> None:
+        """Stop the job waiter's listener thread (before the Redis it listens to goes away)."""
+        if self.waiter is not None:
+            self.waiter.close()
+
 
 _made_lock = threading.Lock()
 

@@ -141,6 +141,8 @@ class JobWaiter:
         self._subscribed = threading.Event()
         self._thread: threading.Thread | None = None
         self._prefix = jobs.done_channel("")
+        self._closed = threading.Event()
+        self._pubsub = None
 
     def _start(self) -> None:
         with self._lock:
@@ -150,8 +152,8 @@ class JobWaiter:
 
     def _listen_forever(self) -> None:
         backoff = 0.1
-        while True:
-            pubsub = self.redis.pubsub()
+        while not self._closed.is_set():
+            pubsub = self._pubsub = self.redis.pubsub()
             try:
                 pubsub.psubscribe(self._prefix + "*")
                 for message in pubsub.listen():
@@ -168,6 +170,8 @@ class JobWaiter:
                                 event.set()
             except Exception as exc:  # Redis restarted or unreachable: the waiters poll meanwhile
                 self._subscribed.clear()
+                if self._closed.is_set():
+                    return
                 log.warning("job waiter: subscription lost (%s); retrying in %.1fs", exc, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -176,6 +180,19 @@ class JobWaiter:
                     pubsub.close()
                 except Exception:
                     pass
+
+    def close(self) -> None:
+        """Stop listening: an app whose Redis goes away on purpose (a test's) must not log
+        a lost subscription, and retry it, for the rest of the process."""
+        self._closed.set()
+        pubsub = self._pubsub
+        if pubsub is not None:
+            try:
+                pubsub.close()  # the listener's read fails, and it sees _closed
+            except Exception:
+                pass
+        if self._thread is not None:
+            self._thread.join(5)
 
     def register(self, job_id: str) -> threading.Event:
         """Start listening for `job_id` (before submitting it, so its finish is never missed)."""
