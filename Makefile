@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/emnist47
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run stop test train evaluate bench bench-model bench-scans chaos system-deps runtime-deps compose-config clean venv
+.PHONY: run stop test train evaluate bench bench-model bench-scans chaos profile system-deps runtime-deps compose-config clean venv
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: sudo apt-get install -y python3.11 python3.11-venv"; exit 1; }
@@ -51,6 +51,11 @@ bench-scans: $(STAMP)
 
 bench: $(STAMP) runtime-deps bench-model bench-scans
 	$(BIN)/python -m bench.e2e
+
+# Where the web and worker tiers' CPU goes under load (py-spy; bench/results/<date>-profile-*.json).
+profile: $(STAMP) runtime-deps
+	$(BIN)/python -m bench.profile --scenario queue_char
+	$(BIN)/python -m bench.profile --scenario queue_text64
 
 chaos: $(STAMP) runtime-deps
 	$(BIN)/python -m bench.chaos
