@@ -9,12 +9,14 @@ thread holding the GIL is sampled (`--gil`: without it, threads parked on a lock
 busy), so a function's share of a tier's samples is its share of the Python work; C code
 that lets the GIL go (OpenCV, socket reads) is left out. Writes
 `bench/results/<date>-profile-<scenario>.json` (top functions per tier, by their own time
-and by the time spent under them) and the raw stacks beside it, for flame graphs.
+and by the time spent under them) and the raw stacks beside it (`-<tier>.txt.gz`, py-spy's
+collapsed format, which flame graph tools read).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import re
 import subprocess
@@ -101,7 +103,10 @@ def profile(scenario: str, clients: int, seconds: float, results: Path, data: Pa
                 _, err = spy.communicate(timeout=seconds + 60)
                 if spy.returncode != 0 or not raw[tier].exists():
                     raise RuntimeError(f"py-spy on the {tier} tier failed ({spy.returncode}): {err[-2000:]}")
-                result["tiers"][tier] = shares(read_collapsed(raw[tier].read_text()))
+                text = raw[tier].read_text()
+                result["tiers"][tier] = shares(read_collapsed(text))
+                raw[tier].with_suffix(".txt.gz").write_bytes(gzip.compress(text.encode()))
+                raw[tier].unlink()
             result["load"] = {k: row[k] for k in ("jobs_per_s", "chars_per_s", "p50_ms", "errors")}
         finally:
             stack.stop()
