@@ -196,8 +196,9 @@ def test_the_committed_archive_holds_the_code_of_this_repository():
         for packed, source in (("handler.py", "serve/handler.py"), ("preprocess.py", "serve/preprocess.py"),
                                ("paper.py", "serve/paper.py"), ("models.py", "training/models.py"),
                                ("model-config.yaml", "serve/model-config.yaml")):
-            assert mar.read(packed) == (root / source).read_bytes(), f"{packed} differs from {source}: run make train " \
-                                                                     "or python -m training.package"
+            assert mar.read(packed) == (root / source).read_bytes(), (
+                f"{packed} differs from {source}: repack the archive (same weights, current code) with "
+                "python -m training.package --repack serve/model-store/emnist.mar")
 
 
 @pytest.fixture(scope="module")
