@@ -166,10 +166,14 @@ class TorchServe(Managed):
         super().start()
 
         def model_ready():
+            # A prediction, not /ping: that says "Healthy" before the model is loaded.
+            from web.health import PROBE_BODY
+
             if not self.alive():
                 raise RuntimeError(f"TorchServe exited:\n{self.tail()}")
-            r = httpx.get(f"{self.url}/ping", headers=self.headers(), timeout=2)
-            return r.status_code == 200 and "Healthy" in r.text
+            r = httpx.post(f"{self.url}/predictions/emnist", content=PROBE_BODY, timeout=2,
+                           headers={**self.headers(), "Content-Type": "application/octet-stream"})
+            return r.status_code == 200
 
         wait_until(model_ready, timeout, "TorchServe")
         return self

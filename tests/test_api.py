@@ -287,6 +287,36 @@ def test_readyz_is_503_when_no_worker_listens(start_web_app, redis_server):
     assert response.json()["checks"]["workers"]["ok"] is False
 
 
+def test_readyz_is_503_when_torchserve_has_no_such_model(start_web_app):
+    url = start_web_app(HWR_TORCHSERVE_MODEL="no_such_model", HWR_READY_CHECK_TIMEOUT="2")
+    response = httpx.get(f"{url}/readyz", timeout=30)
+    assert response.status_code == 503
+    torchserve = response.json()["checks"]["torchserve"]
+    assert torchserve["ok"] is False and "HTTP 404" in next(iter(torchserve["servers"].values()))
+
+
+def test_readyz_waits_for_the_model_not_for_torchserves_ping(start_web_app, tmp_path):
+    """TorchServe's /ping says "Healthy" while its model is still loading; /readyz must not."""
+    from tests.stack import Managed, TorchServe, wait_until
+
+    ts = TorchServe.create(tmp_path / "torchserve")
+    Managed.start(ts)  # without TorchServe.start's wait for the model
+    try:
+        def pings_healthy() -> bool:
+            r = httpx.get(f"{ts.url}/ping", headers=ts.headers(), timeout=2)
+            return r.status_code == 200 and "Healthy" in r.text
+
+        wait_until(pings_healthy, 90, "TorchServe /ping")
+        url = start_web_app(HWR_TORCHSERVE_URLS=ts.url, HWR_TORCHSERVE_KEY_FILE=str(ts.key_file),
+                            HWR_READY_CACHE_SECONDS="0", HWR_READY_CHECK_TIMEOUT="0.5")
+        early = httpx.get(f"{url}/readyz", timeout=30).json()["checks"]["torchserve"]
+        assert early["ok"] is False, early
+        wait_until(lambda: httpx.get(f"{url}/readyz", timeout=30).json()["checks"]["torchserve"]["ok"], 120,
+                   "the model on the fresh TorchServe")
+    finally:
+        ts.stop()
+
+
 def _closed_port() -> int:
     from tests.stack import free_port
 

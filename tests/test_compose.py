@@ -149,3 +149,24 @@ def test_docker_compose_config_requires_api_keys(compose):
     result = cc.compose_config([cc.BASE], [], env={"HWR_API_KEYS": ""})
     assert result.returncode != 0
     assert "HWR_API_KEYS" in result.stderr
+
+
+def test_torchserve_healthcheck_asks_the_model_of_a_real_torchserve(base, torchserve):
+    """The compose healthcheck's own command, pointed at the test TorchServe: it passes when
+    the model answers, and fails for a model TorchServe does not serve (its /ping would pass)."""
+    import subprocess
+    import sys
+
+    from tests.stack import ROOT
+
+    command = base["services"]["torchserve"]["healthcheck"]["test"]
+    assert command[:3] == ["CMD", "python", "/usr/local/bin/hwr-healthcheck"] and "--predict" in command
+    args = [a.replace("http://127.0.0.1:8080", torchserve.url) for a in command[3:]]
+    args[args.index("--key-file") + 1] = str(torchserve.key_file)
+
+    def run(argv: list[str]) -> int:
+        return subprocess.run([sys.executable, str(ROOT / "deploy" / "healthcheck.py"), *argv],
+                              capture_output=True, timeout=60).returncode
+
+    assert run(args) == 0
+    assert run([a.replace("/predictions/emnist", "/predictions/no_such_model") for a in args]) == 1

@@ -23,6 +23,7 @@ class WebConfig:
     torchserve_urls: tuple[str, ...]
     torchserve_token: str
     torchserve_key_file: str
+    torchserve_model: str
     queue: str
     result_ttl: int
     blob_ttl: int
@@ -44,7 +45,8 @@ class WebConfig:
         """What `worker.queue.submit_job` needs: the same Redis, queue and expiry times."""
         return WorkerConfig(redis_url=self.redis_url, torchserve_urls=self.torchserve_urls,
                             torchserve_token=self.torchserve_token,
-                            torchserve_key_file=self.torchserve_key_file, queue=self.queue,
+                            torchserve_key_file=self.torchserve_key_file,
+                            torchserve_model=self.torchserve_model, queue=self.queue,
                             result_ttl=self.result_ttl, blob_ttl=self.blob_ttl)
 
 
@@ -73,6 +75,7 @@ def load(overrides: Mapping[str, object] | None = None) -> WebConfig:
         torchserve_urls=tuple(u.rstrip("/") for u in _csv(get("HWR_TORCHSERVE_URLS", "http://127.0.0.1:8080"))),
         torchserve_token=get("HWR_TORCHSERVE_TOKEN", ""),
         torchserve_key_file=get("HWR_TORCHSERVE_KEY_FILE", ""),
+        torchserve_model=get("HWR_TORCHSERVE_MODEL", "emnist"),
         queue=get("HWR_QUEUE", "hwr"),
         result_ttl=integer("HWR_RESULT_TTL", 86400),
         blob_ttl=integer("HWR_BLOB_TTL", 3600),

@@ -1,21 +1,37 @@
 """Liveness and readiness.
 
 /healthz says the process serves requests. /readyz says a job submitted now can finish:
-Redis answers, at least one TorchServe answers /ping, and at least one Celery worker
-answers a control ping. The result is cached for a second or two: load balancers poll it
-often and every check is a network round trip.
+Redis answers, at least one TorchServe's model answers a one-tile prediction, and at least
+one Celery worker answers a control ping. The result is cached for a second or two: load
+balancers poll it often and every check is a network round trip.
+
+TorchServe's own /ping is not enough: it says "Healthy" about a second after the JVM
+starts, before the archive is even registered, and the model's workers need several more
+seconds (7 s here) to load it; requests sent meanwhile wait for them.
 """
 from __future__ import annotations
 
+import io
 import threading
 import time
 
 import httpx
+import numpy as np
 import redis
 from celery import Celery
 
 from web.config import WebConfig
 from worker.config import endpoint_credentials, read_inference_key
+
+
+def _npy(tiles: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, tiles, allow_pickle=False)
+    return buffer.getvalue()
+
+
+# One blank tile, sent as the worker sends its batches: the smallest request the model answers.
+PROBE_BODY = _npy(np.zeros((1, 28, 28), np.uint8))
 
 
 class Readiness:
@@ -38,14 +54,17 @@ class Readiness:
         for url, token, key_file in endpoints:
             # Read each time: TorchServe writes a new key file on every start.
             token = token or (read_inference_key(key_file) if key_file else "")
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            headers = {"Content-Type": "application/octet-stream", "X-Top-K": "1"}
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
             try:
-                r = httpx.get(f"{url}/ping", headers=headers, timeout=self.config.ready_check_timeout)
-                answers[url] = "Healthy" if r.status_code == 200 and "Healthy" in r.text else f"HTTP {r.status_code}"
-            except httpx.HTTPError as exc:
+                r = httpx.post(f"{url}/predictions/{self.config.torchserve_model}", content=PROBE_BODY,
+                               headers=headers, timeout=self.config.ready_check_timeout)
+                answers[url] = "serving" if r.status_code == 200 else f"HTTP {r.status_code}: {r.text[:200]}"
+            except httpx.HTTPError as exc:  # refused, or the model's workers are still loading it
                 answers[url] = f"{exc.__class__.__name__}: {exc}"
-        healthy = sum(v == "Healthy" for v in answers.values())
-        return {"ok": healthy > 0, "detail": f"{healthy}/{len(answers)} healthy", "servers": answers}
+        serving = sum(v == "serving" for v in answers.values())
+        return {"ok": serving > 0, "detail": f"{serving}/{len(answers)} serving the model", "servers": answers}
 
     def check_workers(self) -> dict:
         try:
