@@ -215,3 +215,18 @@ def test_the_lookup_table_ink_map_equals_the_per_pixel_definition(emnist_test_sa
     for page in pages:
         got, want = P.ink_map(page), _ink_map_per_pixel(np.ascontiguousarray(page))
         assert got.dtype == np.float32 and np.array_equal(got, want)
+
+
+def test_percentile_of_levels_is_numpys_percentile_of_the_pixels():
+    """ink_map reads the strokes' 90th percentile off a histogram: it must be the very float
+    np.percentile gives for one value per pixel, or the tiles (and what was measured) move."""
+    rng = np.random.default_rng(7)
+    for trial in range(3000):
+        counts = np.zeros(256, np.int64)
+        levels = rng.integers(0, 256, size=rng.integers(1, 6))
+        counts[levels] = rng.integers(0, (1, 3, 60, 5000, 90000)[trial % 5] + 1, size=len(levels))
+        if not counts.any():
+            continue
+        q = 90 if trial % 3 else float(rng.uniform(0, 100))
+        pixels = np.repeat(np.arange(256, dtype=np.uint8), counts)
+        assert P.percentile_of_levels(counts, q) == float(np.percentile(pixels, q)), (counts[levels], q)
