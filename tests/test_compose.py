@@ -170,3 +170,80 @@ def test_torchserve_healthcheck_asks_the_model_of_a_real_torchserve(base, torchs
 
     assert run(args) == 0
     assert run([a.replace("/predictions/emnist", "/predictions/no_such_model") for a in args]) == 1
+
+
+# What each image installs must hold every third-party module its code imports: the
+# images are built from deploy/requirements-*.txt, not from pyproject.toml, so a new
+# import there breaks only the deployed image (the worker's urllib3 once did).
+IMAGE_CODE = {
+    "worker": ["worker/*.py", "serve/preprocess.py", "serve/paper.py"],
+    "web": ["web/*.py", "worker/*.py", "serve/preprocess.py", "serve/paper.py"],
+    "serve": ["serve/handler.py", "serve/preprocess.py", "serve/paper.py"],
+}
+IMAGE_PREINSTALLED = {"serve": {"torch"}}  # serve/Dockerfile installs torch from its own index
+
+
+def _imported_modules(patterns: list[str]) -> set[str]:
+    import ast
+    import sys
+
+    local = {"worker", "serve", "web", "training", "hwr", "deploy", "preprocess", "paper"}
+    found = set()
+    for path in (p for pattern in patterns for p in cc.ROOT.glob(pattern)):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return {m for m in found if m not in sys.stdlib_module_names and m not in local}
+
+
+def _requirement_names(path) -> set[str]:
+    import re
+
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("-r "):
+            names |= _requirement_names(path.parent / line[3:].strip())
+        elif line:
+            names.add(re.split(r"[\[=<>!~; ]", line, maxsplit=1)[0])
+    return names
+
+
+def _installed_closure(names: set[str]) -> set[str]:
+    """The distributions pip installs for `names`, as this venv resolves them."""
+    import importlib.metadata as md
+    import re
+
+    norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731
+    todo, seen = [norm(n) for n in names], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = md.requires(name) or []
+        except md.PackageNotFoundError:
+            continue
+        for req in requires:
+            if "extra ==" not in req:
+                todo.append(norm(re.split(r"[\[=<>!~; (]", req, maxsplit=1)[0]))
+    return seen
+
+
+@pytest.mark.parametrize("image", sorted(IMAGE_CODE))
+def test_each_image_installs_what_its_code_imports(image):
+    import importlib.metadata as md
+    import re
+
+    providers = md.packages_distributions()
+    installed = _installed_closure(_requirement_names(cc.ROOT / f"deploy/requirements-{image}.txt")
+                                   | IMAGE_PREINSTALLED.get(image, set()))
+    missing = {}
+    for module in sorted(_imported_modules(IMAGE_CODE[image])):
+        dists = {re.sub(r"[-_.]+", "-", d).lower() for d in providers.get(module, [module])}
+        if not dists & installed:
+            missing[module] = sorted(dists)
+    assert not missing, f"deploy/requirements-{image}.txt lacks what these imports need: {missing}"

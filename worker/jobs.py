@@ -17,13 +17,13 @@ returns False to any later (redelivered) attempt, so clients and webhooks see on
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
 
 FINAL = ("succeeded", "failed")
@@ -158,8 +158,8 @@ def finish_jobs(r: redis.Redis, outcomes: list[tuple[str, str, list | None, dict
     pipe = r.pipeline(transaction=False)
     for job_id, status, results, error in outcomes:
         assert status in FINAL
-        pipe.eval(_FINISH, 1, job_key(job_id), status, now(), json.dumps(results or []),
-                  json.dumps(error) if error else "", result_ttl, done_channel(job_id), f"hwr:blob:{job_id}:",
+        pipe.eval(_FINISH, 1, job_key(job_id), status, now(), orjson.dumps(results or []),
+                  orjson.dumps(error) if error else "", result_ttl, done_channel(job_id), f"hwr:blob:{job_id}:",
                   PENDING, job_id)
     return [bool(done) for done in pipe.execute()]
 
@@ -203,7 +203,8 @@ def get_job(r: redis.Redis, job_id: str) -> dict[str, Any] | None:
     raw = r.hgetall(job_key(job_id))
     if not raw:
         return None
-    h = {k.decode(): v.decode() for k, v in raw.items()}
+    # results and error stay bytes for orjson (a text line's results are ~15 KB of JSON).
+    h = {k.decode(): v if k in (b"results", b"error") else v.decode() for k, v in raw.items()}
 
     def ts(name: str) -> str | None:
         value = h.get(name)
@@ -219,7 +220,7 @@ def get_job(r: redis.Redis, job_id: str) -> dict[str, Any] | None:
         "n_images": int(h.get("n_images", 0)),
         "created_at": ts("created_at"),
         "finished_at": ts("finished_at"),
-        "results": json.loads(h["results"]) if h.get("results") else [],
-        "error": json.loads(h["error"]) if h.get("error") else None,
+        "results": orjson.loads(h["results"]) if h.get("results") else [],
+        "error": orjson.loads(h["error"]) if h.get("error") else None,
         "callback_url": h.get("callback_url") or None,
     }

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 import logging
 import time
 
 import numpy as np
+import orjson
 import urllib3
 
 from worker import metrics
@@ -121,12 +121,13 @@ class TorchServeClient:
             metrics.FAILURES.labels(reason="torchserve_connection").inc()
             return f"{endpoint.url}: {exc.__class__.__name__}: {exc}"
         metrics.TORCHSERVE_LATENCY.observe(time.perf_counter() - started)
-        status, text = response.status, response.data.decode("utf-8", "replace")
+        status = response.status
         if status == 200:
             try:
-                return json.loads(text)["results"]
+                return orjson.loads(response.data)["results"]
             except (ValueError, KeyError, TypeError) as exc:
                 raise TorchServeError(f"unreadable TorchServe answer: {exc}") from None
+        text = response.data.decode("utf-8", "replace")
         if status == 401 or (status == 400 and "Token Authorization" in text):
             # TorchServe writes a new key file on every start (0.12 answers a stale token with 400).
             metrics.FAILURES.labels(reason="torchserve_unauthorized").inc()
