@@ -301,7 +301,7 @@ def main(argv=None) -> dict:
     p.add_argument("--results", type=Path, default=RESULTS, help="folder for <date>.json and <date>.png")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of load per scenario before measuring")
     p.add_argument("--client", choices=tuple(POSTERS), default="aiohttp", help="the load client's HTTP library")
-    p.add_argument("--precision", choices=("int8", "fp32"), default=None,
+    p.add_argument("--precision", choices=("int8", "fp32", "auto"), default=None,
                    help="the model's precision in TorchServe and the ceiling (default: as the archive serves)")
     args = p.parse_args(argv)
     if args.precision:

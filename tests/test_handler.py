@@ -270,15 +270,21 @@ def test_folding_the_input_normalization_keeps_the_function(architecture):
         assert torch.allclose(folded(x), model(x), atol=1e-4)
 
 
-@pytest.mark.parametrize("override, expected", [(None, "int8"), ("FP32", "fp32"), ("", "int8")])
-def test_handler_serves_the_archives_precision_unless_overridden(unpacked_archive, monkeypatch, override, expected):
+@pytest.mark.parametrize("override, vnni, expected", [
+    (None, True, "int8"), (None, False, "fp32"), ("", True, "int8"), ("FP32", True, "fp32"), ("int8", False, "int8")])
+def test_handler_serves_the_archives_precision_unless_overridden(unpacked_archive, monkeypatch, override, vnni,
+                                                                  expected):
     """TorchServe hands `initialize` the archive's model-config.yaml: its `precision`
-    holds unless HWR_MODEL_PRECISION says otherwise (compose passes it empty by default)."""
+    (auto: int8 where the CPU has VNNI) holds unless HWR_MODEL_PRECISION says otherwise
+    (compose passes it empty by default)."""
     import types
 
     import yaml
 
+    from serve import handler as handler_module
     from serve.handler import EmnistHandler
+
+    monkeypatch.setattr(handler_module, "_cpu_has_vnni", lambda: vnni)
 
     if override is None:
         monkeypatch.delenv("HWR_MODEL_PRECISION", raising=False)

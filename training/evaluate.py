@@ -33,7 +33,7 @@ class ArchivedModel:
     """The model of a .mar with the archive's own handler code: what TorchServe runs."""
 
     def __init__(self, archive: Path = DEFAULT_ARCHIVE, device: str = "cpu", precision: str | None = None):
-        """`precision` ("fp32" or "int8"): as the archive's model-config.yaml says when None."""
+        """`precision` ("fp32", "int8" or "auto"): as the archive's model-config.yaml says when None."""
         self._tmp = tempfile.TemporaryDirectory()
         workdir = Path(self._tmp.name)
         with zipfile.ZipFile(archive) as zf:
@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
     p.add_argument("--archive", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--precision", choices=("fp32", "int8"), default=None,
+    p.add_argument("--precision", choices=("fp32", "int8", "auto"), default=None,
                    help="run the model so (default: as the archive serves it on a CPU)")
     p.add_argument("--json", action="store_true", help="end with one JSON line")
     args = p.parse_args(argv)
