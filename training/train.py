@@ -152,6 +152,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=None, help="peak LR (default 3e-3, baseline 1e-3)")
     p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw",
+                   help="sgd: Nesterov momentum 0.9 (give a peak --lr such as 0.1)")
     p.add_argument("--label-smoothing", type=float, default=None, help="default 0.1 (baseline 0)")
     p.add_argument("--balance", type=float, default=None,
                    help="class-balanced sampling power, 0..1 (default 1; baseline 0)")
@@ -230,7 +232,9 @@ def main(argv=None) -> dict:
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        optimizer = (torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
+                                     weight_decay=args.weight_decay) if args.optimizer == "sgd" else
+                     torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay))
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.2)
     history, start_epoch = [], 0
