@@ -24,9 +24,24 @@ DEFAULT_ARCHIVE_STORE = ROOT / "serve" / "model-store"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports: each socket stays bound until all are chosen."""
+    sockets = []
+    try:
+        for _ in range(n):
+            sockets.append(socket.socket())
+            sockets[-1].bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class Exited(RuntimeError):
+    """The service died while starting: waiting longer cannot help."""
 
 
 def wait_until(check, timeout: float, what: str, interval: float = 0.2):
@@ -37,6 +52,8 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.2):
             result = check()
             if result:
                 return result
+        except Exited:
+            raise
         except Exception as exc:  # the service is still starting
             last = exc
         time.sleep(interval)
@@ -131,15 +148,20 @@ class TorchServe(Managed):
     @classmethod
     def create(cls, state: Path, model_store: Path = DEFAULT_ARCHIVE_STORE, token_auth: bool = True,
                workers: int | None = None) -> "TorchServe":
-        ports = {k: free_port() for k in ("INFERENCE", "MANAGEMENT", "METRICS", "GRPC_INFERENCE", "GRPC_MANAGEMENT")}
         env = base_env()
-        env.update({f"HWR_TS_{k}_PORT": str(v) for k, v in ports.items()})
         env.update({"HWR_TS_STATE_DIR": str(state), "HWR_TS_MODEL_STORE": str(model_store),
                     "HWR_TS_DISABLE_TOKEN_AUTH": "false" if token_auth else "true"})
         if workers:
             env["HWR_TS_WORKERS"] = str(workers)
-        return cls("torchserve", [str(ROOT / "serve" / "start.sh")], env, state / "start.log",
-                   ports=ports, state=state, token_auth=token_auth)
+        server = cls("torchserve", [str(ROOT / "serve" / "start.sh")], env, state / "start.log",
+                     state=state, token_auth=token_auth)
+        server.pick_ports()
+        return server
+
+    def pick_ports(self) -> None:
+        names = ("INFERENCE", "MANAGEMENT", "METRICS", "GRPC_INFERENCE", "GRPC_MANAGEMENT")
+        self.ports = dict(zip(names, free_ports(len(names))))
+        self.env.update({f"HWR_TS_{k}_PORT": str(v) for k, v in self.ports.items()})
 
     @property
     def url(self) -> str:
@@ -162,20 +184,31 @@ class TorchServe(Managed):
         key = self.key()
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def start(self, timeout: float = 120) -> "TorchServe":
-        super().start()
-
+    def start(self, timeout: float = 120, attempts: int = 3) -> "TorchServe":
         def model_ready():
             # A prediction, not /ping: that says "Healthy" before the model is loaded.
             from web.health import PROBE_BODY
 
             if not self.alive():
-                raise RuntimeError(f"TorchServe exited:\n{self.tail()}")
+                raise Exited(f"TorchServe exited:\n{self.tail()}")
             r = httpx.post(f"{self.url}/predictions/emnist", content=PROBE_BODY, timeout=2,
                            headers={**self.headers(), "Content-Type": "application/octet-stream"})
             return r.status_code == 200
 
-        wait_until(model_ready, timeout, "TorchServe")
+        for attempt in range(attempts):
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+            super().start()
+            try:
+                wait_until(model_ready, timeout, "TorchServe")
+                return self
+            except Exited:
+                with open(self.log_path, "rb") as log:
+                    log.seek(log_start)
+                    lost_a_port = b"Address already in use" in log.read()
+                if not lost_a_port or attempt == attempts - 1:
+                    raise
+                # Another process bound one of its ports between choosing and starting.
+                self.pick_ports()
         return self
 
 
