@@ -65,13 +65,27 @@ def label_components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     return count, labels, stats
 
 
+def median_of_levels(levels: np.ndarray):
+    """np.median of uint8 grey levels (of a 1-D array, or of each row of a 2-D one), to the
+    same float64s: the middle one or two of a partition, without np.median's generic
+    machinery, which cost every character job about a tenth of its worker's Python time."""
+    n = levels.shape[-1]
+    if levels.dtype != np.uint8 or n == 0:
+        return np.median(levels, axis=-1)
+    middle = n // 2
+    part = np.partition(levels, (middle - 1, middle) if n % 2 == 0 else middle, axis=-1)
+    upper = part[..., middle].astype(np.float64)
+    result = upper if n % 2 else (part[..., middle - 1] + upper) / 2
+    return float(result) if result.ndim == 0 else result
+
+
 def _edge_quarters(gray: np.ndarray) -> list[float]:
     """Median grey level of each quarter of each image edge (16 values): a vignette darkens
     the corners' quarters, a shadow or a gradient one side's."""
     height, width = gray.shape
     rows = gray[[0, -1], :width // 4 * 4].reshape(8, -1)
     columns = gray[:height // 4 * 4, [0, -1]].T.reshape(8, -1)
-    return np.median(rows, axis=1).tolist() + np.median(columns, axis=1).tolist()
+    return median_of_levels(rows).tolist() + median_of_levels(columns).tolist()
 
 
 def even_lighting(gray: np.ndarray) -> np.ndarray:
@@ -136,8 +150,8 @@ def on_the_sheet(gray: np.ndarray) -> np.ndarray:
     sides = (gray[0], gray[-1], gray[:, 0], gray[:, -1])
     border = np.concatenate(sides)
     # Cheap first: a desk is darker than the middle of the picture, where the sheet is.
-    middle = float(np.median(gray[height // 4:height - height // 4:4, width // 4:width - width // 4:4]))
-    if np.median(border) + 32 > middle:
+    middle = median_of_levels(gray[height // 4:height - height // 4:4, width // 4:width - width // 4:4].ravel())
+    if median_of_levels(border) + 32 > middle:
         if all(np.count_nonzero(side.astype(np.float32) + 32 <= middle) < DESK_EDGE * side.size for side in sides):
             return gray
         return _desk_along_edges(gray)

@@ -164,7 +164,7 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
         raise EmptyImageError("the image has zero size")
     gray = paper.even_lighting(paper.on_the_sheet(gray))
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    paper_level = float(np.median(border))
+    paper_level = paper.median_of_levels(border)
     # Every step below maps one grey level to one value, so it is computed once per level
     # (256 of them) and applied as a lookup table: the same numbers as per-pixel float
     # arithmetic, in two passes over the image instead of about ten.

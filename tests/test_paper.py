@@ -267,3 +267,18 @@ def test_a_shadow_over_the_writing_is_no_desk():
     cv2.circle(page, (60, 100), 35, 20, 10)  # a letter in the shadow
     cv2.circle(page, (200, 100), 35, 20, 10)  # and one in the light
     assert np.array_equal(paper.on_the_sheet(page), page)
+
+
+def test_median_of_levels_is_numpys_median():
+    """The paper checks read medians of grey levels through median_of_levels: it must give
+    np.median's very floats, or ink maps (and what was measured) move."""
+    rng = np.random.default_rng(11)
+    for trial in range(2000):
+        shape = (int(rng.integers(1, 9)), int(rng.integers(1, 200))) if trial % 2 else (int(rng.integers(1, 2000)),)
+        high = 256 if trial % 3 else 103
+        levels = rng.integers(100 if high == 103 else 0, high, size=shape, dtype=np.uint8)
+        expected, got = np.median(levels, axis=-1), paper.median_of_levels(levels)
+        if levels.ndim == 1:
+            assert isinstance(got, float) and got == float(expected)
+        else:
+            assert got.dtype == expected.dtype and np.array_equal(got, expected)
