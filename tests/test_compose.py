@@ -183,6 +183,13 @@ IMAGE_CODE = {
 IMAGE_PREINSTALLED = {"serve": {"torch"}}  # serve/Dockerfile installs torch from its own index
 
 
+def _distribution(name: str) -> str:
+    """A distribution's name as pip compares them (PEP 503)."""
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _imported_modules(patterns: list[str]) -> set[str]:
     import ast
     import sys
@@ -216,8 +223,7 @@ def _installed_closure(names: set[str]) -> set[str]:
     import importlib.metadata as md
     import re
 
-    norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731
-    todo, seen = [norm(n) for n in names], set()
+    todo, seen = [_distribution(n) for n in names], set()
     while todo:
         name = todo.pop()
         if name in seen:
@@ -229,21 +235,20 @@ def _installed_closure(names: set[str]) -> set[str]:
             continue
         for req in requires:
             if "extra ==" not in req:
-                todo.append(norm(re.split(r"[\[=<>!~; (]", req, maxsplit=1)[0]))
+                todo.append(_distribution(re.split(r"[\[=<>!~; (]", req, maxsplit=1)[0]))
     return seen
 
 
 @pytest.mark.parametrize("image", sorted(IMAGE_CODE))
 def test_each_image_installs_what_its_code_imports(image):
     import importlib.metadata as md
-    import re
 
     providers = md.packages_distributions()
     installed = _installed_closure(_requirement_names(cc.ROOT / f"deploy/requirements-{image}.txt")
                                    | IMAGE_PREINSTALLED.get(image, set()))
     missing = {}
     for module in sorted(_imported_modules(IMAGE_CODE[image])):
-        dists = {re.sub(r"[-_.]+", "-", d).lower() for d in providers.get(module, [module])}
+        dists = {_distribution(d) for d in providers.get(module, [module])}
         if not dists & installed:
             missing[module] = sorted(dists)
     assert not missing, f"deploy/requirements-{image}.txt lacks what these imports need: {missing}"

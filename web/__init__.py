@@ -24,14 +24,16 @@ class OrjsonProvider(DefaultJSONProvider):
 
     option = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME  # dates as Flask writes them
 
+    def _encode(self, obj) -> bytes:
+        return orjson.dumps(obj, default=self.default, option=self.option)
+
     def dumps(self, obj, **kwargs) -> str:
         if kwargs:  # a caller asked for json.dumps's options
             return super().dumps(obj, **kwargs)
-        return orjson.dumps(obj, default=self.default, option=self.option).decode()
+        return self._encode(obj).decode()
 
     def response(self, *args, **kwargs):
-        obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(orjson.dumps(obj, default=self.default, option=self.option),
+        return self._app.response_class(self._encode(self._prepare_response_obj(args, kwargs)),
                                         mimetype=self.mimetype)
 
 
