@@ -25,8 +25,10 @@ FRAME_RUN = 0.5
 FRAME_SIDE = 0.8
 # Its lines are at most FRAME_THIN of its shorter side thick, and that side at least
 # FRAME_MIN_SIDE px: smaller, a box cannot be told from a bold stroke's outline.
-FRAME_THIN = 0.15
+FRAME_THIN = 0.25
 FRAME_MIN_SIDE = 24
+# Most (this share) of the ink left once a box's lines go lies inside the box.
+FRAME_HOLDS = 0.5
 # Ruled or squared paper: straight runs across PAGE_RULE of the image's width (height)
 # are rules. They are erased when what is left fits in PAGE_MARGIN of the image each way
 # (a character on paper; a tight crop of a T keeps its bar), and strokes that cross them
@@ -35,6 +37,12 @@ FRAME_MIN_SIDE = 24
 PAGE_RULE = 0.9
 PAGE_MARGIN = 0.8
 RULE_BRIDGE = 7
+# Grey rules (squared paper, a printed form's grey boxes) are fainter than the writing:
+# where the writing's ink is at least GREY_RULE times the rules' own, a pixel on a rule
+# that is darker than halfway between the two is a stroke crossing it, and stays.
+GREY_RULE = 1.5
+# Levels between the paper and a grey rule along the image's edge, at least.
+RULE_CONTRAST = 32
 # A rule is at most this share of the image's shorter side thick (4 px at least).
 PAGE_RULE_THIN = 0.03
 # Smaller, an image holds no paper around its character: a 28 px tile's bold bar is no rule.
@@ -77,6 +85,39 @@ def median_of_levels(levels: np.ndarray):
     upper = part[..., middle].astype(np.float64)
     result = upper if n % 2 else (part[..., middle - 1] + upper) / 2
     return float(result) if result.ndim == 0 else result
+
+
+def paper_level(gray: np.ndarray) -> float:
+    """The paper's grey level: the median of the image's border, the paper being what
+    surrounds the writing. On squared paper a rule can run along an edge, and rules can
+    then be most of the border. Their level lies between the paper's and the ink's: when the
+    image holds ink beyond the border's median on one side, a tenth of the border or more
+    lies beyond it on the other (RULE_CONTRAST levels or further, both), and the whole image
+    holds more pixels near that tenth's level than near the median's, the paper is there.
+    (A tight crop's ink on its border lies beyond the paper on the ink's own side: nothing
+    is beyond the paper on the other.)"""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    level = median_of_levels(border)
+    brighter, darker = border[border > level + RULE_CONTRAST], border[border < level - RULE_CONTRAST]
+    if max(len(brighter), len(darker)) < 0.1 * len(border):  # the usual case: one paper level
+        return level
+    counts = np.bincount(gray.ravel(), minlength=256).cumsum()
+
+    def pixels(low: float, high: float) -> int:  # in the image, at levels low..high
+        low, high = max(int(np.ceil(low)), 0), min(int(np.floor(high)), 255)
+        return int(counts[high] - (counts[low - 1] if low > 0 else 0)) if high >= low else 0
+
+    def near(value: float) -> int:
+        return pixels(value - RULE_CONTRAST / 2, value + RULE_CONTRAST / 2)
+
+    ink_floor = 0.005 * gray.size
+    for side, ink_beyond in ((brighter, pixels(0, level - RULE_CONTRAST - 1)),
+                             (darker, pixels(level + RULE_CONTRAST + 1, 255))):
+        if len(side) >= 0.1 * len(border) and ink_beyond >= ink_floor:
+            candidate = median_of_levels(side)
+            if near(candidate) > near(level):
+                return candidate
+    return level
 
 
 def _edge_quarters(gray: np.ndarray) -> list[float]:
@@ -343,17 +384,23 @@ def ruled_frame(mask: np.ndarray) -> np.ndarray | None:
             return None
         depth = starts[0] + 2 + thickness
         frame_side[starts[0]:depth] |= runs[starts[0]:depth]
-    if np.count_nonzero(erase_rules(m.view(bool), frame)) < 0.05 * np.count_nonzero(m):
+    inner = erase_rules(m.view(bool), frame)
+    inside = np.count_nonzero(inner[top:bottom, left:right])
+    # A box holds its character: a stroke may cross it, but most of what is left lies
+    # inside. (A b's square bowl, with its stem above, is no box.)
+    if inside < 0.05 * np.count_nonzero(m) or inside < FRAME_HOLDS * np.count_nonzero(inner):
         return None
     full = np.zeros(mask.shape, np.uint8)
     full[y0:y0 + h, x0:x0 + w] = frame
     return full
 
 
-def erase_rules(mask: np.ndarray, rules: np.ndarray) -> np.ndarray:
+def erase_rules(mask: np.ndarray, rules: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     """The mask less its rules (uint8 runs found by opening it), one pixel wider, except
     where a stroke crosses them: ink within RULE_BRIDGE px on both sides of a horizontal
-    rule (above and below) or of an upright one (left and right)."""
+    rule (above and below) or of an upright one (left and right), and, given the `ink`
+    map, ink on a grey rule clearly darker than the rule (see GREY_RULE)."""
+    on_rules = rules > 0
     rules = cv2.dilate(rules, np.ones((3, 3), np.uint8))
     rest = mask.astype(np.uint8) & (1 - rules)
     bridged = np.zeros_like(rest)
@@ -361,6 +408,12 @@ def erase_rules(mask: np.ndarray, rules: np.ndarray) -> np.ndarray:
         before = cv2.dilate(rest, kernel, anchor=(kernel.shape[1] - 1, kernel.shape[0] - 1))  # ink above (left)
         after = cv2.dilate(rest, kernel, anchor=(0, 0))  # ink below (right)
         bridged |= before & after
+    if ink is not None and rest.any() and on_rules.any():
+        # Medians: strokes cross a rule at few of its pixels, and rules' rims are off `rest`.
+        rule_level = float(np.median(ink[on_rules]))
+        stroke_level = float(np.median(ink[rest.view(bool)]))
+        if stroke_level >= GREY_RULE * rule_level:
+            bridged |= (ink > 0.5 * (rule_level + stroke_level)).view(np.uint8)
     return mask & ~(rules & (1 - bridged)).astype(bool)
 
 

@@ -163,8 +163,7 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     if gray.ndim != 2 or gray.size == 0:
         raise EmptyImageError("the image has zero size")
     gray = paper.even_lighting(paper.on_the_sheet(gray))
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    paper_level = paper.median_of_levels(border)
+    paper_level = paper.paper_level(gray)
     # Every step below maps one grey level to one value, so it is computed once per level
     # (256 of them) and applied as a lookup table: the same numbers as per-pixel float
     # arithmetic, in two passes over the image instead of about ten.
@@ -229,7 +228,7 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     faint = ink > FAINT_FRAME if min(ink.shape) >= paper.PAGE_MIN_SIDE else None
     rules = paper.page_rules(faint) if faint is not None else None
     if rules is not None:
-        written = np.where(paper.erase_rules(mask, rules), ink, np.float32(0))
+        written = np.where(paper.erase_rules(mask, rules, ink), ink, np.float32(0))
         written_components = ink_components(written)
         _, _, w, h = cv2.boundingRect(written_components[0].view(np.uint8))
         if 0 < w <= paper.PAGE_MARGIN * ink.shape[1] and 0 < h <= paper.PAGE_MARGIN * ink.shape[0]:
@@ -260,7 +259,7 @@ def _without_ruled_frame(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     frame = paper.ruled_frame(mask)
     if frame is None:
         return mask
-    return ink_components(np.where(paper.erase_rules(mask, frame), ink, np.float32(0)))[0]
+    return ink_components(np.where(paper.erase_rules(mask, frame, ink), ink, np.float32(0)))[0]
 
 
 def _as_u8(mask: np.ndarray) -> np.ndarray:

@@ -192,8 +192,7 @@ def test_a_huge_thin_character_is_read_at_bounded_resolution():
 def _ink_map_per_pixel(gray: np.ndarray) -> np.ndarray:
     """The ink map's definition, pixel by pixel (what `P.ink_map` computes by lookup table)."""
     gray = paper.even_lighting(gray)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    distance = np.abs(gray.astype(np.float32) - float(np.median(border)))
+    distance = np.abs(gray.astype(np.float32) - paper.paper_level(gray))
     peak = float(distance.max())
     if peak < 32:
         return np.zeros(gray.shape, np.float32)

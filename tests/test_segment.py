@@ -232,13 +232,15 @@ def test_segmentation_does_not_depend_on_how_components_are_numbered(monkeypatch
 
 
 def test_words_on_squared_paper_lose_the_squares_not_their_strokes(emnist_test_sample):
-    """The grid joins every letter into one piece. Its rules go, and strokes that cross them
-    are bridged: within 12 points of the same words on plain paper. Before, each upright rule
-    read as a character (1 - CER far below zero)."""
+    """The grid joins every letter into one piece. Its rules go, strokes that cross them
+    keep their pixels there (darker than the grey rules), and a rule along the image's edge
+    is not taken for the paper: within 3 points of the same words on plain paper (session
+    16: 88.2% against 88.0%; before, 76.7%, and before session 8 each upright rule read as
+    a character, 1 - CER far below zero)."""
     from bench.words import squared_paper
 
     plain, squared = read_words(emnist_test_sample), read_words(emnist_test_sample, paper=squared_paper)
-    assert squared > plain - 0.12, (squared, plain)
+    assert squared > plain - 0.03, (squared, plain)
 
 
 def test_words_on_a_notebook_page_read_as_on_plain_paper(emnist_test_sample):

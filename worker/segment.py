@@ -146,7 +146,7 @@ def _erase_rules(ink: np.ndarray, stats: np.ndarray) -> np.ndarray | None:
         rules |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
     if not rules.any():
         return None
-    return paper.erase_rules(mask, rules)
+    return paper.erase_rules(mask, rules, ink)
 
 
 def _clusters_by_overlap(spans: list[tuple[int, int]], min_overlap: float) -> list[list[int]]:
