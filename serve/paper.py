@@ -62,6 +62,13 @@ DESK_CORNER = 0.25
 DESK_THICK = 1.5
 DESK_FULL_SIDE = 0.98
 DESK_STRAIGHT = 1.0
+# A sheet turned in the photo can leave, beside its wedges of desk, slivers of its blurred
+# edge along the photo's sides, too faint for the desk and dark enough for ink. A piece
+# along SLIVER_ALONG of a side it touches, less than SLIVER_THIN as thick as the
+# writing's largest piece, is such a sliver (a tight crop's strokes on its edge are as
+# thick as the rest of the writing).
+SLIVER_ALONG = 0.25
+SLIVER_THIN = 0.6
 
 
 def label_components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
@@ -300,6 +307,31 @@ def _straight_band(band: np.ndarray, side: int, corner: bool) -> bool:
         return False
     slope, start = np.polyfit(index[inside], depth[inside], 1)
     return float(np.std(depth[inside] - (slope * index[inside] + start))) <= DESK_STRAIGHT
+
+
+def _thickness(labels: np.ndarray, stats: np.ndarray, c: int) -> float:
+    """The radius of the largest disc inside component c."""
+    x, y, w, h = (int(v) for v in stats[c, :4])
+    piece = (labels[y:y + h, x:x + w] == c).view(np.uint8)
+    return float(cv2.distanceTransform(np.pad(piece, 1), cv2.DIST_L2, 3).max())
+
+
+def edge_slivers(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]:
+    """Kept components that are slivers of a turned sheet's edge along the photo's sides
+    (see SLIVER_ALONG): long along a side they touch, thin beside the largest piece."""
+    ids = np.flatnonzero(kept)
+    if len(ids) < 2:
+        return []
+    height, width = labels.shape
+    x, y, w, h = (stats[ids, k] for k in range(4))
+    along = np.maximum(np.where((x == 0) | (x + w == width), h / height, 0),
+                       np.where((y == 0) | (y + h == height), w / width, 0))
+    largest = int(ids[np.argmax(stats[ids, cv2.CC_STAT_AREA])])
+    candidates = [int(c) for c in ids[along >= SLIVER_ALONG] if c != largest]
+    if not candidates:  # the usual case: nothing runs along a side
+        return []
+    stroke = _thickness(labels, stats, largest)
+    return [c for c in candidates if _thickness(labels, stats, c) < SLIVER_THIN * stroke]
 
 
 def frames(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]:

@@ -235,6 +235,11 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
             # What is left is ink of the mask alone: the frame search goes on from it.
             ink, faint = written, None
             mask, labels, stats, kept = written_components
+    slivers = paper.edge_slivers(labels, stats, kept)
+    if slivers:
+        kept = kept.copy()
+        kept[slivers] = False
+        mask = kept[labels]
     if np.count_nonzero(kept) < 2:  # one piece of ink: a box can only be one the character touches
         return _without_ruled_frame(ink, mask)
     frames = paper.frames(labels, stats, kept)

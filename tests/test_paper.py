@@ -330,6 +330,23 @@ def test_strokes_along_the_edges_of_a_tight_crop_are_no_desk(emnist_test_sample)
     assert np.array_equal(paper.on_the_sheet(ell), ell)
 
 
+def test_slivers_of_a_turned_sheets_edge_are_not_ink():
+    """Beside its wedges of desk, a sheet turned in the photo leaves thin slivers of its
+    blurred edge along the photo's sides: they go. Pieces of writing on an edge as thick as
+    the rest of it (a tight crop) stay."""
+    photo = np.full((90, 100), 230, np.uint8)
+    cv2.line(photo, (40, 20), (60, 70), 20, 7)  # the character
+    cv2.line(photo, (0, 0), (0, 40), 110, 3)  # the sheet's edge along the left side...
+    cv2.line(photo, (60, 89), (99, 89), 110, 3)  # ...and along the bottom
+    mask = P.ink_mask(P.ink_map(photo))
+    assert not mask[:, :3].any() and not mask[-3:].any()
+    assert mask[40:50, 45:55].any()
+    crop = np.full((90, 100), 230, np.uint8)
+    cv2.line(crop, (40, 20), (60, 70), 20, 7)
+    cv2.line(crop, (0, 10), (0, 50), 20, 7)  # a stroke as bold, cut by the crop's edge
+    assert P.ink_mask(P.ink_map(crop))[20:40, :2].all()
+
+
 def test_a_shadow_over_the_writing_is_no_desk():
     """A shadow as dark as a desk along an edge, with writing inside it, stays (the strokes
     in it are darker still); `even_lighting` evens it out."""
