@@ -1,9 +1,10 @@
 """Turn any reasonable character image into the 28x28 tile the model was trained on.
 
-This is the ONE preprocessing module of the project (with serve/paper.py, which it
-imports: what on an image is not writing). The TorchServe handler, the Celery worker (for
-segmented characters) and `training.evaluate` all call it, so what is measured is what
-is served. It deliberately imports no torch: workers run without it.
+This is the ONE preprocessing module of the project (with serve/paper.py and
+serve/rules.py, which it imports: what on an image is not writing). The TorchServe
+handler, the Celery worker (for segmented characters) and `training.evaluate` all call
+it, so what is measured is what is served. It deliberately imports no torch: workers run
+without it.
 
 The model sees tiles the way EMNIST made them (Cohen et al. 2017): the ink's region of
 interest cropped, centred in a square frame that keeps the aspect ratio, padded by 2 px
@@ -21,8 +22,9 @@ from PIL import Image, ImageOps
 
 try:  # inside a model archive, extra files sit flat beside the handler
     import paper
+    import rules
 except ImportError:  # imported from the repository
-    from serve import paper
+    from serve import paper, rules
 
 TILE = 28
 # EMNIST pads the square ROI by 2 px on each side of the 28 px tile: the ink spans 24 px.
@@ -226,12 +228,12 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     # Rules are looked for in fainter ink: a grey grid is only in places dark enough for
     # the mask, and those places alone are no straight runs.
     faint = ink > FAINT_FRAME if min(ink.shape) >= paper.PAGE_MIN_SIDE else None
-    rules = paper.page_rules(faint) if faint is not None else None
-    if rules is not None:
-        written = np.where(paper.erase_rules(mask, rules, ink), ink, np.float32(0))
+    grid = rules.page_rules(faint) if faint is not None else None
+    if grid is not None:
+        written = np.where(rules.erase_rules(mask, grid, ink), ink, np.float32(0))
         written_components = ink_components(written)
         _, _, w, h = cv2.boundingRect(written_components[0].view(np.uint8))
-        if 0 < w <= paper.PAGE_MARGIN * ink.shape[1] and 0 < h <= paper.PAGE_MARGIN * ink.shape[0]:
+        if 0 < w <= rules.PAGE_MARGIN * ink.shape[1] and 0 < h <= rules.PAGE_MARGIN * ink.shape[0]:
             # What is left is ink of the mask alone: the frame search goes on from it.
             ink, faint = written, None
             mask, labels, stats, kept = written_components
@@ -242,7 +244,7 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
         mask = kept[labels]
     if np.count_nonzero(kept) < 2:  # one piece of ink: a box can only be one the character touches
         return _without_ruled_frame(ink, mask)
-    frames = paper.frames(labels, stats, kept)
+    frames = rules.frames(labels, stats, kept)
     if frames:
         kept = kept.copy()
         kept[frames] = False
@@ -252,7 +254,7 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     count, faint_labels, faint_stats = paper.label_components(faint.view(np.uint8))
     areas = faint_stats[:, cv2.CC_STAT_AREA]
     faint_kept = (areas >= max(3, 0.02 * areas[1:].max())) & (np.arange(count) > 0)
-    frames = paper.frames(faint_labels, faint_stats, faint_kept)
+    frames = rules.frames(faint_labels, faint_stats, faint_kept)
     if not frames:
         return _without_ruled_frame(ink, mask)
     return mask & ~np.isin(faint_labels, frames)
@@ -261,10 +263,10 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
 def _without_ruled_frame(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The mask less a box the character touches (strokes that cross it bridged, as
     across rules), and less the specks that leaves."""
-    frame = paper.ruled_frame(mask)
+    frame = rules.ruled_frame(mask)
     if frame is None:
         return mask
-    return ink_components(np.where(paper.erase_rules(mask, frame, ink), ink, np.float32(0)))[0]
+    return ink_components(np.where(rules.erase_rules(mask, frame, ink), ink, np.float32(0)))[0]
 
 
 def _as_u8(mask: np.ndarray) -> np.ndarray:

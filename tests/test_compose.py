@@ -176,9 +176,9 @@ def test_torchserve_healthcheck_asks_the_model_of_a_real_torchserve(base, torchs
 # images are built from deploy/requirements-*.txt, not from pyproject.toml, so a new
 # import there breaks only the deployed image (the worker's urllib3 once did).
 IMAGE_CODE = {
-    "worker": ["worker/*.py", "serve/preprocess.py", "serve/paper.py"],
-    "web": ["web/*.py", "worker/*.py", "serve/preprocess.py", "serve/paper.py"],
-    "serve": ["serve/handler.py", "serve/preprocess.py", "serve/paper.py"],
+    "worker": ["worker/*.py", "serve/preprocess.py", "serve/paper.py", "serve/rules.py"],
+    "web": ["web/*.py", "worker/*.py", "serve/preprocess.py", "serve/paper.py", "serve/rules.py"],
+    "serve": ["serve/handler.py", "serve/preprocess.py", "serve/paper.py", "serve/rules.py"],
 }
 IMAGE_PREINSTALLED = {"serve": {"torch"}}  # serve/Dockerfile installs torch from its own index
 
@@ -194,7 +194,7 @@ def _imported_modules(patterns: list[str]) -> set[str]:
     import ast
     import sys
 
-    local = {"worker", "serve", "web", "training", "hwr", "deploy", "preprocess", "paper"}
+    local = {"worker", "serve", "web", "training", "hwr", "deploy", "preprocess", "paper", "rules"}
     found = set()
     for path in (p for pattern in patterns for p in cc.ROOT.glob(pattern)):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -194,7 +194,7 @@ def test_the_committed_archive_holds_the_code_of_this_repository():
     root = Path(__file__).resolve().parent.parent
     with zipfile.ZipFile(root / "serve" / "model-store" / "emnist.mar") as mar:
         for packed, source in (("handler.py", "serve/handler.py"), ("preprocess.py", "serve/preprocess.py"),
-                               ("paper.py", "serve/paper.py"), ("models.py", "training/models.py"),
+                               ("paper.py", "serve/paper.py"), ("rules.py", "serve/rules.py"), ("models.py", "training/models.py"),
                                ("model-config.yaml", "serve/model-config.yaml")):
             assert mar.read(packed) == (root / source).read_bytes(), (
                 f"{packed} differs from {source}: repack the archive (same weights, current code) with "

@@ -28,12 +28,12 @@ def test_scans_within_three_points_of_tiles(emnist_dir):
     assert result["drawing_gap_points"] <= 5.0, result
     # Phone photos, lit unevenly: 51% on 2,000 before `paper.even_lighting`, 88% after.
     assert result["photo_gap_points"] <= 3.0, result
-    # Inside a form's printed box: 18% on 2,000 before `paper.frames`, 87.65% after.
+    # Inside a form's printed box: 18% on 2,000 before `rules.frames`, 87.65% after.
     assert result["boxed_gap_points"] <= 3.0, result
     # In a box the character touches or crosses: 26.85% on 2,000 before
-    # `paper.ruled_frame` (a gap of 61 points), 72.95% after (15.15).
+    # `rules.ruled_frame` (a gap of 61 points), 72.95% after (15.15).
     assert result["touching_box_gap_points"] <= 22.0, result
-    # On squared paper (grey grid, 90-170): 67.0% on 2,000 before `paper.page_rules`
+    # On squared paper (grey grid, 90-170): 67.0% on 2,000 before `rules.page_rules`
     # (a gap of 21.1 points), 86.0% after (2.1).
     assert result["squared_gap_points"] <= 8.0, result
     # A sheet photographed with the desk all around it: 0.9% on 2,000 before

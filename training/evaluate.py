@@ -26,7 +26,7 @@ DEFAULT_ARCHIVE = Path(__file__).resolve().parent.parent / "serve" / "model-stor
 
 
 # The archive's own modules, imported flat from its folder.
-ARCHIVED_MODULES = ("preprocess", "paper")
+ARCHIVED_MODULES = ("preprocess", "paper", "rules")
 
 
 class ArchivedModel:
@@ -39,7 +39,7 @@ class ArchivedModel:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(workdir)
         manifest = json.loads((workdir / "MAR-INF" / "MANIFEST.json").read_text())
-        sys.path.insert(0, str(workdir))  # the handler imports the archived preprocess (and paper)
+        sys.path.insert(0, str(workdir))  # the handler imports the archived preprocess (and paper, rules)
         for module in ARCHIVED_MODULES:
             sys.modules.pop(module, None)  # not another archive's, imported earlier
         try:

@@ -1,7 +1,7 @@
 """Package trained weights into a TorchServe model archive (.mar).
 
 `python -m training.package --run runs/default` writes serve/model-store/emnist.mar holding
-the handler, the one preprocessing (serve/preprocess.py with serve/paper.py), the model
+the handler, the one preprocessing (serve/preprocess.py with serve/paper.py and serve/rules.py), the model
 file, the weights, the label mapping, serve/model-config.yaml (batch size, max batch
 delay, workers, precision) and the run's calibration tiles (class-balanced training tiles
 that set the int8 model's scales). The run's report is copied beside the archive, so the
@@ -68,7 +68,7 @@ def package(run: Path, export: Path, name: str = "emnist", version: str = "1.0",
         (tmp / "model_meta.json").write_text(json.dumps(
             {"architecture": architecture, "weights": "model.pt", "version": version,
              "test_accuracy": report.get("accuracy"), "test_balanced_accuracy": report.get("balanced_accuracy")}))
-        extra = [ROOT / "serve" / "preprocess.py", ROOT / "serve" / "paper.py", tmp / "index_to_name.json",
+        extra = [ROOT / "serve" / "preprocess.py", ROOT / "serve" / "paper.py", ROOT / "serve" / "rules.py", tmp / "index_to_name.json",
                  tmp / "model_meta.json"]
         if (run / CALIBRATION_FILE).exists():
             extra.append(run / CALIBRATION_FILE)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from serve import paper, preprocess
+from serve import paper, preprocess, rules
 
 # A group of ink wider than this many line heights may be touching characters (EMNIST's
 # widest, m and W, are about 1.1 line heights wide; 5% of single letters are wider than 1.1).
@@ -132,21 +132,21 @@ def _erase_rules(ink: np.ndarray, stats: np.ndarray) -> np.ndarray | None:
         return None
     mask = ink > preprocess.MASK_LEVEL  # made only here: most text has no rule
     m = mask.view(np.uint8)
-    rules = np.zeros_like(m)
+    runs = np.zeros_like(m)
     if wide:
-        rules |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
+        runs |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
         # Squared paper: rules across the whole page join its upright lines, and every
         # letter they touch, into one piece no taller than the page, so `tall` misses them.
         # Upright runs as tall as the page go too (letters sit between rules, far shorter).
         height, width = m.shape
-        if cv2.reduce(rules, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).max() >= 0.9 * width:
+        if cv2.reduce(runs, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).max() >= 0.9 * width:
             page_tall = cv2.getStructuringElement(cv2.MORPH_RECT, (1, int(np.ceil(0.9 * height))))
-            rules |= cv2.morphologyEx(m, cv2.MORPH_OPEN, page_tall)
+            runs |= cv2.morphologyEx(m, cv2.MORPH_OPEN, page_tall)
     if tall:
-        rules |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
-    if not rules.any():
+        runs |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
+    if not runs.any():
         return None
-    return paper.erase_rules(mask, rules, ink)
+    return rules.erase_rules(mask, runs, ink)
 
 
 def _clusters_by_overlap(spans: list[tuple[int, int]], min_overlap: float) -> list[list[int]]:

@@ -1,0 +1,183 @@
+"""What on an image is lines, not writing: a form's boxes (around a character, or one
+the character touches or crosses) and the rules of ruled or squared paper, found and
+erased. Part of the ONE preprocessing with serve/preprocess.py and serve/paper.py (the
+model archive ships all three).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# A frame around a character keeps this share of its ink within FRAME_BAND of the side of
+# its bounding box (a drawn rectangle: all of it; a round O: a small part).
+FRAME_SHARE = 0.8
+FRAME_BAND = 0.08
+# A box the character touches or crosses is one piece of ink with it. It is found as
+# straight runs of ink at least FRAME_RUN of the ink's width (height) long, along all four
+# sides of a rectangle, each side covered for FRAME_SIDE of its length.
+FRAME_RUN = 0.5
+FRAME_SIDE = 0.8
+# Its lines are at most FRAME_THIN of its shorter side thick, and that side at least
+# FRAME_MIN_SIDE px: smaller, a box cannot be told from a bold stroke's outline.
+FRAME_THIN = 0.25
+FRAME_MIN_SIDE = 24
+# Most (this share) of the ink left once a box's lines go lies inside the box.
+FRAME_HOLDS = 0.5
+# Ruled or squared paper: straight runs across PAGE_RULE of the image's width (height)
+# are rules. They are erased when what is left fits in PAGE_MARGIN of the image each way
+# (a character on paper; a tight crop of a T keeps its bar), and strokes that cross them
+# (or a box's lines) keep their pixels on them where ink lies within RULE_BRIDGE px on
+# both sides.
+PAGE_RULE = 0.9
+PAGE_MARGIN = 0.8
+RULE_BRIDGE = 7
+# Grey rules (squared paper, a printed form's grey boxes) are fainter than the writing:
+# where the writing's ink is at least GREY_RULE times the rules' own, a pixel on a rule
+# that is darker than halfway between the two is a stroke crossing it, and stays.
+GREY_RULE = 1.5
+# A rule is at most this share of the image's shorter side thick (4 px at least).
+PAGE_RULE_THIN = 0.03
+
+
+def frames(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]:
+    """Kept components that frame the others: each encloses another kept component and
+    keeps at least FRAME_SHARE of its ink along the sides of its bounding box. A form's
+    character box is one; a handwritten O, even one with a speck inside, is not."""
+    ids = np.flatnonzero(kept)
+    if len(ids) < 2:
+        return []
+    left, top = stats[ids, cv2.CC_STAT_LEFT], stats[ids, cv2.CC_STAT_TOP]
+    right, bottom = left + stats[ids, cv2.CC_STAT_WIDTH], top + stats[ids, cv2.CC_STAT_HEIGHT]
+    frames = []
+    for i, c in enumerate(ids):
+        if not ((left > left[i]) & (top > top[i]) & (right < right[i]) & (bottom < bottom[i])).any():
+            continue
+        width, height = right[i] - left[i], bottom[i] - top[i]
+        band = max(2, round(FRAME_BAND * min(width, height)))
+        inner = labels[top[i] + band:bottom[i] - band, left[i] + band:right[i] - band] == c
+        area = int(stats[c, cv2.CC_STAT_AREA])
+        if area - np.count_nonzero(inner) >= FRAME_SHARE * area:
+            frames.append(int(c))
+    return frames
+
+
+def ruled_frame(mask: np.ndarray) -> np.ndarray | None:
+    """The lines (uint8) of a rectangle of straight runs in the mask (a printed box that
+    the character may touch or cross), or None. Runs of the character's own strokes inside
+    the rectangle are not its pixels; a rectangle with nothing else is the character."""
+    mask8 = mask.view(np.uint8)
+    x0, y0, w, h = cv2.boundingRect(mask8)
+    if min(w, h) < 12:
+        return None
+    m = mask8[y0:y0 + h, x0:x0 + w]
+    run_w, run_h = int(FRAME_RUN * w), int(FRAME_RUN * h)
+    # Cheap first, and enough for nearly every character: a rectangle needs two rows and
+    # two columns this full of ink, far apart.
+    rows = np.flatnonzero(cv2.reduce(m, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() >= run_w)
+    cols = np.flatnonzero(cv2.reduce(m, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() >= run_h)
+    if len(rows) < 2 or len(cols) < 2 or rows[-1] - rows[0] < run_h or cols[-1] - cols[0] < run_w:
+        return None
+    across = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (run_w, 1)))
+    down = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, run_h)))
+    ys, xs = np.flatnonzero(across.any(axis=1)), np.flatnonzero(down.any(axis=0))
+    if len(ys) < 2 or len(xs) < 2:
+        return None
+    top, bottom, left, right = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    if bottom - top < run_h or right - left < run_w:
+        return None
+    short = min(right - left, bottom - top)
+    if short < FRAME_MIN_SIDE:
+        return None
+    # Each side: a line of straight runs along most of it, thin for the rectangle's size
+    # (a bold stroke's outline is as thick as the stroke). A stroke of the character
+    # may stick out past the box, so the line is the outermost run of rows (columns)
+    # within the quarter next to the side that covers most of it, not the outermost row.
+    near = max(3, short // 4)
+    frame = np.zeros_like(m)
+    sides = ((across[top:top + near, left:right], frame[top:top + near, left:right]),
+             (across[bottom - near:bottom, left:right][::-1], frame[bottom - near:bottom, left:right][::-1]),
+             (down[top:bottom, left:left + near].T, frame[top:bottom, left:left + near].T),
+             (down[top:bottom, right - near:right].T[::-1], frame[top:bottom, right - near:right].T[::-1]))
+    for runs, frame_side in sides:  # rows from the outer edge in, a column per position along the side
+        # Three rows together hold a thin line that a scan's slight skew spreads over two.
+        starts = np.flatnonzero((runs[:-2] | runs[1:-1] | runs[2:]).mean(axis=1) >= FRAME_SIDE)
+        if not len(starts):
+            return None
+        line = runs[starts[0]:]
+        # The line's thickness at each position: its run of rows from where it begins (in
+        # the first three); the lower quartile, where no stroke runs along it, counts.
+        begins = np.argmax(line[:3], axis=0)
+        on_line = line[:3].any(axis=0)
+        # A box's sides meet in corners; an O's flattest arcs stop short of them.
+        corner = max(3, len(on_line) // 25)
+        if not (on_line[:corner].any() and on_line[-corner:].any()):
+            return None
+        thick = np.zeros(line.shape[1], np.int64)
+        for offset in range(3):
+            here = on_line & (begins == offset)
+            thick[here] = np.cumprod(line[offset:, here], axis=0, dtype=np.uint8).sum(axis=0)
+        thickness = int(np.percentile(thick[on_line], 25))
+        if thickness > max(2, FRAME_THIN * short):
+            return None
+        depth = starts[0] + 2 + thickness
+        frame_side[starts[0]:depth] |= runs[starts[0]:depth]
+    inner = erase_rules(m.view(bool), frame)
+    inside = np.count_nonzero(inner[top:bottom, left:right])
+    # A box holds its character: a stroke may cross it, but most of what is left lies
+    # inside. (A b's square bowl, with its stem above, is no box.)
+    if inside < 0.05 * np.count_nonzero(m) or inside < FRAME_HOLDS * np.count_nonzero(inner):
+        return None
+    full = np.zeros(mask.shape, np.uint8)
+    full[y0:y0 + h, x0:x0 + w] = frame
+    return full
+
+
+def erase_rules(mask: np.ndarray, rules: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
+    """The mask less its rules (uint8 runs found by opening it), one pixel wider, except
+    where a stroke crosses them: ink within RULE_BRIDGE px on both sides of a horizontal
+    rule (above and below) or of an upright one (left and right), and, given the `ink`
+    map, ink on a grey rule clearly darker than the rule (see GREY_RULE)."""
+    on_rules = rules > 0
+    rules = cv2.dilate(rules, np.ones((3, 3), np.uint8))
+    rest = mask.astype(np.uint8) & (1 - rules)
+    bridged = np.zeros_like(rest)
+    for kernel in (np.ones((RULE_BRIDGE, 1), np.uint8), np.ones((1, RULE_BRIDGE), np.uint8)):
+        before = cv2.dilate(rest, kernel, anchor=(kernel.shape[1] - 1, kernel.shape[0] - 1))  # ink above (left)
+        after = cv2.dilate(rest, kernel, anchor=(0, 0))  # ink below (right)
+        bridged |= before & after
+    if ink is not None and rest.any() and on_rules.any():
+        # Medians: strokes cross a rule at few of its pixels, and rules' rims are off `rest`.
+        rule_level = float(np.median(ink[on_rules]))
+        stroke_level = float(np.median(ink[rest.view(bool)]))
+        if stroke_level >= GREY_RULE * rule_level:
+            bridged |= (ink > 0.5 * (rule_level + stroke_level)).view(np.uint8)
+    return mask & ~(rules & (1 - bridged)).astype(bool)
+
+
+def page_rules(mask: np.ndarray) -> np.ndarray | None:
+    """Thin straight runs across (nearly) the whole image, as uint8, or None: the rules of
+    ruled or squared paper. One clear of the image's edges is needed: the bar of a T
+    cropped tight runs along an edge. A stroke that spans the image is thicker than a rule.
+    `mask`: bool, at least paper.PAGE_MIN_SIDE px each way (smaller holds no paper around its
+    character)."""
+    mask8 = mask.view(np.uint8)
+    height, width = mask8.shape
+    thin = max(4, round(PAGE_RULE_THIN * min(height, width)))
+    rules, inside = np.zeros_like(mask8), False
+    for axis, length in ((1, width), (0, height)):  # rows (runs across), then columns
+        # Cheap first: no row (column) that full of ink, no rule across the page.
+        if cv2.reduce(mask8, axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S).max() < PAGE_RULE * length:
+            continue
+        run = int(np.ceil(PAGE_RULE * length))
+        runs = cv2.morphologyEx(mask8, cv2.MORPH_OPEN, cv2.getStructuringElement(
+            cv2.MORPH_RECT, (run, 1) if axis == 1 else (1, run)))
+        on = np.flatnonzero(runs.any(axis=axis))
+        for line in np.split(on, np.flatnonzero(np.diff(on) > 1) + 1):
+            if 0 < len(line) <= thin:
+                lines = slice(line[0], line[-1] + 1)
+                if axis == 1:
+                    rules[lines] |= runs[lines]
+                else:
+                    rules[:, lines] |= runs[:, lines]
+                inside |= bool(0 < line[0] and line[-1] < (height if axis == 1 else width) - 1)
+    return rules if inside else None
