@@ -46,3 +46,17 @@ def test_scans_within_three_points_of_tiles(emnist_dir):
     # corner): 1.65% on 2,000 before `paper._straight_band` took wedges from a corner,
     # 82.95% after (the characters themselves are turned too).
     assert result["turned_sheet_gap_points"] <= 8.0, result
+
+
+def test_canvas_drawings_are_measured_with_the_pages_own_pen():
+    """`training.scans` draws canvas characters as the web page does: same pad, same pen."""
+    import re
+    from pathlib import Path
+
+    from training.scans import CANVAS_PEN, CANVAS_SIDE
+
+    root = Path(__file__).resolve().parent.parent
+    script = (root / "web" / "static" / "app.js").read_text()
+    page = (root / "web" / "templates" / "index.html").read_text()
+    assert int(re.search(r"^ctx\.lineWidth = (\d+);", script, re.M).group(1)) == CANVAS_PEN
+    assert f'<canvas id="pad" width="{CANVAS_SIDE}" height="{CANVAS_SIDE}"' in page

@@ -31,7 +31,7 @@ from training.evaluate import DEFAULT_ARCHIVE, ArchivedModel, accuracy_figures
 from training.pen import centre_lines, draw_with_pen
 
 ROOT = Path(__file__).resolve().parent.parent
-CANVAS_SIDE, CANVAS_PEN = 280, 18  # web/templates/index.html and web/static/app.js
+CANVAS_SIDE, CANVAS_PEN = 280, 28  # web/templates/index.html and web/static/app.js
 
 
 def uneven_light(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

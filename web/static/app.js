@@ -198,7 +198,7 @@ $("upload-form").addEventListener("submit", (event) => {
   });
 });
 
-ctx.lineWidth = 18;
+ctx.lineWidth = 28;  // 10% of the pad: thinner pens read worse (training.scans, docs/reading-real-images.md)
 ctx.lineCap = "round";
 ctx.lineJoin = "round";
 ctx.strokeStyle = "#000";
