@@ -198,6 +198,13 @@ def on_the_sheet(gray: np.ndarray) -> np.ndarray:
     return np.where(sheet_and_writing.view(bool), gray, np.uint8(round(paper)))
 
 
+def _thickness(labels: np.ndarray, stats: np.ndarray, c: int) -> float:
+    """The radius of the largest disc inside component c."""
+    x, y, w, h = (int(v) for v in stats[c, :4])
+    piece = (labels[y:y + h, x:x + w] == c).view(np.uint8)
+    return float(cv2.distanceTransform(np.pad(piece, 1), cv2.DIST_L2, 3).max())
+
+
 def _desk_along_edges(gray: np.ndarray) -> np.ndarray:
     """The desk painted the sheet's grey where it shows along some edges of the photo.
 
@@ -220,13 +227,8 @@ def _desk_along_edges(gray: np.ndarray) -> np.ndarray:
     if not len(clear) or not len(candidates):
         return gray
 
-    def thickness(c: int) -> float:  # the radius of the largest disc inside the piece
-        cx, cy, cw, ch = (int(v) for v in stats[c, :4])
-        piece = (labels[cy:cy + ch, cx:cx + cw] == c).view(np.uint8)
-        return float(cv2.distanceTransform(np.pad(piece, 1), cv2.DIST_L2, 3).max())
-
     largest = clear[np.argsort(stats[clear, cv2.CC_STAT_AREA])[-16:]]
-    stroke = max(1.0, float(np.median([thickness(c) for c in largest])))
+    stroke = max(1.0, float(np.median([_thickness(labels, stats, c) for c in largest])))
     desk = np.zeros(gray.shape, np.uint8)
     for c in candidates:
         cx, cy, cw, ch = (int(v) for v in stats[c, :4])
@@ -242,7 +244,7 @@ def _desk_along_edges(gray: np.ndarray) -> np.ndarray:
         along = max(np.count_nonzero(band[:, 0]) / side for side, band, _ in inwards)
         if along < DESK_CORNER:
             continue
-        thick = along >= DESK_EDGE and thickness(c) >= DESK_THICK * stroke
+        thick = along >= DESK_EDGE and _thickness(labels, stats, c) >= DESK_THICK * stroke
         if not (thick or any(_straight_band(band, side, corner) for side, band, corner in inwards)):
             continue
         greys = gray[cy:cy + ch, cx:cx + cw][region]
@@ -279,13 +281,6 @@ def _straight_band(band: np.ndarray, side: int, corner: bool) -> bool:
         return False
     slope, start = np.polyfit(index[inside], depth[inside], 1)
     return float(np.std(depth[inside] - (slope * index[inside] + start))) <= DESK_STRAIGHT
-
-
-def _thickness(labels: np.ndarray, stats: np.ndarray, c: int) -> float:
-    """The radius of the largest disc inside component c."""
-    x, y, w, h = (int(v) for v in stats[c, :4])
-    piece = (labels[y:y + h, x:x + w] == c).view(np.uint8)
-    return float(cv2.distanceTransform(np.pad(piece, 1), cv2.DIST_L2, 3).max())
 
 
 def edge_slivers(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]:
