@@ -26,6 +26,9 @@ try:  # inside a model archive, extra files sit flat beside the handler
 except ImportError:  # imported from the repository
     from serve import paper, rules
 
+# This module and those it imports: the model archive packs them flat beside the handler.
+MODULES = ("preprocess", "paper", "rules")
+
 TILE = 28
 # EMNIST pads the square ROI by 2 px on each side of the 28 px tile: the ink spans 24 px.
 INK_SPAN = TILE - 4

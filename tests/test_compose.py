@@ -9,6 +9,7 @@ import json
 import pytest
 
 from deploy import compose_check as cc
+from serve.preprocess import MODULES
 
 
 @pytest.fixture(scope="module")
@@ -175,10 +176,11 @@ def test_torchserve_healthcheck_asks_the_model_of_a_real_torchserve(base, torchs
 # What each image installs must hold every third-party module its code imports: the
 # images are built from deploy/requirements-*.txt, not from pyproject.toml, so a new
 # import there breaks only the deployed image (the worker's urllib3 once did).
+PREPROCESSING = [f"serve/{module}.py" for module in MODULES]
 IMAGE_CODE = {
-    "worker": ["worker/*.py", "serve/preprocess.py", "serve/paper.py", "serve/rules.py"],
-    "web": ["web/*.py", "worker/*.py", "serve/preprocess.py", "serve/paper.py", "serve/rules.py"],
-    "serve": ["serve/handler.py", "serve/preprocess.py", "serve/paper.py", "serve/rules.py"],
+    "worker": ["worker/*.py", *PREPROCESSING],
+    "web": ["web/*.py", "worker/*.py", *PREPROCESSING],
+    "serve": ["serve/handler.py", *PREPROCESSING],
 }
 IMAGE_PREINSTALLED = {"serve": {"torch"}}  # serve/Dockerfile installs torch from its own index
 
@@ -194,7 +196,7 @@ def _imported_modules(patterns: list[str]) -> set[str]:
     import ast
     import sys
 
-    local = {"worker", "serve", "web", "training", "hwr", "deploy", "preprocess", "paper", "rules"}
+    local = {"worker", "serve", "web", "training", "hwr", "deploy", *MODULES}
     found = set()
     for path in (p for pattern in patterns for p in cc.ROOT.glob(pattern)):
         for node in ast.walk(ast.parse(path.read_text())):

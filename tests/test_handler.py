@@ -191,11 +191,13 @@ def test_the_committed_archive_holds_the_code_of_this_repository():
     import zipfile
     from pathlib import Path
 
+    from serve.preprocess import MODULES
+
     root = Path(__file__).resolve().parent.parent
+    packed_code = [("handler.py", "serve/handler.py"), *((f"{m}.py", f"serve/{m}.py") for m in MODULES),
+                   ("models.py", "training/models.py"), ("model-config.yaml", "serve/model-config.yaml")]
     with zipfile.ZipFile(root / "serve" / "model-store" / "emnist.mar") as mar:
-        for packed, source in (("handler.py", "serve/handler.py"), ("preprocess.py", "serve/preprocess.py"),
-                               ("paper.py", "serve/paper.py"), ("rules.py", "serve/rules.py"), ("models.py", "training/models.py"),
-                               ("model-config.yaml", "serve/model-config.yaml")):
+        for packed, source in packed_code:
             assert mar.read(packed) == (root / source).read_bytes(), (
                 f"{packed} differs from {source}: repack the archive (same weights, current code) with "
                 "python -m training.package --repack serve/model-store/emnist.mar")

@@ -20,13 +20,14 @@ import numpy as np
 import torch
 import yaml
 
+from serve.preprocess import MODULES
 from training import data as emnist
 
 DEFAULT_ARCHIVE = Path(__file__).resolve().parent.parent / "serve" / "model-store" / "emnist.mar"
 
 
 # The archive's own modules, imported flat from its folder.
-ARCHIVED_MODULES = ("preprocess", "paper", "rules")
+ARCHIVED_MODULES = MODULES
 
 
 class ArchivedModel:

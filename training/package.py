@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from serve.handler import CALIBRATION_FILE
-from serve.preprocess import normalize_tiles
+from serve.preprocess import MODULES, normalize_tiles
 from training.data import DEFAULT_CLASSES, load_split, read_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def package(run: Path, export: Path, name: str = "emnist", version: str = "1.0",
         (tmp / "model_meta.json").write_text(json.dumps(
             {"architecture": architecture, "weights": "model.pt", "version": version,
              "test_accuracy": report.get("accuracy"), "test_balanced_accuracy": report.get("balanced_accuracy")}))
-        extra = [ROOT / "serve" / "preprocess.py", ROOT / "serve" / "paper.py", ROOT / "serve" / "rules.py", tmp / "index_to_name.json",
+        extra = [*(ROOT / "serve" / f"{module}.py" for module in MODULES), tmp / "index_to_name.json",
                  tmp / "model_meta.json"]
         if (run / CALIBRATION_FILE).exists():
             extra.append(run / CALIBRATION_FILE)
