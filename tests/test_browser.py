@@ -25,10 +25,10 @@ def browser():
         browser.close()
 
 
-def draw(page, points: list[tuple[float, float]]) -> None:
+def draw(page, points: list[tuple[float, float]], pad_width: int = 280) -> None:
     """One stroke through canvas points (canvas pixels), as a mouse drag: pointer events."""
     box = page.locator("#pad").bounding_box()
-    sx, sy = box["width"] / 280, box["height"] / 280
+    sx, sy = box["width"] / pad_width, box["height"] / 280
     page.mouse.move(box["x"] + points[0][0] * sx, box["y"] + points[0][1] * sy)
     page.mouse.down()
     for x, y in points[1:]:
@@ -69,4 +69,53 @@ def test_draw_preview_and_recognize(browser, web_app, redis_client):
     page.click("#recognize")
     page.locator("#bars li").first.wait_for(timeout=60_000)
     assert page.inner_text("#best-char").strip() == "7", page.locator("#bars li").all_inner_texts()
+    page.close()
+
+
+# Strokes of three plainly drawn letters, each in its own third of the 840 x 280 word pad.
+WORD = "HTE"
+WORD_STROKES = [
+    [(40, 50), (40, 230)], [(190, 50), (190, 230)], [(40, 140), (190, 140)],  # H
+    [(310, 50), (530, 50)], [(420, 50), (420, 230)],  # T
+    [(770, 50), (620, 50), (620, 230), (770, 230)], [(620, 140), (740, 140)],  # E
+]
+
+
+def pad_size(page) -> list[int]:
+    return page.evaluate("() => { const pad = document.getElementById('pad'); return [pad.width, pad.height]; }")
+
+
+def test_draw_a_word(browser, web_app, redis_client):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(web_app + "/")
+    page.select_option("#pad-mode", "text")
+    assert pad_size(page) == [840, 280]
+    assert page.locator("#preview").is_hidden() and page.locator("#tile-box").is_hidden()
+    for stroke in WORD_STROKES:
+        draw(page, stroke, pad_width=840)
+
+    page.click("#recognize")
+    page.locator("#chars button").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "browser-word.png"), full_page=True)
+    chips = page.locator("#chars button").all_inner_texts()
+    assert page.inner_text("#best-char").strip() == WORD, chips
+    assert chips == list(WORD)
+    boxed = page.evaluate("""() => {
+        const d = document.getElementById('pad-boxes').getContext('2d').getImageData(0, 0, 840, 280).data;
+        let painted = 0; for (let i = 0; i < d.length; i += 4) painted += d[i + 3] > 0; return painted; }""")
+    assert boxed > 1000, "no character boxes over the drawing"
+    assert page.locator("#bars li").count() == 5  # the least sure character's alternatives
+    page.locator("#chars button").nth(1).click()
+    assert page.locator("#chars button.chosen").inner_text() == "T"
+    assert page.locator("#bars li").first.inner_text().startswith("T")
+    assert not errors, errors
+
+    draw(page, [(320, 100), (400, 120)], pad_width=840)  # another stroke: the old boxes no longer fit it
+    assert page.evaluate("""() => document.getElementById('pad-boxes').getContext('2d')
+        .getImageData(0, 0, 840, 280).data.some((v) => v > 0)""") is False
+    page.select_option("#pad-mode", "char")  # back: a clean character pad
+    assert pad_size(page) == [280, 280]
+    assert page.locator("#chars button").count() == 0 and page.locator("#preview").is_visible()
     page.close()

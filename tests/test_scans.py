@@ -58,5 +58,6 @@ def test_canvas_drawings_are_measured_with_the_pages_own_pen():
     root = Path(__file__).resolve().parent.parent
     script = (root / "web" / "static" / "app.js").read_text()
     page = (root / "web" / "templates" / "index.html").read_text()
-    assert int(re.search(r"^ctx\.lineWidth = (\d+);", script, re.M).group(1)) == CANVAS_PEN
+    assert int(re.search(r"^\s*ctx\.lineWidth = (\d+);", script, re.M).group(1)) == CANVAS_PEN
     assert f'<canvas id="pad" width="{CANVAS_SIDE}" height="{CANVAS_SIDE}"' in page
+    assert f"char: [{CANVAS_SIDE}, {CANVAS_SIDE}]" in script  # the pad's size once JS sets the mode

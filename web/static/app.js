@@ -1,5 +1,6 @@
 // The page: draw a character (mouse, pen or touch), preview the 28x28 tile the model sees,
-// recognize it; or upload image files and see the characters boxed. Plain JS, no build step.
+// recognize it; or draw a word or a line on a wider pad and see each character boxed; or
+// upload image files and see the characters boxed. Plain JS, no build step.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -36,8 +37,35 @@ async function recognizeForm(form, timeout) {
 // ---- drawing pad ------------------------------------------------------------------------
 const pad = $("pad");
 const ctx = pad.getContext("2d");
+const boxes = $("pad-boxes");
+// The pad's size in each mode; a word pad is three character pads side by side, so each
+// letter is drawn about as large as a single character and with the same pen.
+const PAD_SIZES = { char: [280, 280], text: [840, 280] };
 let drawing = false;
 let dirty = false;
+
+function padMode() {
+  return $("pad-mode").value === "text" ? "text" : "char";
+}
+
+function setPen() {
+  ctx.lineWidth = 28;  // 10% of the pad's height: thinner pens read worse (training.scans, docs/reading-real-images.md)
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  ctx.strokeStyle = "#000";
+}
+
+function clearBoxes() {
+  boxes.getContext("2d").clearRect(0, 0, boxes.width, boxes.height);
+}
+
+function clearResult() {
+  clearBoxes();
+  $("best-char").textContent = "\u00a0";
+  $("best-confidence").textContent = "";
+  $("bars").replaceChildren();
+  $("chars").replaceChildren();
+}
 
 function clearPad() {
   ctx.fillStyle = "#fff";
@@ -46,10 +74,23 @@ function clearPad() {
   const tile = $("tile").getContext("2d");
   tile.fillStyle = "#000";
   tile.fillRect(0, 0, $("tile").width, $("tile").height);
-  $("best-char").textContent = "\u00a0";
-  $("best-confidence").textContent = "";
-  $("bars").replaceChildren();
+  clearResult();
   $("draw-status").textContent = "";
+}
+
+// Resizing a canvas erases it and resets its pen, so switching modes starts a clean pad.
+function setPadMode() {
+  const mode = padMode();
+  const [width, height] = PAD_SIZES[mode];
+  for (const canvas of [pad, boxes]) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+  $("draw-panel").classList.toggle("text-mode", mode === "text");
+  $("tile-box").hidden = mode === "text";
+  $("preview").hidden = mode === "text";  // one tile per character: Recognize boxes them instead
+  setPen();
+  clearPad();
 }
 
 function padPoint(event) {
@@ -62,6 +103,7 @@ pad.addEventListener("pointerdown", (event) => {
   pad.setPointerCapture(event.pointerId);
   drawing = true;
   dirty = true;
+  clearBoxes();  // the boxes belong to the drawing as it was
   const [x, y] = padPoint(event);
   ctx.beginPath();
   ctx.moveTo(x, y);
@@ -132,22 +174,65 @@ async function guarded(statusId, work) {
   }
 }
 
+// A word's result: its text, a button per character that shows that character's
+// alternatives, and each character's box and reading over the drawing.
+function showText(result) {
+  $("best-char").textContent = result.text;
+  $("best-confidence").textContent = `${(result.confidence * 100).toFixed(1)}% confident on average per character`;
+  const buttons = result.characters.map((ch, i) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = ch.char;
+    button.title = `${(ch.confidence * 100).toFixed(1)}%: show the alternatives`;
+    button.addEventListener("click", () => choose(i));
+    return button;
+  });
+  function choose(i) {
+    buttons.forEach((b, j) => b.classList.toggle("chosen", i === j));
+    showBars(result.characters[i].alternatives);
+  }
+  $("chars").replaceChildren(...buttons);
+  const c = boxes.getContext("2d");
+  c.lineWidth = 2;
+  c.font = "bold 22px sans-serif";
+  c.strokeStyle = c.fillStyle = "#d33";
+  for (const ch of result.characters) {
+    const [x, y, w, h] = ch.box;
+    c.strokeRect(x, y, w, h);
+    c.fillText(ch.char, x + 2, y > 24 ? y - 4 : y + h + 22);
+  }
+  if (buttons.length) {
+    // Start on the character the model is least sure of: the one worth checking.
+    const confidences = result.characters.map((ch) => ch.confidence);
+    choose(confidences.indexOf(Math.min(...confidences)));
+  }
+}
+
+function showChar(result) {
+  const best = result.characters[0];
+  $("best-char").textContent = best.char;
+  $("best-confidence").textContent = `${(best.confidence * 100).toFixed(1)}% confident`;
+  showBars(best.alternatives);
+}
+
+$("pad-mode").addEventListener("change", setPadMode);
 $("clear").addEventListener("click", clearPad);
 $("preview").addEventListener("click", () => guarded("draw-status", async () => {
   if (!dirty) throw new Error("draw a character first");
   await showPreview();
 }));
 $("recognize").addEventListener("click", () => guarded("draw-status", async () => {
-  if (!dirty) throw new Error("draw a character first");
+  const mode = padMode();
+  if (!dirty) throw new Error(mode === "text" ? "write a word first" : "draw a character first");
   const form = await padForm();
   form.append("top_k", $("top-k").value);
-  const [job] = await Promise.all([recognizeForm(form, 10), showPreview()]);
+  form.append("mode", mode);
+  clearResult();
+  const [job] = await Promise.all([recognizeForm(form, mode === "text" ? 30 : 10),
+                                   mode === "char" ? showPreview() : null]);
   const result = job.results[0];
   if (result.error) throw new Error(result.error.message);
-  const best = result.characters[0];
-  $("best-char").textContent = best.char;
-  $("best-confidence").textContent = `${(best.confidence * 100).toFixed(1)}% confident`;
-  showBars(best.alternatives);
+  if (mode === "text") showText(result); else showChar(result);
 }));
 
 // ---- uploads ----------------------------------------------------------------------------
@@ -198,8 +283,4 @@ $("upload-form").addEventListener("submit", (event) => {
   });
 });
 
-ctx.lineWidth = 28;  // 10% of the pad: thinner pens read worse (training.scans, docs/reading-real-images.md)
-ctx.lineCap = "round";
-ctx.lineJoin = "round";
-ctx.strokeStyle = "#000";
-clearPad();
+setPadMode();  // the browser may restore the mode chosen before a reload
