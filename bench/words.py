@@ -9,7 +9,8 @@ Variants: `--touching` (overlapping letters), `--light` (lit unevenly), `--slant
 page), `--rotate 25` (turned 25 degrees), `--lines 5` (pages of 2-5 lines of 2-4 words,
 one job each, scored without spaces and line breaks), `--desk-edges` (the desk along 1-3
 edges of the photo), `--x-height` (lowercase letters sized as handwriting has them),
-`--comb` (one letter per cell of a form's comb of boxes; scored without spaces).
+`--comb` (one letter per cell of a form's comb of boxes; scored without spaces),
+`--canvas` (drawn on the web page's word pad: its pen, its size).
 Prints both figures and writes
 bench/results/words[-variant]-<date>.json.
 """
@@ -87,6 +88,29 @@ def compose_handwritten_word(tiles: list[np.ndarray], chars: str, rng: np.random
         column[top:top + h] = glyph
         columns += [column, np.zeros((len(column), int(cap * rng.uniform(0.07, 0.5))), np.uint8)]
     return _on_paper(np.pad(np.concatenate(columns, axis=1), ((int(cap * 0.2), int(cap * 0.1)), (0, 0))))
+
+
+def canvas_word(tiles: list[np.ndarray], rng: np.random.Generator, pen: int | None = None) -> np.ndarray:
+    """A word drawn on the web page's word pad (web/static/app.js): 840 x 280 px, its pen
+    20 px. Each letter is its tile's centre line redrawn with that pen, about as wide as
+    the pad leaves it (the pad's height for a short word, smaller for a long one: the pen
+    stays the same, so long words are drawn thicker), with gaps of 1/12 to 1/2 a letter."""
+    from training.pen import centre_lines, draw_with_pen
+    from training.scans import CANVAS_SIDE, CANVAS_WORD_PEN
+
+    side = min(CANVAS_SIDE, int(3 * CANVAS_SIDE / (0.85 * len(tiles))))
+    pen = pen or CANVAS_WORD_PEN
+    letters = [255 - _ink_columns(255 - draw_with_pen(lines, side, pen)) for lines in centre_lines(np.stack(tiles))]
+    pad = np.full((CANVAS_SIDE, 3 * CANVAS_SIDE), 255, np.uint8)
+    gaps = [int(rng.integers(side // 12, side // 2)) for _ in letters[1:]] + [0]
+    width = sum(letter.shape[1] for letter in letters) + sum(gaps)
+    if width + 40 > pad.shape[1]:  # wider than the pad: a user would have written smaller
+        pad = np.full((CANVAS_SIDE, width + 40), 255, np.uint8)
+    x, top = (pad.shape[1] - width) // 2, (CANVAS_SIDE - side) // 2
+    for letter, gap in zip(letters, gaps):
+        pad[top:top + side, x:x + letter.shape[1]] = letter
+        x += letter.shape[1] + gap
+    return pad
 
 
 def comb_field(tiles: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
@@ -194,6 +218,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=300, help="words")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="letters from this split (train: for choosing settings without looking at the test)")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "emnist47")
     p.add_argument("--light", action="store_true",
                    help="light each word unevenly, as a phone photo (training.scans.uneven_light)")
@@ -207,6 +233,8 @@ def main() -> None:
     p.add_argument("--lines", type=int, default=0,
                    help="pages of 2 to this many lines of 2-4 words (of 3-8 letters) instead of single words")
     p.add_argument("--comb", action="store_true", help="write each word one letter per cell of a form's comb of boxes")
+    p.add_argument("--canvas", action="store_true", help="draw each word on the web page's word pad, with its pen")
+    p.add_argument("--canvas-pen", type=int, default=0, help="with --canvas: this pen width (px) instead of the page's")
     p.add_argument("--x-height", action="store_true",
                    help="lowercase letters at x-height, g and q descending, as handwriting has them")
     p.add_argument("--touching", action="store_true",
@@ -224,7 +252,7 @@ def main() -> None:
     from worker.config import WorkerConfig
     from worker.queue import submit_job, wait_for_job
 
-    split = load_split(args.data, "test")
+    split = load_split(args.data, args.split)
     rng = np.random.default_rng(args.seed)
 
     def word() -> np.ndarray:
@@ -270,6 +298,8 @@ def main() -> None:
                                              word_rng)
                 elif args.comb:
                     word = comb_field([split.images[i] for i in sample[0][0]], word_rng)
+                elif args.canvas:
+                    word = canvas_word([split.images[i] for i in sample[0][0]], word_rng, args.canvas_pen)
                 elif args.x_height:
                     idx = sample[0][0]
                     word = compose_handwritten_word([split.images[i] for i in idx],
@@ -333,12 +363,14 @@ def main() -> None:
     kind += ("-ruled" if args.ruled else "") + (f"-rotated{args.rotate:g}" if args.rotate else "")
     kind += (f"-lines{args.lines}" if args.lines >= 2 else "") + ("-desk-edges" if args.desk_edges else "")
     kind += ("-x-height" if args.x_height else "") + ("-comb" if args.comb else "")
+    kind += ("-train" if args.split == "train" else "") + ("-canvas" if args.canvas else "") + (f"-pen{args.canvas_pen}" if args.canvas_pen else "")
     out = RESULTS / f"words{kind}-{time.strftime('%Y%m%d')}.json"
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "light": args.light,
                                "touching": args.touching, "slant_degrees": args.slant,
                                "squared": args.squared, "ruled": args.ruled,
                                "rotate_degrees": args.rotate, "lines": args.lines,
                                "desk_edges": args.desk_edges, "x_height": args.x_height, "comb": args.comb,
+                               "canvas": args.canvas, "canvas_pen": args.canvas_pen, "split": args.split,
                                **figures}, indent=2))
     print(f"wrote {out}")
 

@@ -33,14 +33,15 @@ def error_row(path: str, code: str, message: str) -> dict:
             "error": {"code": code, "message": message}}
 
 
-def recognize_batch(client: Client, paths: list[str], mode: str, top_k: int, timeout: float) -> list[dict]:
+def recognize_batch(client: Client, paths: list[str], mode: str, top_k: int, timeout: float,
+                    chars: str | None = None) -> list[dict]:
     """Rows for these files, in order; never raises for one bad file."""
     try:
-        results = client.recognize(paths, mode=mode, top_k=top_k, timeout=timeout)
+        results = client.recognize(paths, mode=mode, top_k=top_k, timeout=timeout, chars=chars)
         return [{"file": p, **r} for p, r in zip(paths, results)]
     except ApiError as exc:
         if exc.status == 422 and len(paths) > 1:  # find the culprit; the others still get results
-            return [row for p in paths for row in recognize_batch(client, [p], mode, top_k, timeout)]
+            return [row for p in paths for row in recognize_batch(client, [p], mode, top_k, timeout, chars)]
         return [error_row(p, exc.code, exc.message) for p in paths]
     except JobFailed as exc:
         error = exc.job.get("error") or {}
@@ -91,7 +92,8 @@ def run_recognize(args: argparse.Namespace) -> int:
         with Client(args.url, args.api_key) as client, \
                 tqdm(total=len(files), unit="img", disable=args.quiet, file=sys.stderr) as progress, \
                 ThreadPoolExecutor(max_workers=args.concurrency) as pool:
-            futures = {pool.submit(recognize_batch, client, paths, args.mode, args.top_k, args.timeout): (i, paths)
+            futures = {pool.submit(recognize_batch, client, paths, args.mode, args.top_k, args.timeout,
+                                   args.chars): (i, paths)
                        for i, paths in batches}
             for future in as_completed(futures):
                 index, paths = futures[future]
@@ -122,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="char: one character per image; text: a line of text (default: char)")
     rec.add_argument("--top-k", type=int, default=5, choices=range(1, 48), metavar="1..47",
                      help="alternatives per character (default: 5)")
+    rec.add_argument("--chars", help="the characters the images may hold: digits, uppercase, letters, "
+                                     "or the characters themselves, such as 0123456789ABCDEF (default: all)")
     rec.add_argument("--url", default=os.environ.get("HWR_URL", "http://127.0.0.1:8000"),
                      help="API base URL (default: $HWR_URL or http://127.0.0.1:8000)")
     rec.add_argument("--api-key", default=os.environ.get("HWR_API_KEY") or None,

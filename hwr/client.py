@@ -106,19 +106,23 @@ class Client:
         return [("image", (name, data, "application/octet-stream")) for name, data in map(_read, images)]
 
     @staticmethod
-    def _options(mode: str, top_k: int, callback_url: str | None) -> dict:
+    def _options(mode: str, top_k: int, callback_url: str | None, chars: str | None = None) -> dict:
         data = {"mode": mode, "top_k": str(top_k)}
         if callback_url:
             data["callback_url"] = callback_url
+        if chars:
+            data["chars"] = chars
         return data
 
     def submit(self, images: ImageInput | list[ImageInput], mode: str = "char", top_k: int = 5,
-               callback_url: str | None = None, idempotency_key: str | None = None) -> str:
-        """Queue a job; returns its id."""
+               callback_url: str | None = None, idempotency_key: str | None = None,
+               chars: str | None = None) -> str:
+        """Queue a job; returns its id. `chars`: the characters the images may hold
+        ("digits", "uppercase", "letters" or the characters themselves)."""
         images = images if isinstance(images, list) else [images]
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         body = self.request("POST", "/v1/jobs", files=self._files(images),
-                            data=self._options(mode, top_k, callback_url), headers=headers)
+                            data=self._options(mode, top_k, callback_url, chars), headers=headers)
         return body["id"]
 
     def get(self, job_id: str, wait: float = 0) -> dict:
@@ -136,12 +140,12 @@ class Client:
                 return job
 
     def recognize(self, images: ImageInput | list[ImageInput], mode: str = "char", top_k: int = 5,
-                  timeout: float = 300, idempotency_key: str | None = None) -> list[dict]:
+                  timeout: float = 300, idempotency_key: str | None = None, chars: str | None = None) -> list[dict]:
         """Recognize and return one result per image, in order. Raises JobFailed/ApiError."""
         images = images if isinstance(images, list) else [images]
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         body = self.request("POST", "/v1/recognize", files=self._files(images),
-                            data={**self._options(mode, top_k, None), "timeout": f"{min(timeout, 30):g}"},
+                            data={**self._options(mode, top_k, None, chars), "timeout": f"{min(timeout, 30):g}"},
                             headers=headers)
         job = body
         if job["status"] not in FINAL:

@@ -100,6 +100,42 @@ def test_recognize_text_mode_boxes_left_to_right(api):
     assert [b[0] for b in boxes] == sorted(b[0] for b in boxes)
 
 
+def test_chars_restricts_the_classes_read(api, torchserve):
+    """A digits-only field reads an O-like ring as 0: the answer is TorchServe's own
+    probabilities over the digits alone, renormalized."""
+    ring = draw_char("O")
+    direct = httpx.post(f"{torchserve.url}/predictions/emnist", content=ring, timeout=60,
+                        headers={**torchserve.headers(), "X-Top-K": "47"}).json()["results"][0]["predictions"]
+    digits = [p for p in direct if p["char"].isdigit()]
+    total = sum(p["p"] for p in digits)
+    response = api.post("/v1/recognize", files={"image": ("o.png", ring)}, data={"chars": "digits", "top_k": "3"})
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["chars"] == "0123456789"
+    [char] = job["results"][0]["characters"]
+    assert [a["char"] for a in char["alternatives"]] == [p["char"] for p in digits[:3]]
+    for got, want in zip(char["alternatives"], digits):
+        assert got["p"] == pytest.approx(want["p"] / total, abs=2e-5)
+    assert char["char"] == digits[0]["char"] and char["confidence"] == char["alternatives"][0]["p"]
+
+    # Text mode: every character of the line, touching-letter readings included, obeys it.
+    line = api.post("/v1/recognize", params={"mode": "text", "chars": "0123456789"},
+                    files={"image": ("l.png", draw_line("O1S7"))}).json()["results"][0]
+    assert line["text"].replace(" ", "") == "0157", line  # drawn O, 1, S, 7: a digit each
+    assert all(a["char"].isdigit() for c in line["characters"] for a in c["alternatives"])
+    # Unrestricted jobs are as before, and say so.
+    plain = api.post("/v1/recognize", files={"image": ("o.png", ring)}).json()
+    assert plain["chars"] is None and plain["results"][0]["text"] == direct[0]["char"]
+
+
+@pytest.mark.parametrize("value", ["", "0-9", "ｘ", "0 1", "a" * 201])
+def test_bad_chars_is_422(api, char_png, value):
+    files = {"image": ("a.png", char_png)}
+    error = assert_error(api.post("/v1/jobs", files=files, data={"chars": value}), 422, "invalid_chars")
+    assert "chars" in error["message"]
+    assert_error(api.post("/v1/jobs", json={"images": [b64(char_png)], "chars": [value]}), 422, "invalid_chars")
+
+
 def test_recognize_answers_202_when_not_done_in_time(api):
     images = [b64(draw_line("ABCDEFGH"))] * 40
     response = api.post("/v1/recognize", json={"images": images, "mode": "text", "timeout": 0})

@@ -49,15 +49,17 @@ def test_scans_within_three_points_of_tiles(emnist_dir):
 
 
 def test_canvas_drawings_are_measured_with_the_pages_own_pen():
-    """`training.scans` draws canvas characters as the web page does: same pad, same pen."""
+    """`training.scans` draws canvas characters, and `bench.words --canvas` canvas words, as
+    the web page does: same pads, same pens."""
     import re
     from pathlib import Path
 
-    from training.scans import CANVAS_PEN, CANVAS_SIDE
+    from training.scans import CANVAS_PEN, CANVAS_SIDE, CANVAS_WORD_PEN
 
     root = Path(__file__).resolve().parent.parent
     script = (root / "web" / "static" / "app.js").read_text()
     page = (root / "web" / "templates" / "index.html").read_text()
-    assert int(re.search(r"^\s*ctx\.lineWidth = (\d+);", script, re.M).group(1)) == CANVAS_PEN
+    pens = re.search(r"^const PAD_PENS = \{ char: (\d+), text: (\d+) \};", script, re.M)
+    assert (int(pens.group(1)), int(pens.group(2))) == (CANVAS_PEN, CANVAS_WORD_PEN)
     assert f'<canvas id="pad" width="{CANVAS_SIDE}" height="{CANVAS_SIDE}"' in page
-    assert f"char: [{CANVAS_SIDE}, {CANVAS_SIDE}]" in script  # the pad's size once JS sets the mode
+    assert f"char: [{CANVAS_SIDE}, {CANVAS_SIDE}], text: [{3 * CANVAS_SIDE}, {CANVAS_SIDE}]" in script

@@ -32,6 +32,7 @@ from training.pen import centre_lines, draw_with_pen
 
 ROOT = Path(__file__).resolve().parent.parent
 CANVAS_SIDE, CANVAS_PEN = 280, 28  # web/templates/index.html and web/static/app.js
+CANVAS_WORD_PEN = 20  # the page's word pad (bench.words --canvas)
 
 
 def uneven_light(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

@@ -14,8 +14,8 @@ from worker.gather import Announcement
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
-JOB_FIELDS = ("id", "status", "mode", "top_k", "n_images", "created_at", "finished_at", "results", "error",
-              "callback_url")
+JOB_FIELDS = ("id", "status", "mode", "top_k", "chars", "n_images", "created_at", "finished_at", "results",
+              "error", "callback_url")
 
 
 def job_links(job_id: str) -> dict:
@@ -58,7 +58,7 @@ def submit(submission: inputs.Submission, arrival: Announcement, job_id: str | N
             return earlier_id
     try:
         s.job_publisher().submit(jobs.NewJob(job_id, submission.images, submission.mode, submission.top_k,
-                                             submission.callback_url), arrival)
+                                             submission.callback_url, submission.chars), arrival)
     except Exception:
         if slot:  # the key must not point at a job that was never created
             s.redis.delete(slot)

@@ -27,9 +27,10 @@ from PIL import Image
 from serve.preprocess import PreprocessError, check_image
 from web.config import MODES, NUM_CLASSES, WebConfig
 from web.errors import ApiError
+from worker import charsets
 from worker.webhooks import check_callback_url
 
-OPTION_FIELDS = ("mode", "top_k", "callback_url")
+OPTION_FIELDS = ("mode", "top_k", "chars", "callback_url")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 DATA_URL = re.compile(r"^data:[\w.+/-]*;base64,", re.IGNORECASE)
 # Pixels (from the headers) one job's images may hold in all: decoding them to check them
@@ -48,10 +49,13 @@ class Submission:
     top_k: int
     callback_url: str | None
     timeout: float | None
+    chars: str = ""  # the classes the images' characters may be (worker.charsets); "" for all
 
     def fingerprint(self) -> str:
         """Same images and options -> same fingerprint (for Idempotency-Key replays)."""
-        h = hashlib.sha256(f"{self.mode}\0{self.top_k}\0{self.callback_url or ''}\0{len(self.images)}".encode())
+        options = f"{self.mode}\0{self.top_k}\0{self.callback_url or ''}\0{len(self.images)}"
+        # Only when set, so that keys stored before `chars` existed still match their replays.
+        h = hashlib.sha256((options + (f"\0{self.chars}" if self.chars else "")).encode())
         for image in self.images:
             h.update(hashlib.sha256(image).digest())
         return h.hexdigest()
@@ -220,6 +224,10 @@ def parse_submission(request: Request, config: WebConfig, with_timeout: bool) ->
     if mode not in MODES:
         raise invalid(f"mode must be one of {', '.join(MODES)}, got {str(mode)[:40]!r}", "invalid_mode")
     top_k = _int_option("top_k", options.get("top_k", 5), 1, NUM_CLASSES, from_text("top_k"))
+    try:
+        chars = charsets.parse_chars(options["chars"]) if "chars" in options else ""
+    except ValueError as exc:
+        raise invalid(str(exc), "invalid_chars") from None
     callback_url = options.get("callback_url")
     if callback_url is not None:
         try:
@@ -232,7 +240,7 @@ def parse_submission(request: Request, config: WebConfig, with_timeout: bool) ->
         timeout = parse_seconds("timeout", options.get("timeout", config.recognize_timeout),
                                 config.max_wait_seconds, from_text("timeout"))
     check_images(images, config.max_image_pixels)
-    return Submission(images, mode, top_k, callback_url, timeout)
+    return Submission(images, mode, top_k, callback_url, timeout, chars)
 
 
 def check_deliverable_url(url: str) -> None:

@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify, render_template
 
 from web.config import MODES, NUM_CLASSES, WebConfig
 from web.services import services
+from worker import charsets
 
 bp = Blueprint("openapi", __name__)
 
@@ -50,6 +51,12 @@ def build_spec(config: WebConfig) -> dict:
                  "description": "`char`: each image is one character; `text`: a line of text, segmented"},
         "top_k": {"type": "integer", "minimum": 1, "maximum": NUM_CLASSES, "default": 5,
                   "description": "Alternatives listed per character"},
+        "chars": {"type": "string", "pattern": f"^[0-9A-Za-z]{{1,{charsets.MAX_LENGTH}}}$",
+                  "description": "The characters the images may hold (a form field known to be digits, say): "
+                                 "`digits`, `uppercase`, `letters`, or the characters themselves, such as "
+                                 "`0123456789ABCDEF`. Only those classes are read, their probabilities "
+                                 "renormalized. Lowercase letters EMNIST merges with their capitals (c, o, "
+                                 "s, ...) mean the capital. Default: all 47 classes"},
         "callback_url": {"type": "string", "maxLength": 2048,
                          "description": "Public http(s) URL that gets the finished job as a signed POST"},
     }
@@ -115,6 +122,7 @@ def build_spec(config: WebConfig) -> dict:
                             "id": {"type": "string"},
                             "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
                             "mode": {"type": "string", "enum": list(MODES)}, "top_k": {"type": "integer"},
+                            "chars": {**nullable_str, "description": "The classes the job allowed; null: all"},
                             "n_images": {"type": "integer"}, "created_at": nullable_str,
                             "finished_at": nullable_str, "callback_url": nullable_str,
                             "results": {"type": "array", "items": _ref("Result"),

@@ -69,6 +69,7 @@ class NewJob:
     mode: str = "char"
     top_k: int = 5
     callback_url: str | None = None
+    chars: str = ""  # worker.charsets: the classes the characters may be; "" for all
 
 
 def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_ttl: int, queue: str = "") -> None:
@@ -77,8 +78,8 @@ def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_tt
     pipe = r.pipeline(transaction=True)
     created = now()
     for job in new_jobs:
-        record = {"status": "queued", "mode": job.mode, "top_k": job.top_k, "n_images": len(job.images),
-                  "queue": queue, "created_at": created, "callback_url": job.callback_url or "", "attempts": 0}
+        record = {"status": "queued", "mode": job.mode, "top_k": job.top_k, "chars": job.chars,
+                  "n_images": len(job.images), "queue": queue, "created_at": created, "callback_url": job.callback_url or "", "attempts": 0}
         for i, image in enumerate(job.images):
             pipe.set(blob_key(job.job_id, i), image, ex=blob_ttl)
         pipe.hset(job_key(job.job_id), mapping={k: str(v) for k, v in record.items()})
@@ -122,7 +123,7 @@ return 1
 """
 
 
-CLAIM_FIELDS = ("mode", "top_k", "n_images", "callback_url")
+CLAIM_FIELDS = ("mode", "top_k", "chars", "n_images", "callback_url")
 
 
 Claim = tuple[str, dict[str, str], list[bytes | None]]
@@ -217,6 +218,7 @@ def get_job(r: redis.Redis, job_id: str) -> dict[str, Any] | None:
         "status": h.get("status", "queued"),
         "mode": h.get("mode", "char"),
         "top_k": int(h.get("top_k", 5)),
+        "chars": h.get("chars") or None,
         "n_images": int(h.get("n_images", 0)),
         "created_at": ts("created_at"),
         "finished_at": ts("finished_at"),

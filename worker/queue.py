@@ -18,10 +18,11 @@ log = logging.getLogger(__name__)
 
 
 def submit_job(r: redis.Redis, celery: Celery, config: WorkerConfig, images: list[bytes], mode: str = "char",
-               top_k: int = 5, callback_url: str | None = None, job_id: str | None = None) -> str:
+               top_k: int = 5, callback_url: str | None = None, job_id: str | None = None,
+               chars: str = "") -> str:
     """Store the job and its image blobs, then enqueue it. Returns the job id."""
     job_id = job_id or jobs.new_job_id()
-    publish_jobs(r, celery, config, [jobs.NewJob(job_id, images, mode, top_k, callback_url)])
+    publish_jobs(r, celery, config, [jobs.NewJob(job_id, images, mode, top_k, callback_url, chars)])
     return job_id
 
 

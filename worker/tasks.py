@@ -14,7 +14,7 @@ from celery.signals import worker_ready
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from worker import jobs, metrics, orphans, recognize, webhooks
+from worker import charsets, jobs, metrics, orphans, recognize, webhooks
 from worker.batcher import MicroBatcher, keep_top_k
 from worker.celery_app import RECOGNIZE_JOBS_TASK, RECOGNIZE_TASK, celery_app
 from worker.config import load
@@ -121,13 +121,16 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
                     # per image, so a job of thousands takes turns with the small ones.
                     with rt.planning_slots:
                         plans.append(recognize.plan_image(blob, fields["mode"] or "char", config.max_pixels))
-                planned_jobs.append((job_id, int(fields["top_k"] or 5), plans))
+                planned_jobs.append((job_id, int(fields["top_k"] or 5), fields.get("chars") or "", plans))
             except Exception as exc:
                 outcomes[job_id] = _internal_error([job_id], exc)
-        planned_ids = [job_id for job_id, _, _ in planned_jobs]
+        planned_ids = [job_id for job_id, _, _, _ in planned_jobs]
         try:
-            tiles = recognize.all_tiles([p for _, _, plans in planned_jobs for p in plans])
-            pending = rt.batcher.submit(tiles, max((k for _, k, _ in planned_jobs), default=1), planned)
+            tiles = recognize.all_tiles([p for _, _, _, plans in planned_jobs for p in plans])
+            # A job that allows only some classes needs every class's probability to
+            # renormalize over its own.
+            top_k = max((len(charsets.CLASSES) if chars else k for _, k, chars, _ in planned_jobs), default=1)
+            pending = rt.batcher.submit(tiles, top_k, planned)
         except Exception as exc:
             return {**outcomes, **dict.fromkeys(planned_ids, _internal_error(planned_ids, exc))}
     try:
@@ -138,10 +141,11 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
     except Exception as exc:
         return {**outcomes, **dict.fromkeys(planned_ids, _internal_error(planned_ids, exc))}
     cursor = 0
-    for job_id, top_k, plans in planned_jobs:
+    for job_id, top_k, chars, plans in planned_jobs:
         n_tiles = sum(len(p.tiles) for p in plans)
         # The request asked for the largest top_k of the group; each job keeps its own.
-        own = keep_top_k(answers[cursor:cursor + n_tiles], top_k)
+        part = answers[cursor:cursor + n_tiles]
+        own = charsets.restrict(part, chars, top_k) if chars else keep_top_k(part, top_k)
         cursor += n_tiles
         try:
             outcomes[job_id] = ("succeeded", recognize.build_results(plans, own), None)

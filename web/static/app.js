@@ -38,9 +38,12 @@ async function recognizeForm(form, timeout) {
 const pad = $("pad");
 const ctx = pad.getContext("2d");
 const boxes = $("pad-boxes");
-// The pad's size in each mode; a word pad is three character pads side by side, so each
-// letter is drawn about as large as a single character and with the same pen.
+// The pad's size and pen in each mode. A word pad is three character pads side by side;
+// its letters come smaller than a lone character's (five or more share its width), so its
+// pen is thinner. Both pens were chosen by measurement: thinner pens read worse on the
+// character pad, thicker ones worse on words (docs/reading-real-images.md).
 const PAD_SIZES = { char: [280, 280], text: [840, 280] };
+const PAD_PENS = { char: 28, text: 20 };
 let drawing = false;
 let dirty = false;
 
@@ -49,7 +52,7 @@ function padMode() {
 }
 
 function setPen() {
-  ctx.lineWidth = 28;  // 10% of the pad's height: thinner pens read worse (training.scans, docs/reading-real-images.md)
+  ctx.lineWidth = PAD_PENS[padMode()];
   ctx.lineCap = "round";
   ctx.lineJoin = "round";
   ctx.strokeStyle = "#000";
