@@ -1,6 +1,7 @@
 """The page in a real browser: draw with pointer events, Preview, Recognize, read the result."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,17 @@ def test_draw_preview_and_recognize(browser, web_app, redis_client):
     page.click("#recognize")
     page.locator("#bars li").first.wait_for(timeout=60_000)
     assert page.inner_text("#best-char").strip() == "7", page.locator("#bars li").all_inner_texts()
+
+    # A ring in a digits-only field: read as a digit, every alternative a digit.
+    page.click("#clear")
+    ring = [(140 + 70 * math.sin(t / 12 * math.pi), 140 - 95 * math.cos(t / 12 * math.pi)) for t in range(25)]
+    draw(page, ring)
+    page.select_option("#read-chars", "digits")
+    page.click("#recognize")
+    page.locator("#bars li").first.wait_for(timeout=60_000)
+    bars = page.locator("#bars li").all_inner_texts()
+    assert page.inner_text("#best-char").strip() == "0", bars
+    assert all(bar[0].isdigit() for bar in bars), bars
     page.close()
 
 

@@ -123,6 +123,12 @@ for (const name of ["pointerup", "pointercancel", "pointerleave"]) {
   pad.addEventListener(name, () => { drawing = false; });
 }
 
+// The options the drawing and the uploads share: top-k and which characters to read.
+function appendOptions(form) {
+  form.append("top_k", $("top-k").value);
+  if ($("read-chars").value) form.append("chars", $("read-chars").value);
+}
+
 function padBlob() {
   return new Promise((resolve) => pad.toBlob(resolve, "image/png"));
 }
@@ -228,7 +234,7 @@ $("recognize").addEventListener("click", () => guarded("draw-status", async () =
   const mode = padMode();
   if (!dirty) throw new Error(mode === "text" ? "write a word first" : "draw a character first");
   const form = await padForm();
-  form.append("top_k", $("top-k").value);
+  appendOptions(form);
   form.append("mode", mode);
   clearResult();
   const [job] = await Promise.all([recognizeForm(form, mode === "text" ? 30 : 10),
@@ -280,7 +286,7 @@ $("upload-form").addEventListener("submit", (event) => {
     const form = new FormData();
     for (const file of files) form.append("image", file, file.name);
     form.append("mode", $("mode").value);
-    form.append("top_k", $("top-k").value);
+    appendOptions(form);
     const job = await recognizeForm(form, 30);
     $("upload-results").replaceChildren(...files.map((file, i) => drawBoxes(file, job.results[i])));
   });
