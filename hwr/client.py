@@ -96,6 +96,8 @@ class Client:
             body = None
         if response.is_success and isinstance(body, dict):
             return body
+        if response.status_code == 204:
+            return {}
         error = body.get("error", {}) if isinstance(body, dict) else {}
         raise ApiError(response.status_code, error.get("code", "http_error"),
                        error.get("message", response.text[:200]))
@@ -129,6 +131,10 @@ class Client:
         """The job as it stands (after waiting up to `wait` seconds for it to finish)."""
         params = {"wait": f"{wait:g}"} if wait else None
         return self.request("GET", f"/v1/jobs/{job_id}", params=params)
+
+    def delete(self, job_id: str) -> None:
+        """Delete the job now: its images, results and status (ApiError 404 if it is gone)."""
+        self.request("DELETE", f"/v1/jobs/{job_id}")
 
     def wait(self, job_id: str, timeout: float = 300) -> dict:
         """Block until the job is final (the server holds each request up to 30 s)."""

@@ -5,6 +5,8 @@ import base64
 import gzip
 import io
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -134,6 +136,40 @@ def test_bad_chars_is_422(api, char_png, value):
     error = assert_error(api.post("/v1/jobs", files=files, data={"chars": value}), 422, "invalid_chars")
     assert "chars" in error["message"]
     assert_error(api.post("/v1/jobs", json={"images": [b64(char_png)], "chars": [value]}), 422, "invalid_chars")
+
+
+def test_delete_job_forgets_it_at_once(api, redis_client, char_png):
+    job = api.post("/v1/recognize", files={"image": ("a.png", char_png)}).json()
+    assert job["status"] == "succeeded"
+    url = job["links"]["self"]
+    response = api.delete(url)
+    assert response.status_code == 204 and response.content == b""
+    assert_error(api.get(url), 404, "not_found")
+    assert_error(api.delete(url), 404, "not_found")
+    assert not redis_client.keys(f"*{job['id']}*")  # hash, images and pending entries all gone
+    assert_error(api.delete("/v1/jobs/not-a-job-id"), 404, "not_found")
+    assert_error(api.delete(url + "?force=1"), 422, "invalid_request")
+
+
+def test_deleted_queued_job_never_runs(api, redis_client, char_png):
+    """Deleted before a worker claims it: the claim finds it missing, a late finish stores
+    nothing, and a waiter on it wakes up to a 404."""
+    from worker import jobs
+
+    job_id = jobs.new_job_id()
+    jobs.create_jobs(redis_client, [jobs.NewJob(job_id, [char_png])], result_ttl=60, blob_ttl=60, queue="nobody")
+    assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        waiting = pool.submit(api.get, f"/v1/jobs/{job_id}", params={"wait": 50})
+        time.sleep(1)
+        assert api.delete(f"/v1/jobs/{job_id}").status_code == 204
+        assert_error(waiting.result(), 404, "not_found")
+        assert time.monotonic() - started < 40, "the waiter slept through the deletion"
+    [(status, _, blobs)] = jobs.claim_jobs(redis_client, [(job_id, 1)])
+    assert status == "missing" and blobs == [None]
+    assert jobs.finish_jobs(redis_client, [(job_id, "succeeded", [{"text": "A"}], None)], 60) == [False]
+    assert not redis_client.keys(f"*{job_id}*")
 
 
 def test_recognize_answers_202_when_not_done_in_time(api):

@@ -72,3 +72,26 @@ def test_rate_limited_client_retries_after_429(start_web_app, redis_client, cele
     assert 'status="429"' in metrics, "the limit was never hit: this test proves nothing"
     denied = run_hwr(str(image_files[0]), "--url", url, "--api-key", "wrong", "--quiet")
     assert denied.returncode == 1 and "unauthorized" in denied.stdout
+
+
+def test_cli_chars_and_the_client_delete(web_app, redis_client, image_files, tmp_path):
+    """`--chars digits` reaches the API (letters come back as digits), and Client.delete
+    forgets a job."""
+    from hwr.client import ApiError, Client
+
+    letters = [str(f) for i, f in enumerate(image_files[:40]) if ALPHABET[i % len(ALPHABET)].isalpha()]
+    out = tmp_path / "digits.jsonl"
+    run = run_hwr(*letters, "--url", web_app, "--out", str(out), "--chars", "digits", "--quiet")
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == len(letters) and all(row["text"].isdigit() for row in rows), rows
+    bad = run_hwr(letters[0], "--url", web_app, "--out", str(tmp_path / "bad.csv"), "--chars", "0-9", "--quiet")
+    assert bad.returncode == 1 and "invalid_chars" in (tmp_path / "bad.csv").read_text()
+
+    with Client(web_app) as client:
+        job_id = client.submit(letters[0])
+        client.wait(job_id, timeout=60)
+        client.delete(job_id)
+        with pytest.raises(ApiError) as gone:
+            client.get(job_id)
+        assert gone.value.status == 404

@@ -85,8 +85,19 @@ def read_job(job_id: str):
         raise ApiError(404, "not_found", f"no job {job_id[:64]!r}")
     job = s.job_waiter().wait(job_id, wait) if wait > 0 else jobs.get_job(s.redis, job_id)
     if job is None:
-        raise ApiError(404, "not_found", f"no job {job_id!r} (unknown, or its results expired)")
+        raise ApiError(404, "not_found", f"no job {job_id!r} (unknown, deleted, or its results expired)")
     return jsonify(public_job(job))
+
+
+@bp.delete("/jobs/<job_id>")
+def delete_job(job_id: str):
+    """Forget a job now, not when its results expire: its images, results and status (forms
+    hold personal data). A queued job is never run and a running one stores nothing."""
+    s = services()
+    inputs.check_query(request, ())
+    if not jobs.JOB_ID.fullmatch(job_id) or not jobs.delete_job(s.redis, job_id):
+        raise ApiError(404, "not_found", f"no job {job_id[:64]!r} (unknown, deleted, or its results expired)")
+    return "", 204
 
 
 @bp.post("/recognize")

@@ -149,7 +149,12 @@ def build_spec(config: WebConfig) -> dict:
                                *query({"wait": {"type": "number", "minimum": 0, "maximum": max_wait, "default": 0,
                                                 "description": "Wait up to this many seconds for the job to "
                                                                "finish before answering"}})],
-                "responses": {"200": _json(_ref("Job"), "The job"), **_errors(401, 404, 414, 422, 429, 503)}}},
+                "responses": {"200": _json(_ref("Job"), "The job"), **_errors(401, 404, 414, 422, 429, 503)}},
+                "delete": {
+                "summary": "Delete a job now: its images, results and status (a queued job never runs)",
+                "operationId": "deleteJob",
+                "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"204": {"description": "Deleted"}, **_errors(401, 404, 414, 422, 429, 503)}}},
             "/v1/recognize": {"post": {
                 "summary": "Submit a job and wait for its result", "operationId": "recognize",
                 "parameters": [*query({**options, "timeout": timeout}), idempotency],

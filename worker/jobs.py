@@ -10,7 +10,8 @@ Keys (all expire, so Redis does not grow without bound):
                         time, so a job whose Celery message was lost can be found and
                         re-sent by that queue's sweeper (`hwr:pending`: jobs stored
                         without a queue by older releases, anyone's)
-- channel `hwr:done:<id>` gets one message when the job reaches a final status.
+- channel `hwr:done:<id>` gets one message when the job reaches a final status, or is
+  deleted.
 
 A job finishes exactly once: `finish_jobs` moves it to a final status atomically and
 returns False to any later (redelivered) attempt, so clients and webhooks see one result.
@@ -150,6 +151,27 @@ def claim_jobs(r: redis.Redis, wanted: list[tuple[str, int | None]]) -> list[Cla
             blobs = load_images(r, job_id, int(fields["n_images"] or 0))
         claims.append((status, fields, blobs or []))
     return claims
+
+
+_DELETE = """
+local n = redis.call('HGET', KEYS[1], 'n_images')
+if not n then return 0 end
+local queue = redis.call('HGET', KEYS[1], 'queue')
+redis.call('DEL', KEYS[1])
+for i = 0, (tonumber(n) or 0) - 1 do redis.call('DEL', ARGV[1] .. i) end
+if queue and queue ~= '' then redis.call('ZREM', ARGV[2] .. ':' .. queue, ARGV[3]) end
+redis.call('ZREM', ARGV[2], ARGV[3])
+redis.call('PUBLISH', ARGV[4], 'deleted')
+return 1
+"""
+
+
+def delete_job(r: redis.Redis, job_id: str) -> bool:
+    """Delete the job, its images and results at once, whatever its status; False if there
+    was no such job. A queued job is then never run; a running one finishes into nothing
+    (`_MARK_RUNNING` and `_FINISH` do nothing to a job that is gone), and its webhook, if
+    any, is not sent. Waiters on the job wake up and find it gone."""
+    return bool(r.eval(_DELETE, 1, job_key(job_id), f"hwr:blob:{job_id}:", PENDING, job_id, done_channel(job_id)))
 
 
 def finish_jobs(r: redis.Redis, outcomes: list[tuple[str, str, list | None, dict | None]],
