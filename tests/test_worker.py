@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
+import redis
 from PIL import Image
 
 from bench.words import compose_word, png
@@ -256,7 +257,19 @@ def test_webhook_is_signed_and_retried(celery_worker, redis_client, producer, em
         server.shutdown()
 
 
-def test_the_sweeper_of_a_queue_takes_only_that_queues_jobs(redis_client):
+@pytest.fixture
+def unserved_redis(redis_server):
+    """A database no worker listens on: the session's worker sweeps the legacy set too,
+    and would re-stamp this test's "submitted long ago" jobs under it."""
+    client = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/6")
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def test_the_sweeper_of_a_queue_takes_only_that_queues_jobs(unserved_redis):
+    redis_client = unserved_redis
     ids = {}
     for queue in ("hwr-a", "hwr-b", ""):  # "": stored by an older release, anyone's
         ids[queue] = jobs.new_job_id()
