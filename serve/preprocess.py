@@ -74,6 +74,10 @@ class BlankImageError(PreprocessError):
     code = "blank_image"
 
 
+class MultiPageImageError(PreprocessError):
+    code = "multi_page_image"
+
+
 def _open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Open (headers only) and check the size; no pixel is decoded yet."""
     if not data:
@@ -88,7 +92,30 @@ def _open_image(data: bytes, max_pixels: int) -> Image.Image:
     if width * height > max_pixels:
         raise ImageTooLargeError(
             f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    pages = _pages(img)
+    if pages > 1:
+        # Reading the first page alone would drop the rest of a scanner's multi-page TIFF
+        # without a word: the sender must split it, and learns so.
+        raise MultiPageImageError(f"the image has {pages} pages or frames; send each page as an image of its own")
     return img
+
+
+def _pages(img: Image.Image) -> int:
+    """Pages of a multi-page TIFF, frames of an animated GIF, PNG or WebP. A TIFF's
+    reduced-resolution previews (NewSubfileType bit 0) are not pages."""
+    try:
+        if not getattr(img, "is_animated", False):
+            return 1
+        if img.format != "TIFF":
+            return img.n_frames
+        pages = 0
+        for frame in range(img.n_frames):
+            img.seek(frame)
+            pages += not int(img.tag_v2.get(254, 0)) & 1
+        img.seek(0)
+        return pages
+    except Exception as exc:
+        raise UndecodableImageError(f"cannot decode image: {exc.__class__.__name__}") from None
 
 
 def check_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:

@@ -164,6 +164,9 @@ CASES: dict[str, Case] = {
                               status=200, path="/v1/recognize", per_image=[None]),
     "text_named_png": Case(files(("note.png", TEXT)), code="undecodable_image"),
     "svg_named_png": Case(json_body(lambda: {"images": [b64(SVG)]}), code="undecodable_image"),
+    "tiff_of_three_pages": Case(files(("form.tif", lambda: encode(
+        Image.open(io.BytesIO(CHAR_PNG)), "TIFF", save_all=True,
+        append_images=[Image.new("L", (200, 200), 255)] * 2))), code="multi_page_image"),
     "second_image_bad": Case(files(("a.png", CHAR_PNG), ("b.png", PDF)), code="undecodable_image"),
     # Malformed JSON.
     "json_truncated": Case(raw(b'{"images": ["iVBORw0'), status=400, code="invalid_json"),

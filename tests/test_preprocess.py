@@ -6,7 +6,7 @@ import io
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from serve import paper
 from serve import preprocess as P
@@ -104,11 +104,27 @@ def test_every_client_format_decodes(fmt):
     assert tile.max() == 255
 
 
-def test_gif_uses_the_first_frame():
+@pytest.mark.parametrize("fmt", ["TIFF", "GIF", "PNG", "WEBP"])
+def test_multi_page_images_are_refused_not_cut_to_their_first_page(fmt):
     first = Image.fromarray(bar_glyph())
     blank = Image.fromarray(np.full((200, 280), 235, np.uint8))
-    data = encode(first, "GIF", save_all=True, append_images=[blank])
-    assert P.bytes_to_tile(data).max() == 255
+    data = encode(first, fmt, save_all=True, append_images=[blank, first])
+    for read in (P.check_image, P.decode_image):
+        with pytest.raises(P.MultiPageImageError, match="3 pages") as e:
+            read(data)
+        assert e.value.code == "multi_page_image"
+    assert P.bytes_to_tile(encode(first, fmt, save_all=True)).max() == 255
+
+
+def test_a_tiffs_reduced_resolution_preview_is_not_a_page():
+    buf = io.BytesIO()
+    with TiffImagePlugin.AppendingTiffWriter(buf) as tiff:
+        Image.fromarray(bar_glyph()).save(tiff, format="TIFF")
+        tiff.newFrame()
+        Image.new("L", (35, 25), 235).save(tiff, format="TIFF", tiffinfo={254: 1})  # NewSubfileType: preview
+        tiff.newFrame()
+    assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 2
+    assert P.bytes_to_tile(buf.getvalue()).max() == 255
 
 
 def test_errors_have_codes():
