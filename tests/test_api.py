@@ -73,6 +73,16 @@ def test_recognize_json_waits_for_result(api):
     assert len(alternatives) == 47 and abs(sum(a["p"] for a in alternatives) - 1) < 0.01
 
 
+def test_base64_with_mime_line_breaks_and_a_data_url_is_read(api):
+    png = draw_char("X")
+    wrapped = base64.encodebytes(png).decode()  # 76-column lines, as `base64 char.png` prints
+    assert "\n" in wrapped
+    response = api.post("/v1/recognize", json={"images": [wrapped, "data:image/png;base64,\r\n" + wrapped]})
+    assert response.status_code == 200, response.text
+    assert [r["text"] for r in response.json()["results"]] == ["X", "X"]
+    assert_error(api.post("/v1/jobs", json={"images": [wrapped.replace("\n", "\n*", 1)]}), 422, "invalid_base64")
+
+
 def test_raw_image_body_with_query_options(api):
     """`curl --data-binary @char.png -H 'Content-Type: image/png'`: one image, options in the query."""
     data = draw_char("X")

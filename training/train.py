@@ -76,6 +76,20 @@ def ensemble_probs(teachers: list[torch.nn.Module], x: torch.Tensor, temperature
     return torch.stack([F.softmax(t(x) / temperature, dim=1) for t in teachers]).mean(0)
 
 
+def cutmix(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Yun et al.'s CutMix: paste a random box of another image of the batch into each image.
+    Returns the mixed batch, which image each box came from, and the share of each image kept."""
+    n, _, h, w = x.shape
+    share = float(torch.rand(1, generator=generator))  # Beta(1, 1)
+    bh, bw = int(h * (1 - share) ** 0.5), int(w * (1 - share) ** 0.5)
+    top = int(torch.randint(0, h - bh + 1, (1,), generator=generator))
+    left = int(torch.randint(0, w - bw + 1, (1,), generator=generator))
+    partner = torch.randperm(n, generator=generator)
+    mixed = x.clone()
+    mixed[:, :, top:top + bh, left:left + bw] = x[partner, :, top:top + bh, left:left + bw]
+    return mixed, partner, 1 - bh * bw / (h * w)
+
+
 def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, generator, ema=None,
                 teachers=(), pen=None) -> float:
     model.train()
@@ -96,8 +110,14 @@ def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, gener
         x = to_float(batch)
         if args.augment:
             x = augment(x, generator, args.augment_strength)
+        partner = None
+        if args.cutmix and float(torch.rand(1, generator=generator)) < args.cutmix:
+            x, partner, kept = cutmix(x, generator)
         logits = model(x)
         loss = F.cross_entropy(logits + adjust, labels[idx], label_smoothing=args.label_smoothing)
+        if partner is not None:
+            loss = kept * loss + (1 - kept) * F.cross_entropy(
+                logits + adjust, labels[idx][partner], label_smoothing=args.label_smoothing)
         if teachers:
             soft = distillation_loss(logits, ensemble_probs(teachers, x, args.distill_temperature),
                                      args.distill_temperature)
@@ -174,6 +194,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pen", type=float, default=None,
                    help="share of training draws that read the character re-drawn with an even pen, as a "
                         "canvas draws it (training/pen.py; default 0.3, baseline 0)")
+    p.add_argument("--cutmix", type=float, default=0.0,
+                   help="share of batches mixed with CutMix (Yun et al. 2019; 0: off)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N train/test images")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -33,6 +33,7 @@ from worker.webhooks import check_callback_url
 OPTION_FIELDS = ("mode", "top_k", "chars", "callback_url")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 DATA_URL = re.compile(r"^data:[\w.+/-]*;base64,", re.IGNORECASE)
+BASE64_WHITESPACE = str.maketrans("", "", " \t\r\n")
 # Pixels (from the headers) one job's images may hold in all: decoding them to check them
 # takes a web thread about a second per 150 M pixels on a small machine.
 MAX_JOB_PIXELS = 500_000_000
@@ -101,7 +102,10 @@ def check_query(request: Request, allowed: tuple[str, ...]) -> None:
 def _decode_base64(value: object, index: int) -> bytes:
     if not isinstance(value, str):
         raise invalid(f"images[{index}] must be a base64 string", "invalid_base64")
-    text = DATA_URL.sub("", value, count=1)
+    # Line breaks as MIME writes them (`base64` without -w0, Python's encodebytes, Java's
+    # MIME encoder) are part of valid base64 (RFC 2045); anything else that is not of
+    # the alphabet is refused.
+    text = DATA_URL.sub("", value, count=1).translate(BASE64_WHITESPACE)
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
