@@ -26,6 +26,13 @@ try:  # inside a model archive, extra files sit flat beside the handler
 except ImportError:  # imported from the repository
     from serve import paper, rules
 
+try:  # phones (iPhones by default) save photos as HEIC, which Pillow reads only through this
+    from pillow_heif import register_heif_opener
+except ImportError:  # an environment without it reads every other format
+    pass
+else:
+    register_heif_opener()
+
 # This module and those it imports: the model archive packs them flat beside the handler.
 MODULES = ("preprocess", "paper", "rules")
 
@@ -137,7 +144,7 @@ def check_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode PNG/JPEG/BMP/TIFF/WebP/GIF (first frame) bytes to grayscale uint8.
+    """Decode PNG/JPEG/BMP/TIFF/WebP/GIF/HEIC bytes (one page or frame) to grayscale uint8.
 
     Transparent pixels are flattened onto white paper, the way a drawing app exports them
     (onto black where the strokes drawn on them are light: `_paper_under`).

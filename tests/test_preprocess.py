@@ -97,9 +97,9 @@ def test_light_strokes_on_a_transparent_canvas_are_ink(colour):
     assert P.decode_image(encode(Image.fromarray(scan, "RGBA"), "PNG"))[0, 0] == 255
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF"])
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "HEIF"])
 def test_every_client_format_decodes(fmt):
-    img = Image.fromarray(bar_glyph()).convert("RGB" if fmt == "JPEG" else "L")
+    img = Image.fromarray(bar_glyph()).convert("RGB" if fmt in ("JPEG", "HEIF") else "L")
     tile = P.bytes_to_tile(encode(img, fmt))
     assert tile.max() == 255
 
