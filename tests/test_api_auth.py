@@ -39,9 +39,10 @@ def test_probes_and_page_need_no_key(keyed_app):
 
 def test_rate_limit_is_429_per_key_with_retry_after(keyed_app):
     url = f"{keyed_app}/v1/jobs/" + "0" * 32
-    statuses = [httpx.get(url, headers=bearer("key-one")).status_code for _ in range(4)]
-    assert statuses == [404] * 4
-    limited = httpx.get(url, headers=bearer("key-one"))
+    statuses = [httpx.request(method, url, headers=bearer("key-one")).status_code
+                for method in ("GET", "DELETE", "GET", "DELETE")]
+    assert statuses == [404] * 4  # one budget for every API call of a key, deletes too
+    limited = httpx.post(f"{keyed_app}/v1/jobs", json={"images": []}, headers=bearer("key-one"))
     assert limited.status_code == 429, limited.text
     assert limited.json()["error"]["code"] == "rate_limited"
     assert 0 < int(limited.headers["Retry-After"]) <= 60

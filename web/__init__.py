@@ -59,8 +59,9 @@ def create_app(config: dict | None = None) -> Flask:
     metrics.install(app)
     limiter = security.install(app, settings)
 
+    # One budget per key for all of /v1 (a plain limit would count each endpoint apart).
     # A browser's CORS preflight (OPTIONS) is not an API call: it spends no rate limit.
-    limiter.limit(settings.rate_limit, methods=["GET", "POST"])(api.bp)
+    limiter.shared_limit(settings.rate_limit, scope="v1", methods=["GET", "POST", "DELETE"])(api.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(openapi.bp)
