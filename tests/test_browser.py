@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -130,4 +131,51 @@ def test_draw_a_word(browser, web_app, redis_client):
     page.select_option("#pad-mode", "char")  # back: a clean character pad
     assert pad_size(page) == [280, 280]
     assert page.locator("#chars button").count() == 0 and page.locator("#preview").is_visible()
+    page.close()
+
+
+def read_as(name: str, text: str) -> re.Pattern:
+    """An upload's caption: file name, the text read and its confidence."""
+    return re.compile(rf"^{re.escape(name)}: \u201c{re.escape(text)}\u201d \(\d+\.\d%\)$")
+
+
+def test_upload_by_choosing_dropping_and_pasting(browser, web_app, redis_client):
+    import base64
+
+    from tests.fixtures.web import draw_char
+
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(web_app + "/")
+    captions = page.locator("#upload-results figcaption")
+
+    page.set_input_files("#files", files=[{"name": "chosen.png", "mimeType": "image/png", "buffer": draw_char("X")}])
+    page.click("#upload-form button[type=submit]")
+    expect(captions).to_have_text([read_as("chosen.png", "X")], timeout=60_000)
+
+    # A drop and a paste carry their files in a DataTransfer, as a browser fills it.
+    send = """([kind, files]) => {
+        const data = new DataTransfer();
+        for (const [name, b64] of files)
+            data.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, {type: 'image/png'}));
+        if (kind === 'paste') {
+            document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true, cancelable: true}));
+            return;
+        }
+        const panel = document.getElementById('upload-panel');
+        panel.dispatchEvent(new DragEvent('dragover', {dataTransfer: data, bubbles: true, cancelable: true}));
+        panel.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+    }"""
+    two = [["dropped-1.png", base64.b64encode(draw_char("X", seed=1)).decode()],
+           ["dropped-2.png", base64.b64encode(b"not an image").decode()]]
+    page.evaluate(send, ["drop", two])
+    # The API refuses the job whole, naming the file it cannot read; nothing is guessed.
+    expect(page.locator("#upload-status")).to_contain_text("image 1", timeout=60_000)
+    page.evaluate(send, ["drop", two[:1]])
+    expect(captions).to_have_text([read_as("dropped-1.png", "X")], timeout=60_000)
+    page.evaluate(send, ["paste", [["pasted.png", base64.b64encode(draw_char("X", seed=2)).decode()]]])
+    expect(captions).to_have_text([read_as("pasted.png", "X")], timeout=60_000)
+    assert page.locator("#upload-panel.dropping").count() == 0
+    assert [e for e in errors if "status of 422" not in e] == [], errors  # Chrome logs the refusal itself
     page.close()

@@ -292,4 +292,31 @@ $("upload-form").addEventListener("submit", (event) => {
   });
 });
 
+// Files dropped on the panel, or pasted anywhere on the page (a screenshot, a copied
+// image), are uploaded as if chosen. Whatever they are: the API says what it cannot read.
+function uploadFiles(fileList) {
+  if (!fileList.length) return;
+  const chosen = new DataTransfer();
+  for (const file of fileList) chosen.items.add(file);
+  $("files").files = chosen.files;
+  $("upload-form").requestSubmit();
+}
+const uploadPanel = $("upload-panel");
+uploadPanel.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  uploadPanel.classList.add("dropping");
+});
+uploadPanel.addEventListener("dragleave", () => uploadPanel.classList.remove("dropping"));
+uploadPanel.addEventListener("drop", (event) => {
+  event.preventDefault();
+  uploadPanel.classList.remove("dropping");
+  uploadFiles(event.dataTransfer.files);
+});
+document.addEventListener("paste", (event) => {
+  if (event.clipboardData && event.clipboardData.files.length) {
+    event.preventDefault();
+    uploadFiles(event.clipboardData.files);
+  }
+});
+
 setPadMode();  // the browser may restore the mode chosen before a reload
