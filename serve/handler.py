@@ -56,7 +56,8 @@ CALIBRATION_BATCH = 256
 
 # torch 2.14 (pinned) marks its int8 path deprecated in favour of torchao, which is not
 # installed; the path works and `load_model` falls back to fp32 where it does not.
-DEPRECATED_INT8 = (r"torch\.ao\.quantization is deprecated", r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
+DEPRECATED_INT8 = (r"torch\.ao\.quantization is deprecated", r"torch\.quantize_per_tensor, torch\.quantize_per_channel",
+                   r"Please use quant_min and quant_max")  # reduce_range: 7-bit activations without VNNI
 for _message in DEPRECATED_INT8:  # for inference too, which may create quantized tensors
     warnings.filterwarnings("ignore", message=_message)
 
