@@ -282,6 +282,16 @@ def test_bad_json_is_400_and_other_types_415(api):
     assert_error(api.post("/v1/jobs"), 415)
 
 
+def test_an_image_sent_with_curls_default_type_is_read(api, char_png):
+    # `curl --data-binary @char.png URL` sends Content-Type application/x-www-form-urlencoded.
+    form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+    response = api.post("/v1/recognize?top_k=2", content=char_png, headers=form_type)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["results"][0]["characters"][0]["alternatives"]) == 2
+    assert_error(api.post("/v1/jobs", content=b"mode=char&top_k=3", headers=form_type), 415, "unsupported_media_type")
+    assert_error(api.post("/v1/jobs", content=char_png[:20], headers=form_type), 422, "undecodable_image")
+
+
 def test_compressed_body_is_415_saying_so_not_invalid_json(api):
     body = gzip.compress(json.dumps({"images": ["AA=="]}).encode())
     response = api.post("/v1/jobs", content=body, headers={"Content-Type": "application/json",

@@ -2,7 +2,8 @@
 
 Images come as multipart `image` files, JSON `{"images": ["<base64>", ...]}`, or one image
 as the raw body (`Content-Type: image/png`, `image/jpeg`, ... or
-`application/octet-stream`, as `curl --data-binary @char.png` sends it); options (mode,
+`application/octet-stream`; or no useful type at all, as `curl --data-binary @char.png`
+sends it, when the bytes are plainly an image's); options (mode,
 top_k, callback_url, timeout) as form fields, JSON keys or query parameters (the body wins
 over the query). Every image is checked (header, pixel limit, and a decode or, for PNG,
 its chunk CRCs: serve.preprocess.check_image) before a job is created, so a job does not
@@ -176,13 +177,24 @@ def _images_and_options(request: Request, config: WebConfig,
                 raise invalid(f"{name} is null; leave it out for the default or give a value", f"invalid_{name}")
         options = {k: body[k] for k in option_names if k in body}
         return [_decode_base64(v, i) for i, v in enumerate(images)], options, False
-    if mimetype.startswith("image/") or mimetype == "application/octet-stream":
-        # One image, its bytes as sent; options come from the query string.
+    if (mimetype.startswith("image/") or mimetype == "application/octet-stream"
+            or (mimetype == "application/x-www-form-urlencoded" and _is_image(request.get_data(cache=True)))):
+        # One image, its bytes as sent; options come from the query string. curl's
+        # --data-binary labels a file form-urlencoded unless told otherwise: its magic
+        # number says what it really is.
         return [request.get_data(cache=False)], {}, True
     raise ApiError(415, "unsupported_media_type",
                    "send multipart/form-data with `image` files, application/json {\"images\": [...]}, "
                    "or one image as the body with Content-Type image/png, image/jpeg, ... "
                    "or application/octet-stream")
+
+
+# The first bytes of each image format the service reads (HEIF: an ISO box "ftyp" at 4).
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _is_image(data: bytes) -> bool:
+    return data.startswith(IMAGE_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or data[4:8] == b"ftyp"
 
 
 def _header_pixels(data: bytes) -> int:
