@@ -217,8 +217,17 @@ def test_idempotency_key_replays_and_conflicts(api):
 def test_unknown_job_and_path_are_json_404(api):
     assert_error(api.get("/v1/jobs/" + "0" * 32), 404, "not_found")
     assert_error(api.get("/v1/jobs/not-a-job-id"), 404, "not_found")
-    assert_error(api.get("/v1/nothing-here"), 404, "not_found")
+    error = assert_error(api.get("/v1/nothing-here"), 404, "not_found")
+    assert "/openapi.json" in error["message"]
     assert_error(api.get("/favicon.ico"), 404, "not_found")
+
+
+def test_a_trailing_slash_reaches_the_same_endpoint(api, char_png):
+    submitted = api.post("/v1/jobs/", files={"image": ("a.png", char_png)})
+    assert submitted.status_code == 202, submitted.text
+    job = api.get(submitted.json()["links"]["self"] + "/", params={"wait": 30}).json()
+    assert job["id"] == submitted.json()["id"] and job["status"] == "succeeded"
+    assert api.post("/v1/recognize/", files={"image": ("a.png", char_png)}).json()["status"] == "succeeded"
 
 
 def test_wrong_method_is_json_405(api):

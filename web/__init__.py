@@ -62,6 +62,9 @@ def create_app(config: dict | None = None) -> Flask:
     # One budget per key for all of /v1 (a plain limit would count each endpoint apart).
     # A browser's CORS preflight (OPTIONS) is not an API call: it spends no rate limit.
     limiter.shared_limit(settings.rate_limit, scope="v1", methods=["GET", "POST", "DELETE"])(api.bp)
+    # Clients that add a trailing slash (/v1/jobs/) reach the same endpoint instead of a 404
+    # (Werkzeug's redirect for the other case would make some clients re-send a POST as a GET).
+    app.url_map.strict_slashes = False
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(openapi.bp)

@@ -72,6 +72,8 @@ def register(app: Flask) -> None:
         drain_request_body()
         if status == 429:  # flask-limiter's RateLimitExceeded: say which limit
             message = f"rate limit exceeded ({exc.description}); retry later"
+        elif status == 404 and request.url_rule is None:  # no route at all, not a missing job
+            message = f"no endpoint at {request.path[:200]}: the API is described at /openapi.json"
         return error_response(status, HTTP_CODES.get(status, exc.name.lower().replace(" ", "_")), message, headers)
 
     @app.errorhandler(redis.RedisError)
