@@ -1,11 +1,13 @@
 """The page in a real browser: draw with pointer events, Preview, Recognize, read the result."""
 from __future__ import annotations
 
+import io
 import math
 import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -177,5 +179,13 @@ def test_upload_by_choosing_dropping_and_pasting(browser, web_app, redis_client)
     page.evaluate(send, ["paste", [["pasted.png", base64.b64encode(draw_char("X", seed=2)).decode()]]])
     expect(captions).to_have_text([read_as("pasted.png", "X")], timeout=60_000)
     assert page.locator("#upload-panel.dropping").count() == 0
+
+    # A TIFF, which the API reads and Chrome cannot show: the caption alone, no empty canvas.
+    tiff = io.BytesIO()
+    Image.open(io.BytesIO(draw_char("X", seed=3))).save(tiff, format="TIFF")
+    page.set_input_files("#files", files=[{"name": "scan.tif", "mimeType": "image/tiff", "buffer": tiff.getvalue()}])
+    page.click("#upload-form button[type=submit]")
+    expect(captions).to_have_text([read_as("scan.tif", "X")], timeout=60_000)
+    expect(page.locator("#upload-results canvas")).to_be_hidden()
     assert [e for e in errors if "status of 422" not in e] == [], errors  # Chrome logs the refusal itself
     page.close()

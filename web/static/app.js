@@ -274,6 +274,10 @@ function drawBoxes(file, result) {
     }
     URL.revokeObjectURL(image.src);
   };
+  image.onerror = () => {  // a format the browser cannot show (HEIC, TIFF): the caption alone
+    canvas.hidden = true;
+    URL.revokeObjectURL(image.src);
+  };
   image.src = URL.createObjectURL(file);
   return figure;
 }
