@@ -178,6 +178,8 @@ def test_upload_by_choosing_dropping_and_pasting(browser, web_app, redis_client)
     expect(captions).to_have_text([read_as("dropped-1.png", "X")], timeout=60_000)
     page.evaluate(send, ["paste", [["pasted.png", base64.b64encode(draw_char("X", seed=2)).decode()]]])
     expect(captions).to_have_text([read_as("pasted.png", "X")], timeout=60_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#upload-panel").screenshot(path=str(ARTIFACTS / "browser-upload.png"))
     assert page.locator("#upload-panel.dropping").count() == 0
 
     # A TIFF, which the API reads and Chrome cannot show: the caption alone, no empty canvas.
