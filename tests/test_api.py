@@ -301,6 +301,16 @@ def test_an_image_sent_with_curls_default_type_is_read(api, char_png):
     assert_error(api.post("/v1/jobs", content=char_png[:20], headers=form_type), 422, "undecodable_image")
 
 
+def test_json_sent_as_text_plain_is_read(api, char_png):
+    # fetch(url, {method: "POST", body: JSON.stringify(...)}) without headers sends text/plain.
+    body = json.dumps({"images": [b64(char_png)], "top_k": 2}).encode()
+    response = api.post("/v1/recognize", content=b"\n " + body, headers={"Content-Type": "text/plain;charset=UTF-8"})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["results"][0]["characters"][0]["alternatives"]) == 2
+    assert_error(api.post("/v1/jobs", content=b'{"images": [', headers={"Content-Type": "text/plain"}),
+                 400, "invalid_json")
+
+
 def test_compressed_body_is_415_saying_so_not_invalid_json(api):
     body = gzip.compress(json.dumps({"images": ["AA=="]}).encode())
     response = api.post("/v1/jobs", content=body, headers={"Content-Type": "application/json",

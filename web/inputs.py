@@ -154,9 +154,11 @@ def _images_and_options(request: Request, config: WebConfig,
             raise ApiError(413, "too_many_images", f"{count} images in one job; the limit is {config.max_images_per_job}")
         images = [f.read() for f in request.files.getlist("image")]
         return images, {k: request.form[k] for k in option_names if k in request.form}, True
-    if mimetype == "application/json" or mimetype.endswith("+json"):
+    if (mimetype == "application/json" or mimetype.endswith("+json")
+            or (mimetype == "text/plain" and request.get_data(cache=True).lstrip()[:1] == b"{")):
+        # text/plain: what browsers' fetch() labels a JSON.stringify body sent without headers.
         try:
-            body = request.get_json(silent=True)
+            body = request.get_json(silent=True, force=True)  # force: text/plain too
         except RecursionError:  # [[[[... nested deeper than the parser recurses (silent only covers ValueError)
             raise ApiError(400, "invalid_json", "the body is not valid JSON: nested too deeply") from None
         if body is None:
