@@ -301,6 +301,17 @@ def test_an_image_sent_with_curls_default_type_is_read(api, char_png):
     assert_error(api.post("/v1/jobs", content=char_png[:20], headers=form_type), 422, "undecodable_image")
 
 
+def test_other_upload_field_names_are_taken_in_order(api, char_png):
+    blank = io.BytesIO()
+    Image.new("L", (60, 60), 255).save(blank, format="PNG")
+    files = [("file", ("1.png", char_png)), ("images[]", ("2.png", blank.getvalue())), ("image", ("3.png", char_png))]
+    response = api.post("/v1/recognize", files=files)
+    assert response.status_code == 200, response.text
+    codes = [r.get("error", {}).get("code") for r in response.json()["results"]]
+    assert codes == [None, "blank_image", None]
+    assert_error(api.post("/v1/jobs", files={"picture": ("a.png", char_png)}), 422, "invalid_request")
+
+
 def test_json_sent_as_text_plain_is_read(api, char_png):
     # fetch(url, {method: "POST", body: JSON.stringify(...)}) without headers sends text/plain.
     body = json.dumps({"images": [b64(char_png)], "top_k": 2}).encode()

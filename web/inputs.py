@@ -32,6 +32,9 @@ from worker import charsets
 from worker.webhooks import check_callback_url
 
 OPTION_FIELDS = ("mode", "top_k", "chars", "callback_url")
+# Multipart file fields that hold images: `image` as documented, and the names other upload
+# clients use by habit.
+IMAGE_FIELDS = ("image", "images", "file", "files", "image[]", "images[]", "file[]", "files[]")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 DATA_URL = re.compile(r"^data:[\w.+/-]*;base64,", re.IGNORECASE)
 BASE64_WHITESPACE = str.maketrans("", "", " \t\r\n")
@@ -142,17 +145,18 @@ def _images_and_options(request: Request, config: WebConfig,
                        {"Accept-Encoding": "identity"})
     _refuse_chunked_body_over_limit(request, config)
     if mimetype == "multipart/form-data":
-        unknown = sorted((set(request.form) - set(option_names)) | (set(request.files) - {"image"}))
+        unknown = sorted((set(request.form) - set(option_names)) | (set(request.files) - set(IMAGE_FIELDS)))
         if unknown:
             raise invalid(f"unknown form field(s): {', '.join(unknown)}; images go in `image` file fields, "
                           f"options are {', '.join(option_names)}")
         for name in option_names:
             if len(request.form.getlist(name)) > 1:
                 raise invalid(f"form field {name} is given more than once")
-        count = len(request.files.getlist("image"))
-        if count > config.max_images_per_job:
-            raise ApiError(413, "too_many_images", f"{count} images in one job; the limit is {config.max_images_per_job}")
-        images = [f.read() for f in request.files.getlist("image")]
+        files = [f for name, f in request.files.items(multi=True) if name in IMAGE_FIELDS]  # in body order
+        if len(files) > config.max_images_per_job:
+            raise ApiError(413, "too_many_images",
+                           f"{len(files)} images in one job; the limit is {config.max_images_per_job}")
+        images = [f.read() for f in files]
         return images, {k: request.form[k] for k in option_names if k in request.form}, True
     if (mimetype == "application/json" or mimetype.endswith("+json")
             or (mimetype == "text/plain" and request.get_data(cache=True).lstrip()[:1] == b"{")):
