@@ -149,14 +149,21 @@ def test_bad_chars_is_422(api, char_png, value):
 
 
 def test_delete_job_forgets_it_at_once(api, redis_client, char_png):
-    job = api.post("/v1/recognize", files={"image": ("a.png", char_png)}).json()
-    assert job["status"] == "succeeded"
+    def recognize():
+        return api.post("/v1/recognize", files={"image": ("a.png", char_png)},
+                        headers={"Idempotency-Key": "form-17"}).json()
+
+    job = recognize()
+    assert job["status"] == "succeeded" and redis_client.keys("hwr:idem:*")
     url = job["links"]["self"]
     response = api.delete(url)
     assert response.status_code == 204 and response.content == b""
     assert_error(api.get(url), 404, "not_found")
     assert_error(api.delete(url), 404, "not_found")
     assert not redis_client.keys(f"*{job['id']}*")  # hash, images and pending entries all gone
+    assert not redis_client.keys("hwr:idem:*")  # and the key's record, which holds the upload's hash
+    again = recognize()  # a replay is now a new job, not a pointer to the deleted one
+    assert again["status"] == "succeeded" and again["id"] != job["id"]
     assert_error(api.delete("/v1/jobs/not-a-job-id"), 404, "not_found")
     assert_error(api.delete(url + "?force=1"), 422, "invalid_request")
 

@@ -71,6 +71,7 @@ class NewJob:
     top_k: int = 5
     callback_url: str | None = None
     chars: str = ""  # worker.charsets: the classes the characters may be; "" for all
+    idempotency_slot: str = ""  # the web's Idempotency-Key record for it, deleted with the job
 
 
 def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_ttl: int, queue: str = "") -> None:
@@ -80,7 +81,8 @@ def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_tt
     created = now()
     for job in new_jobs:
         record = {"status": "queued", "mode": job.mode, "top_k": job.top_k, "chars": job.chars,
-                  "n_images": len(job.images), "queue": queue, "created_at": created, "callback_url": job.callback_url or "", "attempts": 0}
+                  "n_images": len(job.images), "queue": queue, "created_at": created, "callback_url": job.callback_url or "", "attempts": 0,
+                  "idempotency_slot": job.idempotency_slot}
         for i, image in enumerate(job.images):
             pipe.set(blob_key(job.job_id, i), image, ex=blob_ttl)
         pipe.hset(job_key(job.job_id), mapping={k: str(v) for k, v in record.items()})
@@ -157,6 +159,11 @@ _DELETE = """
 local n = redis.call('HGET', KEYS[1], 'n_images')
 if not n then return 0 end
 local queue = redis.call('HGET', KEYS[1], 'queue')
+local slot = redis.call('HGET', KEYS[1], 'idempotency_slot')
+if slot and slot ~= '' then
+  local claim = redis.call('GET', slot)
+  if claim and string.sub(claim, -#ARGV[3]) == ARGV[3] then redis.call('DEL', slot) end
+end
 redis.call('DEL', KEYS[1])
 for i = 0, (tonumber(n) or 0) - 1 do redis.call('DEL', ARGV[1] .. i) end
 if queue and queue ~= '' then redis.call('ZREM', ARGV[2] .. ':' .. queue, ARGV[3]) end
@@ -167,7 +174,8 @@ return 1
 
 
 def delete_job(r: redis.Redis, job_id: str) -> bool:
-    """Delete the job, its images and results at once, whatever its status; False if there
+    """Delete the job, its images and results at once, whatever its status, and the
+    Idempotency-Key record that names it (a replay then makes a new job); False if there
     was no such job. A queued job is then never run; a running one finishes into nothing
     (`_MARK_RUNNING` and `_FINISH` do nothing to a job that is gone), and its webhook, if
     any, is not sent. Waiters on the job wake up and find it gone."""
