@@ -1,6 +1,7 @@
 """The page in a real browser: draw with pointer events, Preview, Recognize, read the result."""
 from __future__ import annotations
 
+import base64
 import io
 import math
 import re
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from tests.fixtures.web import draw_char
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -142,10 +145,6 @@ def read_as(name: str, text: str) -> re.Pattern:
 
 
 def test_upload_by_choosing_dropping_and_pasting(browser, web_app, redis_client):
-    import base64
-
-    from tests.fixtures.web import draw_char
-
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
