@@ -263,10 +263,12 @@ NOT_AN_IMAGE = b64(b"this is not an image")
     ({"images": ["VALID"], "callback_url": "ftp://example.com/x"}, "invalid_callback_url"),
     ({"images": ["VALID"], "callback_url": 7}, "invalid_callback_url"),
     ({"images": ["VALID"], "colour": "red"}, "invalid_request"),
+    ({"image": ["VALID"]}, "invalid_base64"),
+    ({"image": "VALID", "images": ["VALID"]}, "invalid_images"),
 ])
 def test_invalid_json_fields_are_422(api, body, code):
-    if body.get("images") and body["images"][0] == "VALID":
-        body = {**body, "images": [b64(draw_char("A"))]}
+    valid = b64(draw_char("A"))
+    body = {k: ([valid] if v == ["VALID"] else valid if v == "VALID" else v) for k, v in body.items()}
     assert_error(api.post("/v1/jobs", json=body), 422, code)
 
 
@@ -308,6 +310,16 @@ def test_an_image_sent_with_curls_default_type_is_read(api, char_png):
     assert_error(api.post("/v1/jobs", content=char_png[:20], headers=form_type), 422, "undecodable_image")
 
 
+def test_an_image_sent_with_no_type_at_all_is_read(api, char_png):
+    # requests.post(url, data=f.read()), httpx's content= and fetch() with an ArrayBuffer
+    # send raw bytes without a Content-Type.
+    response = api.post("/v1/recognize?top_k=2", content=char_png)
+    assert "content-type" not in response.request.headers
+    assert response.status_code == 200, response.text
+    assert len(response.json()["results"][0]["characters"][0]["alternatives"]) == 2
+    assert_error(api.post("/v1/jobs", content=b"not an image"), 415, "unsupported_media_type")
+
+
 def test_other_upload_field_names_are_taken_in_order(api, char_png):
     blank = io.BytesIO()
     Image.new("L", (60, 60), 255).save(blank, format="PNG")
@@ -327,6 +339,22 @@ def test_json_sent_as_text_plain_is_read(api, char_png):
     assert len(response.json()["results"][0]["characters"][0]["alternatives"]) == 2
     assert_error(api.post("/v1/jobs", content=b'{"images": [', headers={"Content-Type": "text/plain"}),
                  400, "invalid_json")
+
+
+def test_one_image_may_be_sent_as_a_json_image_string(api, char_png):
+    response = api.post("/v1/recognize", json={"image": b64(char_png), "top_k": 2})
+    assert response.status_code == 200, response.text
+    assert [len(r["characters"]) for r in response.json()["results"]] == [1]
+
+
+def test_a_pdf_or_svg_upload_is_named_in_the_error(api):
+    pdf = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"
+    error = assert_error(api.post("/v1/jobs", files={"image": ("form.png", pdf)}), 422, "undecodable_image")
+    assert "PDF document" in error["message"] and "PNG or JPEG" in error["message"], error
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><path d="M0 0L9 9"/></svg>'
+    error = assert_error(api.post("/v1/jobs", content=svg, headers={"Content-Type": "image/svg+xml"}),
+                         422, "undecodable_image")
+    assert "SVG" in error["message"], error
 
 
 def test_compressed_body_is_415_saying_so_not_invalid_json(api):

@@ -30,6 +30,13 @@ def test_valid_key_runs_a_job(keyed_app, celery_worker, char_png):
     assert response.json()["status"] == "succeeded"
 
 
+def test_the_key_may_come_as_an_x_api_key_header(keyed_app):
+    url = f"{keyed_app}/v1/jobs/" + "0" * 32
+    assert httpx.get(url, headers={"X-API-Key": "key-one"}).status_code == 404
+    assert httpx.get(url, headers={"X-API-Key": "key-three"}).status_code == 401
+    assert httpx.get(url, headers={"X-API-Key": ""}).status_code == 401
+
+
 def test_probes_and_page_need_no_key(keyed_app):
     assert httpx.get(f"{keyed_app}/healthz").status_code == 200
     assert httpx.get(f"{keyed_app}/openapi.json").status_code == 200

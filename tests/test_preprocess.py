@@ -137,6 +137,31 @@ def test_errors_have_codes():
         P.decode_image(encode(Image.new("L", (3000, 3000), 255), "PNG"), max_pixels=1_000_000)
 
 
+@pytest.mark.parametrize("data, says", [
+    (b"%PDF-1.7\n1 0 obj <<>> endobj\n", "a PDF document"),
+    (b"PK\x03\x04\x14\x00\x06\x00[Content_Types].xml", "a ZIP archive"),
+    (b"\x1f\x8b\x08\x00\x00\x00\x00\x00", "gzip-compressed"),
+    (b'<?xml version="1.0"?>\n<!-- Inkscape -->\n<svg xmlns="http://www.w3.org/2000/svg"/>', "an SVG drawing"),
+    (b"\xef\xbb\xbf<!DOCTYPE html>\n<html><body>502 Bad Gateway</body></html>", "an HTML page"),
+    (b'{"images": ["iVBORw0KGgo="]}', "JSON"),
+    (b"data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAE=", "base64 text"),
+    ("Grüße, 谢谢: not a picture\n".encode(), "text"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "a truncated or damaged PNG file"),
+    (b"\xff\xd8\xff\xe0\x00", "a truncated or damaged JPEG file"),
+])
+def test_what_is_sent_instead_of_an_image_is_named(data, says):
+    """A form scanned to PDF, a drawing exported as SVG or a proxy's error page saved under
+    an image's name: the error says what it is, so the sender knows what to change."""
+    with pytest.raises(P.UndecodableImageError, match=f"it is {says}"):
+        P.check_image(data)
+
+
+def test_unknown_bytes_are_not_given_a_name():
+    with pytest.raises(P.UndecodableImageError) as e:
+        P.check_image(bytes(range(256)) * 4)
+    assert "it is" not in str(e.value)
+
+
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP"])
 def test_check_image_refuses_what_decoding_refuses(fmt):
     good = encode(Image.fromarray(bar_glyph()), fmt)

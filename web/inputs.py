@@ -25,7 +25,7 @@ import httpx
 from flask import Request
 from PIL import Image
 
-from serve.preprocess import PreprocessError, check_image
+from serve.preprocess import PreprocessError, check_image, image_format
 from web.config import MODES, NUM_CLASSES, WebConfig
 from web.errors import ApiError
 from worker import charsets
@@ -169,9 +169,16 @@ def _images_and_options(request: Request, config: WebConfig,
             raise ApiError(400, "invalid_json", "the body is not valid JSON")
         if not isinstance(body, dict):
             raise invalid('the JSON body must be an object {"images": ["<base64>", ...]}')
-        unknown = sorted(set(body) - {"images", *option_names})
+        unknown = sorted(set(body) - {"images", "image", *option_names})
         if unknown:
-            raise invalid(f"unknown JSON key(s): {', '.join(unknown)}; allowed: images, {', '.join(option_names)}")
+            raise invalid(f"unknown JSON key(s): {', '.join(unknown)}; allowed: images (or image), "
+                          f"{', '.join(option_names)}")
+        if "image" in body:  # one image, as the multipart field is named
+            if "images" in body:
+                raise invalid('give "images" (a list) or "image" (one), not both', "invalid_images")
+            if not isinstance(body["image"], str):
+                raise invalid('"image" must be one base64 string; several go in an "images" list', "invalid_base64")
+            body = {**body, "images": [body["image"]]}
         images = body.get("images")
         if not isinstance(images, list):
             raise invalid('"images" must be a list of base64 strings', "invalid_images")
@@ -184,23 +191,17 @@ def _images_and_options(request: Request, config: WebConfig,
         options = {k: body[k] for k in option_names if k in body}
         return [_decode_base64(v, i) for i, v in enumerate(images)], options, False
     if (mimetype.startswith("image/") or mimetype == "application/octet-stream"
-            or (mimetype == "application/x-www-form-urlencoded" and _is_image(request.get_data(cache=True)))):
+            or (mimetype in ("", "application/x-www-form-urlencoded")
+                and image_format(request.get_data(cache=True)))):
         # One image, its bytes as sent; options come from the query string. curl's
-        # --data-binary labels a file form-urlencoded unless told otherwise: its magic
-        # number says what it really is.
+        # --data-binary labels a file form-urlencoded unless told otherwise, and requests,
+        # httpx or fetch() send raw bytes with no type at all: the magic number says what
+        # the bytes really are.
         return [request.get_data(cache=False)], {}, True
     raise ApiError(415, "unsupported_media_type",
                    "send multipart/form-data with `image` files, application/json {\"images\": [...]}, "
                    "or one image as the body with Content-Type image/png, image/jpeg, ... "
                    "or application/octet-stream")
-
-
-# The first bytes of each image format the service reads (HEIF: an ISO box "ftyp" at 4).
-IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
-
-
-def _is_image(data: bytes) -> bool:
-    return data.startswith(IMAGE_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or data[4:8] == b"ftyp"
 
 
 def _header_pixels(data: bytes) -> int:

@@ -71,7 +71,8 @@ def build_spec(config: WebConfig) -> dict:
         json_body = {"type": "object", "required": ["images"], "additionalProperties": False, "properties": {
             "images": {"type": "array", "minItems": 1, "maxItems": config.max_images_per_job,
                        "items": {"type": "string", "format": "byte"},
-                       "description": "Base64 images (PNG, JPEG, BMP, TIFF, WebP, GIF); data: URLs accepted"},
+                       "description": "Base64 images (PNG, JPEG, BMP, TIFF, WebP, GIF, HEIC); data: URLs and MIME "
+                                      "line breaks accepted. One image may instead be sent as a string `image`"},
             **fields}}
         form = {"type": "object", "required": ["image"], "additionalProperties": False, "properties": {
             "image": {"type": "array", "minItems": 1, "maxItems": config.max_images_per_job,
@@ -97,7 +98,9 @@ def build_spec(config: WebConfig) -> dict:
                                 "`{\"error\": {\"code\", \"message\"}}`."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "Needed when the server sets HWR_API_KEYS"}},
+                                           "description": "Needed when the server sets HWR_API_KEYS"},
+                                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                                           "description": "The same key, as a header of its own"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": error_body}},
                 "Alternative": {"type": "object", "required": ["char", "p"], "properties": {
@@ -137,7 +140,7 @@ def build_spec(config: WebConfig) -> dict:
                     "status": {"type": "string", "enum": ["ready", "not_ready"]},
                     "checks": {"type": "object", "additionalProperties": check}}},
             }},
-        "security": [{}, {"bearer": []}],
+        "security": [{}, {"bearer": []}, {"apiKey": []}],
         "paths": {
             "/v1/jobs": {"post": {
                 "summary": "Submit a job", "operationId": "createJob",

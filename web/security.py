@@ -27,9 +27,13 @@ SECURITY_HEADERS = {
 
 
 def bearer_token() -> str | None:
+    """The API key: `Authorization: Bearer <key>`, or `X-API-Key: <key>` as many API
+    gateways and clients send keys."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("X-API-Key", "").strip() or None
 
 
 def known_key(token: str | None, keys: tuple[str, ...]) -> bool:
@@ -59,7 +63,7 @@ def install(app: Flask, config: WebConfig) -> Limiter:
         if config.api_keys:
             if not known_key(token, config.api_keys):
                 message = "missing API key" if token is None else "invalid API key"
-                raise ApiError(401, "unauthorized", f"{message}: send `Authorization: Bearer <key>`",
+                raise ApiError(401, "unauthorized", f"{message}: send `Authorization: Bearer <key>` (or `X-API-Key: <key>`)",
                                {"WWW-Authenticate": 'Bearer realm="hwr"'})
             g.api_key = token
         return None
@@ -75,7 +79,7 @@ def install(app: Flask, config: WebConfig) -> Limiter:
     if config.cors_origins:
         # Also on errors (401, 413, 429), so a browser client can read what went wrong.
         CORS(app, resources={API_PREFIX + "*": {"origins": list(config.cors_origins)}},
-             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
              expose_headers=["Location", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining",
                              "X-RateLimit-Reset"],
              max_age=600)
