@@ -11,10 +11,12 @@ One Client may be shared by threads (httpx.Client is thread-safe).
 """
 from __future__ import annotations
 
+import base64
 import random
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -44,6 +46,16 @@ def _read(image: ImageInput) -> tuple[str, bytes]:
         return "image", bytes(image)
     path = Path(image)
     return path.name, path.read_bytes()
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a form for `Client.recognize_form`: its image and how to read it."""
+
+    image: ImageInput
+    mode: str = "text"  # a field holds a word or a number more often than one character
+    chars: str | None = None  # "digits", "uppercase", "letters" or the characters themselves
+    top_k: int | None = None
 
 
 class Client:
@@ -153,7 +165,27 @@ class Client:
         body = self.request("POST", "/v1/recognize", files=self._files(images),
                             data={**self._options(mode, top_k, None, chars), "timeout": f"{min(timeout, 30):g}"},
                             headers=headers)
-        job = body
+        return self._finished(body, timeout)
+
+    def recognize_form(self, fields: dict[str, Field | ImageInput], top_k: int = 5, timeout: float = 300,
+                       idempotency_key: str | None = None) -> dict[str, dict]:
+        """Read a form's fields in one job, each by its own options; returns name -> result.
+
+            client.recognize_form({"date": Field("date.png", mode="text", chars="digits"),
+                                   "initial": Field("initial.png", chars="uppercase")})
+        """
+        items = []
+        for name, spec in fields.items():
+            spec = spec if isinstance(spec, Field) else Field(spec)
+            item = {"image": base64.b64encode(_read(spec.image)[1]).decode(), "name": name, "mode": spec.mode}
+            items.append({**item, **({"chars": spec.chars} if spec.chars else {}),
+                          **({"top_k": spec.top_k} if spec.top_k else {})})
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        body = self.request("POST", "/v1/recognize", json={"images": items, "top_k": top_k,
+                                                            "timeout": min(timeout, 30)}, headers=headers)
+        return dict(zip(fields, self._finished(body, timeout)))
+
+    def _finished(self, job: dict, timeout: float) -> list[dict]:
         if job["status"] not in FINAL:
             job = self.wait(job["id"], timeout)
         if job["status"] == "failed":

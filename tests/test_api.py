@@ -140,6 +140,57 @@ def test_chars_restricts_the_classes_read(api, torchserve):
     assert plain["chars"] is None and plain["results"][0]["text"] == direct[0]["char"]
 
 
+def test_each_image_of_a_form_may_have_options_of_its_own(api, torchserve):
+    """One job per form: a digits field, a text field and a plain character, each read by
+    its own options, its name echoed, in order."""
+    ring, line = draw_char("O"), draw_line("O1S7")
+    direct = httpx.post(f"{torchserve.url}/predictions/emnist", content=ring, timeout=60,
+                        headers={**torchserve.headers(), "X-Top-K": "47"}).json()["results"][0]["predictions"]
+    body = {"top_k": 2, "images": [
+        {"image": b64(ring), "chars": "digits", "top_k": 3, "name": "house number"},
+        {"image": b64(line), "mode": "text", "chars": "0123456789", "name": "Straße/ZIP"},
+        b64(ring),
+        {"image": b64(ring)},
+    ]}
+    response = api.post("/v1/recognize", json=body)
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["mode"] == "char" and job["top_k"] == 2 and job["chars"] is None  # the job's own defaults
+    digit, text, plain, bare = job["results"]
+    assert digit["name"] == "house number" and len(digit["characters"]) == 1
+    digits = [p["char"] for p in direct if p["char"].isdigit()]
+    assert [a["char"] for a in digit["characters"][0]["alternatives"]] == digits[:3]
+    assert text["name"] == "Straße/ZIP" and text["text"].replace(" ", "") == "0157", text
+    for result in (plain, bare):  # the job's options: all classes, top 2, no name
+        assert "name" not in result and result["text"] == direct[0]["char"]
+        assert [a["char"] for a in result["characters"][0]["alternatives"]] == [p["char"] for p in direct[:2]]
+    # An Idempotency-Key replay must match the per-image options too.
+    key = {"Idempotency-Key": "form-17"}
+    first = api.post("/v1/jobs", json=body, headers=key)
+    assert api.post("/v1/jobs", json=body, headers=key).json()["id"] == first.json()["id"]
+    changed = {**body, "images": [{**body["images"][0], "chars": "uppercase"}, *body["images"][1:]]}
+    assert_error(api.post("/v1/jobs", json=changed, headers=key), 409, "idempotency_conflict")
+
+
+@pytest.mark.parametrize("item, code", [
+    ({"mode": "text"}, "invalid_images"),
+    ({"image": "VALID", "mode": "poem"}, "invalid_mode"),
+    ({"image": "VALID", "top_k": 0}, "invalid_top_k"),
+    ({"image": "VALID", "top_k": "3"}, "invalid_top_k"),
+    ({"image": "VALID", "chars": "0-9"}, "invalid_chars"),
+    ({"image": "VALID", "chars": None}, "invalid_chars"),
+    ({"image": "VALID", "name": 7}, "invalid_name"),
+    ({"image": "VALID", "name": "a\nb"}, "invalid_name"),
+    ({"image": "VALID", "name": "x" * 201}, "invalid_name"),
+    ({"image": "VALID", "callback_url": "https://example.com"}, "invalid_request"),
+    ({"image": 5}, "invalid_base64"),
+])
+def test_bad_per_image_options_are_422_naming_the_image(api, char_png, item, code):
+    item = {k: (b64(char_png) if v == "VALID" else v) for k, v in item.items()}
+    error = assert_error(api.post("/v1/jobs", json={"images": [b64(char_png), item]}), 422, code)
+    assert "images[1]" in error["message"], error
+
+
 @pytest.mark.parametrize("value", ["", "0-9", "ｘ", "0 1", "a" * 201])
 def test_bad_chars_is_422(api, char_png, value):
     files = {"image": ("a.png", char_png)}

@@ -95,3 +95,18 @@ def test_cli_chars_and_the_client_delete(web_app, redis_client, image_files, tmp
         with pytest.raises(ApiError) as gone:
             client.get(job_id)
         assert gone.value.status == 404
+
+
+def test_the_client_reads_a_form_field_by_field(web_app, redis_client, image_files):
+    from hwr.client import Client, Field
+
+    letter, digit = image_files[10], image_files[3]  # drawn "A" and "3"
+    with Client(web_app) as client:
+        form = client.recognize_form({"initial": Field(letter, mode="char", chars="uppercase", top_k=2),
+                                      "as digit": Field(letter, mode="char", chars="digits"),
+                                      "number": digit.read_bytes()})
+    assert list(form) == ["initial", "as digit", "number"]
+    assert all(result["name"] == name for name, result in form.items())
+    assert form["initial"]["text"] == "A" and len(form["initial"]["characters"][0]["alternatives"]) == 2
+    assert form["as digit"]["text"].isdigit()
+    assert form["number"]["text"] == "3" and len(form["number"]["characters"][0]["alternatives"]) == 5

@@ -58,7 +58,8 @@ def submit(submission: inputs.Submission, arrival: Announcement, job_id: str | N
             return earlier_id
     try:
         s.job_publisher().submit(jobs.NewJob(job_id, submission.images, submission.mode, submission.top_k,
-                                             submission.callback_url, submission.chars, slot or ""), arrival)
+                                             submission.callback_url, submission.chars, slot or "",
+                                             submission.image_options), arrival)
     except Exception:
         if slot:  # the key must not point at a job that was never created
             s.redis.delete(slot)

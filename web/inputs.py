@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import io
+import json
 import math
 import re
 import unicodedata
@@ -32,6 +33,9 @@ from worker import charsets
 from worker.webhooks import check_callback_url
 
 OPTION_FIELDS = ("mode", "top_k", "chars", "callback_url")
+# What a JSON image object may set for itself (a form's fields each have their own kind).
+IMAGE_OPTION_FIELDS = ("mode", "top_k", "chars", "name")
+MAX_NAME_LENGTH = 200
 # Multipart file fields that hold images: `image` as documented, and the names other upload
 # clients use by habit.
 IMAGE_FIELDS = ("image", "images", "file", "files", "image[]", "images[]", "file[]", "files[]")
@@ -55,12 +59,16 @@ class Submission:
     callback_url: str | None
     timeout: float | None
     chars: str = ""  # the classes the images' characters may be (worker.charsets); "" for all
+    # Per image, when any JSON item set its own: every image's mode, top_k, chars and name.
+    image_options: tuple[dict, ...] = ()
 
     def fingerprint(self) -> str:
         """Same images and options -> same fingerprint (for Idempotency-Key replays)."""
         options = f"{self.mode}\0{self.top_k}\0{self.callback_url or ''}\0{len(self.images)}"
         # Only when set, so that keys stored before `chars` existed still match their replays.
-        h = hashlib.sha256((options + (f"\0{self.chars}" if self.chars else "")).encode())
+        options += f"\0{self.chars}" if self.chars else ""
+        options += f"\0{json.dumps(self.image_options, sort_keys=True)}" if self.image_options else ""
+        h = hashlib.sha256(options.encode())
         for image in self.images:
             h.update(hashlib.sha256(image).digest())
         return h.hexdigest()
@@ -70,14 +78,15 @@ def invalid(message: str, code: str = "invalid_request") -> ApiError:
     return ApiError(422, code, message)
 
 
-def _int_option(name: str, value: object, low: int, high: int, from_text: bool) -> int:
+def _int_option(name: str, value: object, low: int, high: int, from_text: bool, code: str = "") -> int:
     """An integer option; form fields and query parameters are text, JSON must be a number."""
+    code = code or f"invalid_{name}"
     if from_text and isinstance(value, str) and TEXT_INT.fullmatch(value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(f"{name} must be an integer between {low} and {high}", f"invalid_{name}")
+        raise invalid(f"{name} must be an integer between {low} and {high}", code)
     if not low <= value <= high:
-        raise invalid(f"{name} must be between {low} and {high}, got {value}", f"invalid_{name}")
+        raise invalid(f"{name} must be between {low} and {high}, got {value}", code)
     return value
 
 
@@ -114,6 +123,23 @@ def _decode_base64(value: object, index: int) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise invalid(f"images[{index}] is not valid base64", "invalid_base64") from None
+
+
+def _json_image(value: object, index: int) -> tuple[bytes, dict]:
+    """One item of a JSON "images" list: a base64 string, or an object {"image": "<base64>",
+    and any of mode, top_k, chars, name} for an image with options of its own."""
+    if not isinstance(value, dict):
+        return _decode_base64(value, index), {}
+    unknown = sorted(set(value) - {"image", *IMAGE_OPTION_FIELDS})
+    if unknown:
+        raise invalid(f"images[{index}]: unknown key(s) {', '.join(map(str, unknown))[:200]}; allowed: image, "
+                      f"{', '.join(IMAGE_OPTION_FIELDS)}")
+    if "image" not in value:
+        raise invalid(f'images[{index}] is an object without "image", its base64 image', "invalid_images")
+    for name in IMAGE_OPTION_FIELDS:
+        if name in value and value[name] is None:
+            raise invalid(f"images[{index}].{name} is null; leave it out for the job's value", f"invalid_{name}")
+    return _decode_base64(value["image"], index), {k: value[k] for k in IMAGE_OPTION_FIELDS if k in value}
 
 
 def _refuse_chunked_body_over_limit(request: Request, config: WebConfig) -> None:
@@ -189,7 +215,10 @@ def _images_and_options(request: Request, config: WebConfig,
             if name in body and body[name] is None:
                 raise invalid(f"{name} is null; leave it out for the default or give a value", f"invalid_{name}")
         options = {k: body[k] for k in option_names if k in body}
-        return [_decode_base64(v, i) for i, v in enumerate(images)], options, False
+        items = [_json_image(v, i) for i, v in enumerate(images)]
+        if any(own for _, own in items):
+            options["image_options"] = [own for _, own in items]
+        return [data for data, _ in items], options, False
     if (mimetype.startswith("image/") or mimetype == "application/octet-stream"
             or (mimetype in ("", "application/x-www-form-urlencoded")
                 and image_format(request.get_data(cache=True)))):
@@ -243,14 +272,11 @@ def parse_submission(request: Request, config: WebConfig, with_timeout: bool) ->
     def from_text(name: str) -> bool:
         return body_is_text or name not in body_options
 
-    mode = options.get("mode", "char")
-    if mode not in MODES:
-        raise invalid(f"mode must be one of {', '.join(MODES)}, got {str(mode)[:40]!r}", "invalid_mode")
+    mode = _mode(options.get("mode", "char"), "mode")
     top_k = _int_option("top_k", options.get("top_k", 5), 1, NUM_CLASSES, from_text("top_k"))
-    try:
-        chars = charsets.parse_chars(options["chars"]) if "chars" in options else ""
-    except ValueError as exc:
-        raise invalid(str(exc), "invalid_chars") from None
+    chars = _chars(options["chars"], "") if "chars" in options else ""
+    image_options = tuple(_image_options(own, i, mode, top_k, chars)
+                          for i, own in enumerate(options.get("image_options", ())))
     callback_url = options.get("callback_url")
     if callback_url is not None:
         try:
@@ -263,7 +289,34 @@ def parse_submission(request: Request, config: WebConfig, with_timeout: bool) ->
         timeout = parse_seconds("timeout", options.get("timeout", config.recognize_timeout),
                                 config.max_wait_seconds, from_text("timeout"))
     check_images(images, config.max_image_pixels)
-    return Submission(images, mode, top_k, callback_url, timeout, chars)
+    return Submission(images, mode, top_k, callback_url, timeout, chars, image_options)
+
+
+def _mode(value: object, where: str) -> str:
+    if value not in MODES:
+        raise invalid(f"{where} must be one of {', '.join(MODES)}, got {str(value)[:40]!r}", "invalid_mode")
+    return str(value)
+
+
+def _chars(value: object, where: str) -> str:
+    try:
+        return charsets.parse_chars(value)
+    except ValueError as exc:
+        raise invalid(f"{where}{': ' if where else ''}{exc}", "invalid_chars") from None
+
+
+def _image_options(own: dict, index: int, mode: str, top_k: int, chars: str) -> dict:
+    """One image's options in full: its own where it set them, the job's elsewhere."""
+    where = f"images[{index}]"
+    name = own.get("name", "")
+    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or any(unicodedata.category(c)[0] == "C" for c in name):
+        raise invalid(f"{where}.name must be a string of at most {MAX_NAME_LENGTH} printable characters",
+                      "invalid_name")
+    return {"mode": _mode(own["mode"], f"{where}.mode") if "mode" in own else mode,
+            "top_k": (_int_option(f"{where}.top_k", own["top_k"], 1, NUM_CLASSES, False, "invalid_top_k")
+                      if "top_k" in own else top_k),
+            "chars": _chars(own["chars"], where) if "chars" in own else chars,
+            "name": name}
 
 
 def check_deliverable_url(url: str) -> None:

@@ -68,9 +68,16 @@ def build_spec(config: WebConfig) -> dict:
 
     def submission(with_timeout: bool) -> dict:
         fields = {**options, **({"timeout": timeout} if with_timeout else {})}
+        image_object = {"type": "object", "required": ["image"], "additionalProperties": False,
+                        "description": "An image with options of its own (a form's field): they override "
+                                       "the job's for this image, and `name` comes back in its result",
+                        "properties": {"image": {"type": "string", "format": "byte"},
+                                       "mode": options["mode"], "top_k": options["top_k"],
+                                       "chars": options["chars"],
+                                       "name": {"type": "string", "maxLength": 200}}}
         json_body = {"type": "object", "required": ["images"], "additionalProperties": False, "properties": {
             "images": {"type": "array", "minItems": 1, "maxItems": config.max_images_per_job,
-                       "items": {"type": "string", "format": "byte"},
+                       "items": {"oneOf": [{"type": "string", "format": "byte"}, image_object]},
                        "description": "Base64 images (PNG, JPEG, BMP, TIFF, WebP, GIF, HEIC); data: URLs and MIME "
                                       "line breaks accepted. One image may instead be sent as a string `image`"},
             **fields}}
@@ -114,6 +121,7 @@ def build_spec(config: WebConfig) -> dict:
                 "Result": {"type": "object", "required": ["text", "characters"], "properties": {
                     "text": {"type": "string"}, "confidence": {"type": "number", "nullable": True},
                     "characters": {"type": "array", "items": _ref("Character")},
+                    "name": {"type": "string", "description": "The image's `name`, where it gave one"},
                     "error": error_body}},
                 "Links": {"type": "object", "required": ["self"], "properties": {"self": {"type": "string"}}},
                 "JobAccepted": {"type": "object", "required": ["id", "status", "links"], "properties": {

@@ -2,8 +2,10 @@
 workers (which run and finish them). Light imports only: the web app uses it too.
 
 Keys (all expire, so Redis does not grow without bound):
-- `hwr:job:<id>`        hash: status, mode, top_k, n_images, queue, created_at, started_at,
-                        finished_at, callback_url, results (JSON), error (JSON), attempts
+- `hwr:job:<id>`        hash: status, mode, top_k, chars, n_images, queue, created_at,
+                        started_at, finished_at, callback_url, results (JSON), error (JSON),
+                        attempts, idempotency_slot, image_options (JSON: each image's own
+                        mode, top_k, chars and name; empty when the job's apply to all)
 - `hwr:blob:<id>:<i>`   one uploaded image's bytes (TTL HWR_BLOB_TTL)
 - `hwr:idem:<key>`      Idempotency-Key -> job id (TTL HWR_RESULT_TTL)
 - `hwr:pending:<queue>`  sorted set of a queue's unfinished job ids by (re)submission
@@ -72,6 +74,8 @@ class NewJob:
     callback_url: str | None = None
     chars: str = ""  # worker.charsets: the classes the characters may be; "" for all
     idempotency_slot: str = ""  # the web's Idempotency-Key record for it, deleted with the job
+    # Every image's own mode, top_k, chars and name, where the client set any (else empty).
+    image_options: tuple[dict, ...] = ()
 
 
 def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_ttl: int, queue: str = "") -> None:
@@ -82,7 +86,8 @@ def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_tt
     for job in new_jobs:
         record = {"status": "queued", "mode": job.mode, "top_k": job.top_k, "chars": job.chars,
                   "n_images": len(job.images), "queue": queue, "created_at": created, "callback_url": job.callback_url or "", "attempts": 0,
-                  "idempotency_slot": job.idempotency_slot}
+                  "idempotency_slot": job.idempotency_slot,
+                  "image_options": orjson.dumps(job.image_options).decode() if job.image_options else ""}
         for i, image in enumerate(job.images):
             pipe.set(blob_key(job.job_id, i), image, ex=blob_ttl)
         pipe.hset(job_key(job.job_id), mapping={k: str(v) for k, v in record.items()})
@@ -126,7 +131,16 @@ return 1
 """
 
 
-CLAIM_FIELDS = ("mode", "top_k", "chars", "n_images", "callback_url")
+CLAIM_FIELDS = ("mode", "top_k", "chars", "n_images", "callback_url", "image_options")
+
+
+def image_options(fields: dict[str, str | None], n_images: int) -> list[dict]:
+    """Each image's mode, top_k, chars and name: its own if the job has them, else the job's."""
+    if fields.get("image_options"):
+        return orjson.loads(fields["image_options"])
+    own = {"mode": fields.get("mode") or "char", "top_k": int(fields.get("top_k") or 5),
+           "chars": fields.get("chars") or "", "name": ""}
+    return [own] * n_images
 
 
 Claim = tuple[str, dict[str, str], list[bytes | None]]

@@ -114,22 +114,24 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
     with rt.batcher.planning() as planned:
         for job_id, fields, blobs in claimed:
             try:
+                options = jobs.image_options(fields, len(blobs))
                 plans = []
-                for blob in blobs:
+                for blob, own in zip(blobs, options, strict=True):
                     # Decoding and cutting is CPU bound: only `planning_slots` images of this
                     # process at once (32 threads trading the GIL cost ~20% more CPU). A slot
                     # per image, so a job of thousands takes turns with the small ones.
                     with rt.planning_slots:
-                        plans.append(recognize.plan_image(blob, fields["mode"] or "char", config.max_pixels))
-                planned_jobs.append((job_id, int(fields["top_k"] or 5), fields.get("chars") or "", plans))
+                        plans.append(recognize.plan_image(blob, own["mode"], config.max_pixels))
+                planned_jobs.append((job_id, options, plans))
             except Exception as exc:
                 outcomes[job_id] = _internal_error([job_id], exc)
-        planned_ids = [job_id for job_id, _, _, _ in planned_jobs]
+        planned_ids = [job_id for job_id, _, _ in planned_jobs]
         try:
-            tiles = recognize.all_tiles([p for _, _, _, plans in planned_jobs for p in plans])
-            # A job that allows only some classes needs every class's probability to
+            tiles = recognize.all_tiles([p for _, _, plans in planned_jobs for p in plans])
+            # An image that allows only some classes needs every class's probability to
             # renormalize over its own.
-            top_k = max((len(charsets.CLASSES) if chars else k for _, k, chars, _ in planned_jobs), default=1)
+            top_k = max((len(charsets.CLASSES) if own["chars"] else own["top_k"]
+                         for _, options, _ in planned_jobs for own in options), default=1)
             pending = rt.batcher.submit(tiles, top_k, planned)
         except Exception as exc:
             return {**outcomes, **dict.fromkeys(planned_ids, _internal_error(planned_ids, exc))}
@@ -141,14 +143,18 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
     except Exception as exc:
         return {**outcomes, **dict.fromkeys(planned_ids, _internal_error(planned_ids, exc))}
     cursor = 0
-    for job_id, top_k, chars, plans in planned_jobs:
-        n_tiles = sum(len(p.tiles) for p in plans)
-        # The request asked for the largest top_k of the group; each job keeps its own.
-        part = answers[cursor:cursor + n_tiles]
-        own = charsets.restrict(part, chars, top_k) if chars else keep_top_k(part, top_k)
-        cursor += n_tiles
+    for job_id, options, plans in planned_jobs:
+        kept = []
+        for own, plan in zip(options, plans):
+            # The request asked for the largest top_k of the group; each image keeps its own.
+            part, cursor = answers[cursor:cursor + len(plan.tiles)], cursor + len(plan.tiles)
+            kept += charsets.restrict(part, own["chars"], own["top_k"]) if own["chars"] else keep_top_k(part, own["top_k"])
         try:
-            outcomes[job_id] = ("succeeded", recognize.build_results(plans, own), None)
+            results = recognize.build_results(plans, kept)
+            for own, result in zip(options, results):
+                if own["name"]:
+                    result["name"] = own["name"]
+            outcomes[job_id] = ("succeeded", results, None)
         except Exception as exc:
             outcomes[job_id] = _internal_error([job_id], exc)
     return outcomes
