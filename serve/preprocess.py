@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import functools
 import io
-import re
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
 try:  # inside a model archive, extra files sit flat beside the handler
+    import formats
     import paper
     import rules
 except ImportError:  # imported from the repository
-    from serve import paper, rules
+    from serve import formats, paper, rules
 
 try:  # phones (iPhones by default) save photos as HEIC, which Pillow reads only through this
     from pillow_heif import register_heif_opener
@@ -35,7 +35,7 @@ else:
     register_heif_opener()
 
 # This module and those it imports: the model archive packs them flat beside the handler.
-MODULES = ("preprocess", "paper", "rules")
+MODULES = ("preprocess", "paper", "rules", "formats")
 
 TILE = 28
 # EMNIST pads the square ROI by 2 px on each side of the 28 px tile: the ink spans 24 px.
@@ -94,7 +94,7 @@ def _open_image(data: bytes, max_pixels: int) -> Image.Image:
         img = Image.open(io.BytesIO(data))
         width, height = img.size
     except Exception as exc:  # Pillow raises many types for garbage input
-        what = not_an_image(data) or (f"a truncated or damaged {image_format(data)} file" if image_format(data) else "")
+        what = formats.what_it_is(data)
         raise UndecodableImageError(f"cannot decode image: it is {what}" if what else
                                     f"cannot decode image: {exc.__class__.__name__}") from None
     if width == 0 or height == 0:
@@ -108,58 +108,6 @@ def _open_image(data: bytes, max_pixels: int) -> Image.Image:
         # without a word: the sender must split it, and learns so.
         raise MultiPageImageError(f"the image has {pages} pages or frames; send each page as an image of its own")
     return img
-
-
-# What clients send instead of an image, by their first bytes: naming it tells the sender
-# what to change (a form scanned to PDF, a drawing exported as SVG, an error page saved
-# under the image's name) where Pillow's "cannot identify image file" does not.
-NOT_IMAGES = (
-    (b"%PDF-", "a PDF document, not an image: send each page as a PNG or JPEG image"),
-    (b"PK\x03\x04", "a ZIP archive (or a Word or Excel file), not an image: send the images themselves"),
-    (b"\x1f\x8b", "gzip-compressed: send the image uncompressed"),
-)
-MARKUP = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(!doctype\s+)?(svg|html)\b",
-                    re.IGNORECASE | re.DOTALL)
-
-
-# The first bytes of each image format the service reads.
-IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
-               (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
-
-
-def image_format(data: bytes) -> str:
-    """The image format `data`'s first bytes announce ("PNG", "JPEG", ...), or ""."""
-    for magic, name in IMAGE_MAGIC:
-        if data.startswith(magic):
-            return name
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
-    return "HEIF" if data[4:8] == b"ftyp" else ""  # an ISO base media box
-
-
-def not_an_image(data: bytes) -> str:
-    """What `data` is when it is a well-known kind of file that is not an image; "" if unknown."""
-    head = data[:4096]
-    for magic, what in NOT_IMAGES:
-        if head.startswith(magic):
-            return what
-    markup = MARKUP.match(head)
-    if markup:
-        if markup.group(2).lower() == b"svg":
-            return "an SVG drawing (vector graphics), not a raster image: export it as PNG"
-        return "an HTML page, not an image"
-    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if stripped[:1] in (b"{", b"["):
-        return "JSON, not an image: JSON goes in a request body with Content-Type application/json"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:  # a multi-byte character cut at 4096 is still text
-        text = head[:exc.start].decode("utf-8") if exc.start > len(head) - 4 else ""
-    if text and all(c.isprintable() or c in "\t\r\n" for c in text):
-        if re.fullmatch(r"\s*(data:[\w.+/-]*;base64,)?[A-Za-z0-9+/=\s]{16,}", text):
-            return "base64 text, not image bytes: decode it first, or send it in a JSON body's \"images\" list"
-        return "text, not an image"
-    return ""
 
 
 def _pages(img: Image.Image) -> int:

@@ -26,7 +26,8 @@ import httpx
 from flask import Request
 from PIL import Image
 
-from serve.preprocess import PreprocessError, check_image, image_format
+from serve.formats import image_format
+from serve.preprocess import PreprocessError, check_image
 from web.config import MODES, NUM_CLASSES, WebConfig
 from web.errors import ApiError
 from worker import charsets
