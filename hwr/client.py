@@ -56,6 +56,7 @@ class Field:
     mode: str = "text"  # a field holds a word or a number more often than one character
     chars: str | None = None  # "digits", "uppercase", "letters" or the characters themselves
     top_k: int | None = None
+    box: tuple[int, int, int, int] | None = None  # x, y, width, height: the field's region of its page
 
 
 class Client:
@@ -173,13 +174,22 @@ class Client:
 
             client.recognize_form({"date": Field("date.png", mode="text", chars="digits"),
                                    "initial": Field("initial.png", chars="uppercase")})
+            client.recognize_form({"date": Field("page.jpg", chars="digits", box=(40, 60, 300, 80)),
+                                   "initial": Field("page.jpg", chars="uppercase", box=(580, 280, 120, 120))})
+
+        Fields that are regions (`box`) of one page send the page once.
         """
-        items = []
+        items, sent = [], {}  # sent: an image's bytes -> the item that carries them
         for name, spec in fields.items():
             spec = spec if isinstance(spec, Field) else Field(spec)
-            item = {"image": base64.b64encode(_read(spec.image)[1]).decode(), "name": name, "mode": spec.mode}
+            data = _read(spec.image)[1]
+            # Fields that are regions of one page send the page once.
+            image = sent.setdefault(data, len(items))
+            item = {"image": image if image < len(items) else base64.b64encode(data).decode(),
+                    "name": name, "mode": spec.mode}
             items.append({**item, **({"chars": spec.chars} if spec.chars else {}),
-                          **({"top_k": spec.top_k} if spec.top_k else {})})
+                          **({"top_k": spec.top_k} if spec.top_k else {}),
+                          **({"box": list(spec.box)} if spec.box else {})})
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         body = self.request("POST", "/v1/recognize", json={"images": items, "top_k": top_k,
                                                             "timeout": min(timeout, 30)}, headers=headers)

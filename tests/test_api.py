@@ -172,6 +172,58 @@ def test_each_image_of_a_form_may_have_options_of_its_own(api, torchserve):
     assert_error(api.post("/v1/jobs", json=changed, headers=key), 409, "idempotency_conflict")
 
 
+def scanned_form() -> tuple[bytes, dict[str, list[int]]]:
+    """A form page (JPEG, as scanners save it) with a number field and an initial box,
+    and where each field is on it."""
+    page = Image.new("L", (900, 500), 235)
+    number, initial = Image.open(io.BytesIO(draw_line("407"))), Image.open(io.BytesIO(draw_char("K", size=80)))
+    page.paste(number, (60, 80))
+    page.paste(initial, (600, 300))
+    buf = io.BytesIO()
+    page.save(buf, format="JPEG", quality=90)
+    return buf.getvalue(), {"number": [40, 60, number.width + 40, number.height + 40],
+                            "initial": [580, 280, initial.width + 40, initial.height + 40]}
+
+
+def test_fields_are_read_as_regions_of_one_page_sent_once(api):
+    page, boxes = scanned_form()
+    body = {"images": [
+        {"image": b64(page), "box": boxes["number"], "mode": "text", "chars": "digits", "name": "number"},
+        {"image": 0, "box": boxes["initial"], "chars": "uppercase", "name": "initial"},
+        {"image": 1, "mode": "text", "name": "whole page"},  # an earlier item's page, whole
+    ]}
+    response = api.post("/v1/recognize", json=body)
+    assert response.status_code == 200, response.text
+    number, initial, whole = response.json()["results"]
+    assert number["name"] == "number" and number["text"].replace(" ", "") == "407", number
+    assert initial["name"] == "initial" and initial["text"] == "K", initial
+    # Boxes come back in the page's pixels, inside their field.
+    for result, (x, y, w, h) in ((number, boxes["number"]), (initial, boxes["initial"])):
+        for c in result["characters"]:
+            bx, by, bw, bh = c["box"]
+            assert x <= bx and y <= by and bx + bw <= x + w and by + bh <= y + h, (c["box"], x, y, w, h)
+    assert whole["name"] == "whole page" and len(whole["characters"]) == 4, whole
+    assert sorted(c["box"][0] for c in whole["characters"])[-1] >= 600  # the initial, far right
+
+
+@pytest.mark.parametrize("items, code, says", [
+    ([{"image": "PAGE", "box": [800, 0, 101, 10]}], "invalid_box", "900x500"),
+    ([{"image": "PAGE", "box": [0, 490, 10, 11]}], "invalid_box", "900x500"),
+    ([{"image": "PAGE", "box": [0, 0, 0, 10]}], "invalid_box", "width"),
+    ([{"image": "PAGE", "box": [0, 0, 10]}], "invalid_box", "[x, y, width, height]"),
+    ([{"image": "PAGE", "box": [-1, 0, 10, 10]}], "invalid_box", "whole pixels"),
+    ([{"image": "PAGE", "box": [0.5, 0, 10, 10]}], "invalid_box", "whole pixels"),
+    (["PAGE", {"image": 1}], "invalid_images", "earlier item"),
+    (["PAGE", {"image": -1}], "invalid_images", "earlier item"),
+    (["PAGE", {"image": True}], "invalid_base64", "base64"),
+])
+def test_bad_regions_are_422(api, items, code, says):
+    page = b64(scanned_form()[0])
+    items = [page if item == "PAGE" else {k: (page if v == "PAGE" else v) for k, v in item.items()} for item in items]
+    error = assert_error(api.post("/v1/jobs", json={"images": items}), 422, code)
+    assert says in error["message"], error
+
+
 @pytest.mark.parametrize("item, code", [
     ({"mode": "text"}, "invalid_images"),
     ({"image": "VALID", "mode": "poem"}, "invalid_mode"),
@@ -183,7 +235,8 @@ def test_each_image_of_a_form_may_have_options_of_its_own(api, torchserve):
     ({"image": "VALID", "name": "a\nb"}, "invalid_name"),
     ({"image": "VALID", "name": "x" * 201}, "invalid_name"),
     ({"image": "VALID", "callback_url": "https://example.com"}, "invalid_request"),
-    ({"image": 5}, "invalid_base64"),
+    ({"image": 5}, "invalid_images"),
+    ({"image": 2.5}, "invalid_base64"),
 ])
 def test_bad_per_image_options_are_422_naming_the_image(api, char_png, item, code):
     item = {k: (b64(char_png) if v == "VALID" else v) for k, v in item.items()}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -110,3 +111,24 @@ def test_the_client_reads_a_form_field_by_field(web_app, redis_client, image_fil
     assert form["initial"]["text"] == "A" and len(form["initial"]["characters"][0]["alternatives"]) == 2
     assert form["as digit"]["text"].isdigit()
     assert form["number"]["text"] == "3" and len(form["number"]["characters"][0]["alternatives"]) == 5
+
+
+def test_the_client_sends_a_page_once_for_its_fields(web_app, redis_client, image_files):
+    from PIL import Image
+
+    from hwr.client import Client, Field
+
+    page = Image.new("L", (400, 200), 240)
+    page.paste(Image.open(image_files[10]), (20, 20))  # "A"
+    page.paste(Image.open(image_files[3]), (220, 20))  # "3"
+    buf = io.BytesIO()
+    page.save(buf, format="PNG")
+    sent = []
+    with Client(web_app) as client:
+        client.http.event_hooks["request"].append(lambda request: sent.append(len(request.content)))
+        form = client.recognize_form({"letter": Field(buf.getvalue(), mode="char", box=(0, 0, 200, 200)),
+                                      "digit": Field(buf.getvalue(), mode="char", box=(200, 0, 200, 200),
+                                                     chars="digits")})
+    assert (form["letter"]["text"], form["digit"]["text"]) == ("A", "3")
+    assert form["digit"]["characters"][0]["box"][0] >= 220
+    assert sent[0] < 1.5 * len(buf.getvalue()) * 4 / 3  # the page's base64 once, not twice

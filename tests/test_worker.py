@@ -297,3 +297,28 @@ def test_a_finished_job_leaves_its_queues_pending_set(redis_client):
     assert jobs.finish_jobs(redis_client, [(job_id, "succeeded", [], None)], 600) == [True]
     assert redis_client.zscore(jobs.pending_key("hwr-a"), job_id) is None
     assert redis_client.exists(jobs.blob_key(job_id, 0)) == 0
+
+
+def test_regions_of_one_page_decode_it_once(monkeypatch):
+    """A form's fields read as regions of one upload: the page is decoded once, not once per
+    field, and only uploads read more than once stay decoded."""
+    from serve import preprocess
+    from worker import recognize
+
+    decoded = []
+    decode_image = preprocess.decode_image
+    monkeypatch.setattr(preprocess, "decode_image", lambda data, limit: decoded.append(data) or decode_image(data, limit))
+    glyph = np.zeros((60, 60), np.uint8)
+    glyph[10:50, 28:33] = 255  # a bar: "1"
+    page = np.full((100, 200), 235, np.uint8)
+    page[20:80, 10:70] = 255 - glyph
+    page[20:80, 120:180] = 255 - glyph
+    blobs = [png(page), b"", png(page)]
+    pages = recognize.Pages(blobs, 10**7, sources=[0, 0, 2])
+    left, right = pages.plan(0, "char", [0, 0, 100, 100]), pages.plan(0, "char", [100, 0, 100, 100])
+    assert len(decoded) == 1 and 0 in pages.decoded
+    assert left.boxes[0][0] < 100 <= right.boxes[0][0]  # each in the page's pixels
+    assert right.boxes[0][0] - left.boxes[0][0] == 110
+    pages.plan(2, "char", None)
+    assert len(decoded) == 2 and 2 not in pages.decoded
+    assert pages.plan(0, "char", [0, 0, 4, 4]).error["code"] == "image_too_small"

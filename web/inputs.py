@@ -34,8 +34,9 @@ from worker import charsets
 from worker.webhooks import check_callback_url
 
 OPTION_FIELDS = ("mode", "top_k", "chars", "callback_url")
-# What a JSON image object may set for itself (a form's fields each have their own kind).
-IMAGE_OPTION_FIELDS = ("mode", "top_k", "chars", "name")
+# What a JSON image object may set for itself (a form's fields each have their own kind,
+# and may be regions of one scanned page).
+IMAGE_OPTION_FIELDS = ("mode", "top_k", "chars", "name", "box")
 MAX_NAME_LENGTH = 200
 # Multipart file fields that hold images: `image` as documented, and the names other upload
 # clients use by habit.
@@ -126,9 +127,12 @@ def _decode_base64(value: object, index: int) -> bytes:
         raise invalid(f"images[{index}] is not valid base64", "invalid_base64") from None
 
 
-def _json_image(value: object, index: int) -> tuple[bytes, dict]:
+def _json_image(value: object, index: int, sources: list[int]) -> tuple[bytes, dict]:
     """One item of a JSON "images" list: a base64 string, or an object {"image": "<base64>",
-    and any of mode, top_k, chars, name} for an image with options of its own."""
+    and any of mode, top_k, chars, name, box} for an image with options of its own. Its
+    "image" may instead be the index of an earlier item, whose upload it reads again (a
+    region of the same page: then its bytes are b"" and its options name the `source`).
+    `sources`: the upload each earlier item reads."""
     if not isinstance(value, dict):
         return _decode_base64(value, index), {}
     unknown = sorted(set(value) - {"image", *IMAGE_OPTION_FIELDS})
@@ -140,7 +144,14 @@ def _json_image(value: object, index: int) -> tuple[bytes, dict]:
     for name in IMAGE_OPTION_FIELDS:
         if name in value and value[name] is None:
             raise invalid(f"images[{index}].{name} is null; leave it out for the job's value", f"invalid_{name}")
-    return _decode_base64(value["image"], index), {k: value[k] for k in IMAGE_OPTION_FIELDS if k in value}
+    own = {k: value[k] for k in IMAGE_OPTION_FIELDS if k in value}
+    image = value["image"]
+    if isinstance(image, int) and not isinstance(image, bool):
+        if not 0 <= image < index:
+            raise invalid(f"images[{index}].image refers to images[{image}]; it may refer only to an earlier "
+                          f"item (0 to {index - 1}), whose image it reads again", "invalid_images")
+        return b"", {**own, "source": sources[image]}
+    return _decode_base64(image, index), own
 
 
 def _refuse_chunked_body_over_limit(request: Request, config: WebConfig) -> None:
@@ -216,7 +227,11 @@ def _images_and_options(request: Request, config: WebConfig,
             if name in body and body[name] is None:
                 raise invalid(f"{name} is null; leave it out for the default or give a value", f"invalid_{name}")
         options = {k: body[k] for k in option_names if k in body}
-        items = [_json_image(v, i) for i, v in enumerate(images)]
+        items: list[tuple[bytes, dict]] = []
+        sources: list[int] = []
+        for i, value in enumerate(images):
+            items.append(_json_image(value, i, sources))
+            sources.append(items[-1][1].get("source", i))
         if any(own for _, own in items):
             options["image_options"] = [own for _, own in items]
         return [data for data, _ in items], options, False
@@ -243,7 +258,7 @@ def _header_pixels(data: bytes) -> int:
         return 0
 
 
-def check_images(images: list[bytes], max_pixels: int) -> None:
+def check_images(images: list[bytes], max_pixels: int, skip: set[int] | frozenset = frozenset()) -> None:
     """Every image must decode, within the pixel limit; the first failure is reported.
     The whole job is held to a pixel budget first, from the headers: most formats are
     decoded here to check them (`check_image`), and hundreds of large-but-legal images
@@ -258,6 +273,8 @@ def check_images(images: list[bytes], max_pixels: int) -> None:
         raise ApiError(413, "too_many_pixels", f"the job's {len(images)} images hold {total} pixels in all; "
                                                f"the limit is {budget}: split it into several jobs")
     for i, data in enumerate(images):
+        if i in skip:  # it reads an earlier item's image again
+            continue
         try:
             check_image(data, max_pixels)
         except PreprocessError as exc:
@@ -289,8 +306,31 @@ def parse_submission(request: Request, config: WebConfig, with_timeout: bool) ->
     if with_timeout:
         timeout = parse_seconds("timeout", options.get("timeout", config.recognize_timeout),
                                 config.max_wait_seconds, from_text("timeout"))
-    check_images(images, config.max_image_pixels)
+    check_images(images, config.max_image_pixels, skip={i for i, own in enumerate(image_options) if own["source"] != i})
+    _check_boxes(images, image_options)
     return Submission(images, mode, top_k, callback_url, timeout, chars, image_options)
+
+
+def _upright_size(data: bytes) -> tuple[int, int]:
+    """(width, height) as the image is read: after its EXIF orientation, as browsers show it."""
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # Orientation: a quarter turn
+    return (height, width) if turned else (width, height)
+
+
+def _check_boxes(images: list[bytes], image_options: tuple[dict, ...]) -> None:
+    sizes: dict[int, tuple[int, int]] = {}
+    for i, own in enumerate(image_options):
+        if own["box"] is None:
+            continue
+        source = own["source"]
+        if source not in sizes:
+            sizes[source] = _upright_size(images[source])
+        (x, y, w, h), (width, height) = own["box"], sizes[source]
+        if x + w > width or y + h > height:
+            raise invalid(f"images[{i}].box [{x}, {y}, {w}, {h}] reaches past its image, which is "
+                          f"{width}x{height} pixels", "invalid_box")
 
 
 def _mode(value: object, where: str) -> str:
@@ -313,7 +353,14 @@ def _image_options(own: dict, index: int, mode: str, top_k: int, chars: str) -> 
     if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or any(unicodedata.category(c)[0] == "C" for c in name):
         raise invalid(f"{where}.name must be a string of at most {MAX_NAME_LENGTH} printable characters",
                       "invalid_name")
-    return {"mode": _mode(own["mode"], f"{where}.mode") if "mode" in own else mode,
+    box = own.get("box")
+    if box is not None and not (isinstance(box, list) and len(box) == 4
+                                and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10**6 for v in box)
+                                and box[2] >= 1 and box[3] >= 1):
+        raise invalid(f"{where}.box must be [x, y, width, height]: whole pixels, width and height at least 1",
+                      "invalid_box")
+    return {"source": own.get("source", index), "box": box,
+            "mode": _mode(own["mode"], f"{where}.mode") if "mode" in own else mode,
             "top_k": (_int_option(f"{where}.top_k", own["top_k"], 1, NUM_CLASSES, False, "invalid_top_k")
                       if "top_k" in own else top_k),
             "chars": _chars(own["chars"], where) if "chars" in own else chars,

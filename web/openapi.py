@@ -68,13 +68,21 @@ def build_spec(config: WebConfig) -> dict:
 
     def submission(with_timeout: bool) -> dict:
         fields = {**options, **({"timeout": timeout} if with_timeout else {})}
-        image_object = {"type": "object", "required": ["image"], "additionalProperties": False,
-                        "description": "An image with options of its own (a form's field): they override "
-                                       "the job's for this image, and `name` comes back in its result",
-                        "properties": {"image": {"type": "string", "format": "byte"},
-                                       "mode": options["mode"], "top_k": options["top_k"],
-                                       "chars": options["chars"],
-                                       "name": {"type": "string", "maxLength": 200}}}
+        image_object = {
+            "type": "object", "required": ["image"], "additionalProperties": False,
+            "description": "An image with options of its own (a form's field): they override the job's for this "
+                           "image, and `name` comes back in its result",
+            "properties": {
+                "image": {"oneOf": [{"type": "string", "format": "byte"},
+                                    {"type": "integer", "minimum": 0,
+                                     "description": "The index of an earlier item, whose image this one reads "
+                                                    "again (another field of the same page, sent once)"}]},
+                "box": {"type": "array", "minItems": 4, "maxItems": 4,
+                        "items": {"type": "integer", "minimum": 0, "maximum": 1000000},
+                        "description": "[x, y, width, height]: read only this region of the image (a field of a "
+                                       "scanned form); character boxes come back in the whole image's pixels"},
+                "mode": options["mode"], "top_k": options["top_k"], "chars": options["chars"],
+                "name": {"type": "string", "maxLength": 200}}}
         json_body = {"type": "object", "required": ["images"], "additionalProperties": False, "properties": {
             "images": {"type": "array", "minItems": 1, "maxItems": config.max_images_per_job,
                        "items": {"oneOf": [{"type": "string", "format": "byte"}, image_object]},

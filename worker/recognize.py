@@ -5,6 +5,7 @@ Touching characters in text mode send every candidate character to TorchServe in
 request as the rest; the answers then decide how the group is cut (`segment.best_reading`)."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,52 @@ def plan_image(data: bytes | None, mode: str, max_pixels: int) -> ImagePlan:
         return ImagePlan(error=_error("image_expired", "the image blob expired before the job ran"))
     try:
         gray = preprocess.decode_image(data, max_pixels)
+    except preprocess.PreprocessError as exc:
+        return ImagePlan(error=_error(exc.code, str(exc)))
+    return plan_decoded(gray, mode)
+
+
+class Pages:
+    """A job's uploads for reading regions of them (a form's fields on one scanned page):
+    each upload is decoded once, however many of its regions are read."""
+
+    def __init__(self, blobs: list[bytes | None], max_pixels: int, sources: list[int]):
+        """`sources`: the upload each image reads; only uploads read more than once are kept
+        decoded (a job of a thousand single fields does not hold a thousand pages)."""
+        self.blobs, self.max_pixels = blobs, max_pixels
+        self.shared = {i for i, n in Counter(sources).items() if n > 1}
+        self.decoded: dict[int, np.ndarray | ImagePlan] = {}
+
+    def plan(self, index: int, mode: str, box: list[int] | None) -> ImagePlan:
+        """Upload `index` read in `mode`, only its region `box` [x, y, w, h] if given."""
+        page = self.decoded.get(index)
+        if page is None:
+            if self.blobs[index] is None:
+                return ImagePlan(error=_error("image_expired", "the image blob expired before the job ran"))
+            try:
+                page = preprocess.decode_image(self.blobs[index], self.max_pixels)
+            except preprocess.PreprocessError as exc:
+                page = ImagePlan(error=_error(exc.code, str(exc)))
+            if index in self.shared:
+                self.decoded[index] = page
+        return page if isinstance(page, ImagePlan) else plan_decoded(page, mode, box)
+
+
+def _moved(plan: ImagePlan, dx: int, dy: int) -> ImagePlan:
+    """The plan of a region, its boxes in the whole image's coordinates."""
+    def move(box: list[int]) -> list[int]:
+        return [box[0] + dx, box[1] + dy, box[2], box[3]]
+    plan.boxes = [move(b) for b in plan.boxes]
+    plan.touching = [(t[0], [move(b) for b in t[1]]) if t else None for t in plan.touching]
+    return plan
+
+
+def plan_decoded(gray: np.ndarray, mode: str, box: list[int] | None = None) -> ImagePlan:
+    """A decoded grey image (or its region `box`, [x, y, w, h]) -> tiles and boxes."""
+    if box is not None:
+        x, y, w, h = box
+        return _moved(plan_decoded(gray[y:y + h, x:x + w], mode), x, y)
+    try:
         height, width = gray.shape
         if min(height, width) < MIN_SIDE:  # 1x1, 2x2, a 1-px strip: a result would be a guess
             return ImagePlan(error=_error(
