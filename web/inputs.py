@@ -61,7 +61,8 @@ class Submission:
     callback_url: str | None
     timeout: float | None
     chars: str = ""  # the classes the images' characters may be (worker.charsets); "" for all
-    # Per image, when any JSON item set its own: every image's mode, top_k, chars and name.
+    # Per image, when any JSON item set its own: every image's mode, top_k, chars, name, box
+    # (its region, or None) and source (the upload it reads: its own index, or an earlier one's).
     image_options: tuple[dict, ...] = ()
 
     def fingerprint(self) -> str:
@@ -315,7 +316,10 @@ def _upright_size(data: bytes) -> tuple[int, int]:
     """(width, height) as the image is read: after its EXIF orientation, as browsers show it."""
     with Image.open(io.BytesIO(data)) as img:
         width, height = img.size
-        turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # Orientation: a quarter turn
+        try:
+            turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # Orientation: a quarter turn
+        except Exception:  # unreadable EXIF: decoding ignores it too (ImageOps.exif_transpose)
+            turned = False
     return (height, width) if turned else (width, height)
 
 

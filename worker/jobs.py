@@ -5,7 +5,8 @@ Keys (all expire, so Redis does not grow without bound):
 - `hwr:job:<id>`        hash: status, mode, top_k, chars, n_images, queue, created_at,
                         started_at, finished_at, callback_url, results (JSON), error (JSON),
                         attempts, idempotency_slot, image_options (JSON: each image's own
-                        mode, top_k, chars and name; empty when the job's apply to all)
+                        mode, top_k, chars, name, box and source; empty when the job's apply
+                        to all)
 - `hwr:blob:<id>:<i>`   one uploaded image's bytes (TTL HWR_BLOB_TTL)
 - `hwr:idem:<key>`      Idempotency-Key -> job id (TTL HWR_RESULT_TTL)
 - `hwr:pending:<queue>`  sorted set of a queue's unfinished job ids by (re)submission
@@ -74,7 +75,8 @@ class NewJob:
     callback_url: str | None = None
     chars: str = ""  # worker.charsets: the classes the characters may be; "" for all
     idempotency_slot: str = ""  # the web's Idempotency-Key record for it, deleted with the job
-    # Every image's own mode, top_k, chars and name, where the client set any (else empty).
+    # Every image's own mode, top_k, chars, name, box and source, where the client set any
+    # (web.inputs.Submission); empty when the job's options apply to every image.
     image_options: tuple[dict, ...] = ()
 
 
