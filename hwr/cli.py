@@ -1,7 +1,9 @@
 """`hwr recognize FILES...`: recognize many images through the API, results in input order.
+`hwr forms PAGES... --template T.json`: read the fields of filled-in forms, a row per page.
 
     hwr recognize scans/*.png --mode char --out results.jsonl --concurrency 8
     hwr recognize line.jpg --mode text --url http://host:8000 --api-key KEY
+    hwr forms scans/*.jpg --template form.json --out forms.csv
 
 Files go in batches (one job per batch), several batches in flight at once. A batch the
 API refuses as a whole (422: one file is not an image) is retried file by file, so every
@@ -19,10 +21,11 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable
 
 from tqdm import tqdm
 
+from hwr import forms
 from hwr.client import ApiError, Client, JobFailed
 
 CSV_FIELDS = ("file", "text", "confidence", "error_code", "error_message")
@@ -50,16 +53,24 @@ def recognize_batch(client: Client, paths: list[str], mode: str, top_k: int, tim
         return [error_row(p, exc.__class__.__name__, str(exc)) for p in paths]
 
 
-class OrderedWriter:
-    """Writes rows in input order as soon as every earlier row is there."""
+def csv_row(row: dict) -> dict:
+    error = row.get("error") or {}
+    return {"file": row["file"], "text": row.get("text", ""), "confidence": row.get("confidence"),
+            "error_code": error.get("code", ""), "error_message": error.get("message", "")}
 
-    def __init__(self, out: IO[str], fmt: str):
-        self.out, self.fmt = out, fmt
+
+class OrderedWriter:
+    """Writes rows in input order as soon as every earlier row is there: JSON lines, or CSV
+    with `columns`, each row made by `to_csv`."""
+
+    def __init__(self, out: IO[str], fmt: str, columns: tuple[str, ...] = CSV_FIELDS,
+                 to_csv: Callable[[dict], dict] = csv_row):
+        self.out, self.fmt, self.to_csv = out, fmt, to_csv
         self.pending: dict[int, dict] = {}
         self.next = 0
         self.lock = threading.Lock()
         self.failed = 0
-        self.csv = csv.DictWriter(out, CSV_FIELDS) if fmt == "csv" else None
+        self.csv = csv.DictWriter(out, columns) if fmt == "csv" else None
         if self.csv:
             self.csv.writeheader()
 
@@ -75,26 +86,23 @@ class OrderedWriter:
     def _write(self, row: dict) -> None:
         self.failed += bool(row.get("error"))
         if self.csv:
-            error = row.get("error") or {}
-            self.csv.writerow({"file": row["file"], "text": row.get("text", ""), "confidence": row.get("confidence"),
-                               "error_code": error.get("code", ""), "error_message": error.get("message", "")})
+            self.csv.writerow(self.to_csv(row))
         else:
             self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def run_recognize(args: argparse.Namespace) -> int:
-    files = [str(f) for f in args.files]
+def run_in_order(args: argparse.Namespace, n_files: int, batches: list[tuple[int, list[str]]],
+                 work: Callable[[Client, list[str]], list[dict]], columns: tuple[str, ...] = CSV_FIELDS,
+                 to_csv: Callable[[dict], dict] = csv_row) -> int:
+    """Run `work` on every batch, `args.concurrency` at once, and write its rows in input order."""
     fmt = "csv" if args.out and args.out.suffix.lower() == ".csv" else "jsonl"
     out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
-    batches = [(i, files[i:i + args.batch_size]) for i in range(0, len(files), args.batch_size)]
-    writer = OrderedWriter(out, fmt)
+    writer = OrderedWriter(out, fmt, columns, to_csv)
     try:
         with Client(args.url, args.api_key) as client, \
-                tqdm(total=len(files), unit="img", disable=args.quiet, file=sys.stderr) as progress, \
+                tqdm(total=n_files, unit="file", disable=args.quiet, file=sys.stderr) as progress, \
                 ThreadPoolExecutor(max_workers=args.concurrency) as pool:
-            futures = {pool.submit(recognize_batch, client, paths, args.mode, args.top_k, args.timeout,
-                                   args.chars): (i, paths)
-                       for i, paths in batches}
+            futures = {pool.submit(work, client, paths): (i, paths) for i, paths in batches}
             for future in as_completed(futures):
                 index, paths = futures[future]
                 writer.add(index, future.result())
@@ -103,8 +111,27 @@ def run_recognize(args: argparse.Namespace) -> int:
         if args.out:
             out.close()
     if writer.failed:
-        print(f"{writer.failed} of {len(files)} files failed", file=sys.stderr)
+        print(f"{writer.failed} of {n_files} files failed", file=sys.stderr)
     return 1 if writer.failed else 0
+
+
+def run_recognize(args: argparse.Namespace) -> int:
+    files = [str(f) for f in args.files]
+    batches = [(i, files[i:i + args.batch_size]) for i in range(0, len(files), args.batch_size)]
+    return run_in_order(args, len(files), batches, lambda client, paths: recognize_batch(
+        client, paths, args.mode, args.top_k, args.timeout, args.chars))
+
+
+def run_forms(args: argparse.Namespace) -> int:
+    try:
+        fields = forms.load_template(args.template)
+    except (OSError, ValueError) as exc:
+        print(f"hwr forms: {exc}", file=sys.stderr)
+        return 2
+    pages = [str(f) for f in args.files]
+    return run_in_order(args, len(pages), [(i, [page]) for i, page in enumerate(pages)],
+                        lambda client, paths: [forms.read_page(client, paths[0], fields, args.top_k, args.timeout)],
+                        forms.csv_columns(fields), lambda row: forms.csv_row(row, fields))
 
 
 def positive(value: str) -> int:
@@ -112,6 +139,17 @@ def positive(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return number
+
+
+def add_common_options(sub: argparse.ArgumentParser, unit: str) -> None:
+    sub.add_argument("--url", default=os.environ.get("HWR_URL", "http://127.0.0.1:8000"),
+                     help="API base URL (default: $HWR_URL or http://127.0.0.1:8000)")
+    sub.add_argument("--api-key", default=os.environ.get("HWR_API_KEY") or None,
+                     help="API key (default: $HWR_API_KEY)")
+    sub.add_argument("--out", type=Path, help="output file, .jsonl or .csv (default: JSON lines on stdout)")
+    sub.add_argument("--concurrency", type=positive, default=4, help=f"{unit} in flight (default: 4)")
+    sub.add_argument("--timeout", type=float, default=300, help="seconds to wait for each job (default: 300)")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,16 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="alternatives per character (default: 5)")
     rec.add_argument("--chars", help="the characters the images may hold: digits, uppercase, letters, "
                                      "or the characters themselves, such as 0123456789ABCDEF (default: all)")
-    rec.add_argument("--url", default=os.environ.get("HWR_URL", "http://127.0.0.1:8000"),
-                     help="API base URL (default: $HWR_URL or http://127.0.0.1:8000)")
-    rec.add_argument("--api-key", default=os.environ.get("HWR_API_KEY") or None,
-                     help="API key (default: $HWR_API_KEY)")
-    rec.add_argument("--out", type=Path, help="output file, .jsonl or .csv (default: JSON lines on stdout)")
-    rec.add_argument("--concurrency", type=positive, default=4, help="requests in flight (default: 4)")
     rec.add_argument("--batch-size", type=positive, default=8, help="files per job (default: 8)")
-    rec.add_argument("--timeout", type=float, default=300, help="seconds to wait for each job (default: 300)")
-    rec.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_common_options(rec, "requests")
     rec.set_defaults(run=run_recognize)
+
+    form = commands.add_parser("forms", help="read the fields of filled-in forms, a row per page",
+                               description=forms.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    form.add_argument("files", nargs="+", type=Path, help="scanned or photographed pages (PNG, JPEG, ...)")
+    form.add_argument("--template", type=Path, required=True,
+                      help="JSON: each field's box [x, y, width, height] on the page, and its mode and chars")
+    form.add_argument("--top-k", type=int, default=5, choices=range(1, 48), metavar="1..47",
+                      help="alternatives per character, in JSON lines (default: 5)")
+    add_common_options(form, "pages")
+    form.set_defaults(run=run_forms)
     return parser
 
 

@@ -132,3 +132,64 @@ def test_the_client_sends_a_page_once_for_its_fields(web_app, redis_client, imag
     assert (form["letter"]["text"], form["digit"]["text"]) == ("A", "3")
     assert form["digit"]["characters"][0]["box"][0] >= 220
     assert sent[0] < 1.5 * len(buf.getvalue()) * 4 / 3  # the page's base64 once, not twice
+
+
+def form_page(number: str, initial: str | None, seed: int) -> bytes:
+    """A filled-in form as a scanner saves it: a number field and an initial box."""
+    from PIL import Image
+
+    from tests.fixtures.web import draw_line
+
+    page = Image.new("L", (800, 400), 238)
+    page.paste(Image.open(io.BytesIO(draw_line(number))), (40, 40))
+    if initial:
+        page.paste(Image.open(io.BytesIO(draw_char(initial, size=80, seed=seed))), (600, 250))
+    buf = io.BytesIO()
+    page.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_forms_reads_every_page_by_its_template_into_a_csv_row(web_app, redis_client, tmp_path):
+    template = tmp_path / "form.json"
+    template.write_text(json.dumps({"fields": {
+        "number": {"box": [20, 20, 400, 120], "mode": "text", "chars": "digits"},
+        "initial": {"box": [580, 230, 160, 140], "mode": "char", "chars": "uppercase"}}}))
+    pages = []
+    for i, (number, initial) in enumerate([("407", "K"), ("12", None), ("95", "X")]):
+        pages.append(tmp_path / f"page-{i}.jpg")
+        pages[-1].write_bytes(form_page(number, initial, i))
+    pages.insert(2, tmp_path / "notes.jpg")
+    pages[2].write_text("not a scan")
+    out = tmp_path / "forms.csv"
+    run = subprocess.run([str(HWR), "forms", *map(str, pages), "--template", str(template), "--url", web_app,
+                          "--out", str(out), "--quiet"], env=base_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "1 of 4 files failed" in run.stderr, run.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["file", "number", "initial", "error_code", "error_message"]
+    assert [r["file"] for r in rows] == list(map(str, pages))
+    assert [(r["number"].replace(" ", ""), r["initial"]) for r in rows] == [
+        ("407", "K"), ("12", ""), ("", ""), ("95", "X")], rows  # page 1's initial is left blank
+    assert rows[2]["error_code"] == "undecodable_image" and "text" in rows[2]["error_message"]
+
+    jsonl = tmp_path / "forms.jsonl"
+    run = subprocess.run([str(HWR), "forms", str(pages[1]), "--template", str(template), "--url", web_app,
+                          "--out", str(jsonl), "--quiet"], env=base_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    [row] = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert row["fields"]["initial"]["error"]["code"] == "blank_image"
+    assert all(c["box"][0] >= 20 for c in row["fields"]["number"]["characters"])  # page pixels
+
+
+@pytest.mark.parametrize("template, says", [
+    ("{", "not valid JSON"),
+    ('{"number": {"box": [0, 0, 10, 10]}}', '"fields"'),
+    ('{"fields": {"number": {"box": [0, 0, 10]}}}', "box must be"),
+    ('{"fields": {"number": {"mode": "word"}}}', "mode must be"),
+    ('{"fields": {"number": {"colour": "red"}}}', "must be an object with some of"),
+])
+def test_forms_refuses_a_bad_template_before_sending_anything(tmp_path, template, says):
+    path = tmp_path / "form.json"
+    path.write_text(template)
+    run = subprocess.run([str(HWR), "forms", "page.jpg", "--template", str(path), "--url", "http://127.0.0.1:9"],
+                         env=base_env(), capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and says in run.stderr, run.stderr
