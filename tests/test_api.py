@@ -206,6 +206,18 @@ def test_fields_are_read_as_regions_of_one_page_sent_once(api):
     assert sorted(c["box"][0] for c in whole["characters"])[-1] >= 600  # the initial, far right
 
 
+def test_rereading_a_page_counts_toward_the_jobs_pixel_budget(api):
+    """A page sent once and read whole many times is as much work as sending it many times."""
+    buf = io.BytesIO()
+    Image.new("L", (5000, 5000), 255).save(buf, format="PNG")  # 25 M pixels, a few KB
+    page = b64(buf.getvalue())
+    many = {"images": [page, *({"image": 0} for _ in range(30))]}
+    error = assert_error(api.post("/v1/jobs", json=many), 413, "too_many_pixels")
+    assert "775000000 pixels" in error["message"], error  # 31 reads of 25 M
+    regions = {"images": [page, *({"image": 0, "box": [0, 0, 100, 100]} for _ in range(30))]}
+    assert api.post("/v1/jobs", json=regions).status_code == 202
+
+
 @pytest.mark.parametrize("items, code, says", [
     ([{"image": "PAGE", "box": [800, 0, 101, 10]}], "invalid_box", "900x500"),
     ([{"image": "PAGE", "box": [0, 490, 10, 11]}], "invalid_box", "900x500"),

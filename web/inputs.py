@@ -259,17 +259,19 @@ def _header_pixels(data: bytes) -> int:
         return 0
 
 
-def check_images(images: list[bytes], max_pixels: int, skip: set[int] | frozenset = frozenset()) -> None:
+def check_images(images: list[bytes], max_pixels: int, skip: set[int] | frozenset = frozenset(),
+                 reread_pixels: int = 0) -> None:
     """Every image must decode, within the pixel limit; the first failure is reported.
     The whole job is held to a pixel budget first, from the headers: most formats are
     decoded here to check them (`check_image`), and hundreds of large-but-legal images
     would keep a web thread decoding past gunicorn's timeout (which kills every request of
-    that process)."""
+    that process). `skip`: items that read an earlier item's image again, whose pixels
+    (`reread_pixels`: their regions' or whole images') count toward the budget too."""
     if not images:
         raise invalid("no image in the request: send `image` files or a non-empty \"images\" list", "no_images")
     budget = max(MAX_JOB_PIXELS, 2 * max_pixels)
     # An image over the per-image limit is left to the loop below, which names it.
-    total = sum(n for n in map(_header_pixels, images) if n <= max_pixels)
+    total = sum(n for n in map(_header_pixels, images) if n <= max_pixels) + reread_pixels
     if total > budget:
         raise ApiError(413, "too_many_pixels", f"the job's {len(images)} images hold {total} pixels in all; "
                                                f"the limit is {budget}: split it into several jobs")
@@ -307,9 +309,20 @@ def parse_submission(request: Request, config: WebConfig, with_timeout: bool) ->
     if with_timeout:
         timeout = parse_seconds("timeout", options.get("timeout", config.recognize_timeout),
                                 config.max_wait_seconds, from_text("timeout"))
-    check_images(images, config.max_image_pixels, skip={i for i, own in enumerate(image_options) if own["source"] != i})
+    rereads = {i for i, own in enumerate(image_options) if own["source"] != i}
+    # Each re-read is work for the worker as if its region were uploaded again: a page sent
+    # once and read a thousand times whole must not slip past the job's pixel budget.
+    reread_pixels = sum(_region_pixels(images, image_options[i]) for i in rereads)
+    check_images(images, config.max_image_pixels, skip=rereads, reread_pixels=reread_pixels)
     _check_boxes(images, image_options)
     return Submission(images, mode, top_k, callback_url, timeout, chars, image_options)
+
+
+def _region_pixels(images: list[bytes], own: dict) -> int:
+    """The pixels an item reads: its box's (at most its image's: a box past the image is
+    refused later, by _check_boxes, saying so), else its whole image's."""
+    whole = _header_pixels(images[own["source"]])
+    return min(own["box"][2] * own["box"][3], whole) if own["box"] else whole
 
 
 def _upright_size(data: bytes) -> tuple[int, int]:
