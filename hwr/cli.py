@@ -124,14 +124,20 @@ def run_recognize(args: argparse.Namespace) -> int:
 
 def run_forms(args: argparse.Namespace) -> int:
     try:
-        fields = forms.load_template(args.template)
+        template = forms.load_template(args.template)
     except (OSError, ValueError) as exc:
         print(f"hwr forms: {exc}", file=sys.stderr)
         return 2
     pages = [str(f) for f in args.files]
-    return run_in_order(args, len(pages), [(i, [page]) for i, page in enumerate(pages)],
-                        lambda client, paths: [forms.read_page(client, paths[0], fields, args.top_k, args.timeout)],
-                        forms.csv_columns(fields), lambda row: forms.csv_row(row, fields))
+
+    def read(client: Client, paths: list[str]) -> list[dict]:
+        row = forms.read_page(client, paths[0], template, args.top_k, args.timeout)
+        if args.review_below is not None and "fields" in row:
+            row["review"] = forms.to_review(row, args.review_below)
+        return [row]
+
+    return run_in_order(args, len(pages), [(i, [page]) for i, page in enumerate(pages)], read,
+                        forms.csv_columns(template), lambda row: forms.csv_row(row, template, args.review_below))
 
 
 def positive(value: str) -> int:
@@ -175,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="JSON: each field's box [x, y, width, height] on the page, and its mode and chars")
     form.add_argument("--top-k", type=int, default=5, choices=range(1, 48), metavar="1..47",
                       help="alternatives per character, in JSON lines (default: 5)")
+    form.add_argument("--review-below", type=float, metavar="CONFIDENCE",
+                      help="list the fields of each page read with less confidence than this (0-1) in a "
+                           "`review` column (JSON lines: a `review` list), for a person to check")
     add_common_options(form, "pages")
     form.set_defaults(run=run_forms)
     return parser

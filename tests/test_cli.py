@@ -165,7 +165,7 @@ def test_forms_reads_every_page_by_its_template_into_a_csv_row(web_app, redis_cl
                           "--out", str(out), "--quiet"], env=base_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 1 and "1 of 4 files failed" in run.stderr, run.stderr[-3000:]
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["file", "number", "initial", "error_code", "error_message"]
+    assert list(rows[0]) == ["file", "number", "initial", "review", "error_code", "error_message"]
     assert [r["file"] for r in rows] == list(map(str, pages))
     assert [(r["number"].replace(" ", ""), r["initial"]) for r in rows] == [
         ("407", "K"), ("12", ""), ("", ""), ("95", "X")], rows  # page 1's initial is left blank
@@ -180,12 +180,46 @@ def test_forms_reads_every_page_by_its_template_into_a_csv_row(web_app, redis_cl
     assert all(c["box"][0] >= 20 for c in row["fields"]["number"]["characters"])  # page pixels
 
 
+def test_forms_scales_boxes_to_each_page_and_lists_weak_fields_for_review(web_app, redis_client, tmp_path):
+    """A template measured on an 800x400 page reads the same form scanned at twice the
+    resolution; --review-below lists the fields read with less confidence."""
+    from PIL import Image
+
+    template = tmp_path / "form.json"
+    template.write_text(json.dumps({"page": [800, 400], "fields": {
+        "number": {"box": [20, 20, 400, 120], "mode": "text", "chars": "digits"},
+        "initial": {"box": [580, 230, 160, 140], "mode": "char"}}}))
+    small = Image.open(io.BytesIO(form_page("52", "H", 7)))
+    big = tmp_path / "page-300dpi.png"
+    small.resize((1600, 800), Image.Resampling.BICUBIC).save(big)
+
+    def forms_jsonl(*extra: str) -> dict:
+        out = tmp_path / "out.jsonl"
+        run = subprocess.run([str(HWR), "forms", str(big), "--template", str(template), "--url", web_app,
+                              "--out", str(out), "--quiet", *extra], env=base_env(), capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return json.loads(out.read_text())
+
+    row = forms_jsonl()
+    fields = row["fields"]
+    assert (fields["number"]["text"].replace(" ", ""), fields["initial"]["text"]) == ("52", "H"), fields
+    assert all(c["box"][0] >= 40 for c in fields["number"]["characters"])  # the big page's pixels
+    assert "review" not in row
+    weaker, stronger = sorted(fields, key=lambda name: fields[name]["confidence"])
+    assert fields[weaker]["confidence"] < fields[stronger]["confidence"], fields
+    between = (fields[weaker]["confidence"] + fields[stronger]["confidence"]) / 2
+    assert forms_jsonl("--review-below", f"{between}")["review"] == [weaker]
+    assert forms_jsonl("--review-below", "0")["review"] == []
+
+
 @pytest.mark.parametrize("template, says", [
     ("{", "not valid JSON"),
     ('{"number": {"box": [0, 0, 10, 10]}}', '"fields"'),
     ('{"fields": {"number": {"box": [0, 0, 10]}}}', "box must be"),
     ('{"fields": {"number": {"mode": "word"}}}', "mode must be"),
     ('{"fields": {"number": {"colour": "red"}}}', "must be an object with some of"),
+    ('{"page": [800], "fields": {"number": {}}}', "page must be [width, height]"),
 ])
 def test_forms_refuses_a_bad_template_before_sending_anything(tmp_path, template, says):
     path = tmp_path / "form.json"
