@@ -21,15 +21,12 @@ error is `blank_image`).
 """
 from __future__ import annotations
 
-import io
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dataclasses import dataclass, replace
-
-from PIL import Image
-
 from hwr.client import ApiError, Client, Field, JobFailed
+from serve.formats import upright_size
 
 FIELD_KEYS = {"box", "mode", "chars", "top_k"}
 
@@ -47,14 +44,6 @@ class Template:
         size = upright_size(data)
         return {name: replace(f, image=data, box=_scaled(f.box, self.page, size) if f.box else None)
                 for name, f in self.fields.items()}
-
-
-def upright_size(data: bytes) -> tuple[int, int]:
-    """(width, height) of an image as the service reads it: after its EXIF orientation."""
-    with Image.open(io.BytesIO(data)) as img:
-        width, height = img.size
-        turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # a quarter turn
-    return (height, width) if turned else (width, height)
 
 
 def _scaled(box: tuple[int, ...], measured_on: tuple[int, int], size: tuple[int, int]) -> tuple[int, ...]:

@@ -5,7 +5,10 @@ what to change, where Pillow's "cannot identify image file" does not.
 """
 from __future__ import annotations
 
+import io
 import re
+
+from PIL import Image
 
 # What clients send instead of an image.
 NOT_IMAGES = (
@@ -63,3 +66,15 @@ def what_it_is(data: bytes) -> str:
         return what
     name = image_format(data)
     return f"a truncated or damaged {name} file" if name else ""
+
+
+def upright_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of an image as it is read (after its EXIF orientation, as browsers
+    show it), from its header. Pillow's exceptions for what is not an image pass through."""
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        try:
+            turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # Orientation: a quarter turn
+        except Exception:  # unreadable EXIF: decoding ignores it too (ImageOps.exif_transpose)
+            turned = False
+    return (height, width) if turned else (width, height)

@@ -90,6 +90,24 @@ def cutmix(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, t
     return mixed, partner, 1 - bh * bw / (h * w)
 
 
+def sharpness_aware_gradients(model: torch.nn.Module, batch_loss, rho: float) -> None:
+    """Sharpness-aware minimization (Foret et al. 2021): replace the gradients by those at
+    the weights moved `rho` uphill, so the step seeks a flat minimum. Twice the work."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.norm(torch.stack([p.grad.norm() for p in params])) + 1e-12
+    moves = []
+    with torch.no_grad():
+        for p in params:
+            move = p.grad * (rho / norm)
+            p.add_(move)
+            moves.append(move)
+    model.zero_grad(set_to_none=True)
+    batch_loss().backward()
+    with torch.no_grad():
+        for p, move in zip(params, moves):
+            p.sub_(move)
+
+
 def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, generator, ema=None,
                 teachers=(), pen=None) -> float:
     model.train()
@@ -113,17 +131,24 @@ def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, gener
         partner = None
         if args.cutmix and float(torch.rand(1, generator=generator)) < args.cutmix:
             x, partner, kept = cutmix(x, generator)
-        logits = model(x)
-        loss = F.cross_entropy(logits + adjust, labels[idx], label_smoothing=args.label_smoothing)
-        if partner is not None:
-            loss = kept * loss + (1 - kept) * F.cross_entropy(
-                logits + adjust, labels[idx][partner], label_smoothing=args.label_smoothing)
-        if teachers:
-            soft = distillation_loss(logits, ensemble_probs(teachers, x, args.distill_temperature),
-                                     args.distill_temperature)
-            loss = (1 - args.distill_weight) * loss + args.distill_weight * soft
+        soft_targets = ensemble_probs(teachers, x, args.distill_temperature) if teachers else None
+
+        def batch_loss() -> torch.Tensor:
+            logits = model(x)
+            loss = F.cross_entropy(logits + adjust, labels[idx], label_smoothing=args.label_smoothing)
+            if partner is not None:
+                loss = kept * loss + (1 - kept) * F.cross_entropy(
+                    logits + adjust, labels[idx][partner], label_smoothing=args.label_smoothing)
+            if soft_targets is not None:
+                soft = distillation_loss(logits, soft_targets, args.distill_temperature)
+                loss = (1 - args.distill_weight) * loss + args.distill_weight * soft
+            return loss
+
         optimizer.zero_grad(set_to_none=True)
+        loss = batch_loss()
         loss.backward()
+        if args.sam:
+            sharpness_aware_gradients(model, batch_loss, args.sam)
         optimizer.step()
         scheduler.step()
         if ema is not None:
@@ -196,6 +221,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "canvas draws it (training/pen.py; default 0.3, baseline 0)")
     p.add_argument("--cutmix", type=float, default=0.0,
                    help="share of batches mixed with CutMix (Yun et al. 2019; 0: off)")
+    p.add_argument("--sam", type=float, default=0.0, metavar="RHO",
+                   help="sharpness-aware minimization with this radius (e.g. 0.05; twice the work); 0: off")
     p.add_argument("--limit", type=int, default=None, help="use only the first N train/test images")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -26,7 +26,7 @@ import httpx
 from flask import Request
 from PIL import Image
 
-from serve.formats import image_format
+from serve.formats import image_format, upright_size
 from serve.preprocess import PreprocessError, check_image
 from web.config import MODES, NUM_CLASSES, WebConfig
 from web.errors import ApiError
@@ -325,17 +325,6 @@ def _region_pixels(images: list[bytes], own: dict) -> int:
     return min(own["box"][2] * own["box"][3], whole) if own["box"] else whole
 
 
-def _upright_size(data: bytes) -> tuple[int, int]:
-    """(width, height) as the image is read: after its EXIF orientation, as browsers show it."""
-    with Image.open(io.BytesIO(data)) as img:
-        width, height = img.size
-        try:
-            turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # Orientation: a quarter turn
-        except Exception:  # unreadable EXIF: decoding ignores it too (ImageOps.exif_transpose)
-            turned = False
-    return (height, width) if turned else (width, height)
-
-
 def _check_boxes(images: list[bytes], image_options: tuple[dict, ...]) -> None:
     sizes: dict[int, tuple[int, int]] = {}
     for i, own in enumerate(image_options):
@@ -343,7 +332,7 @@ def _check_boxes(images: list[bytes], image_options: tuple[dict, ...]) -> None:
             continue
         source = own["source"]
         if source not in sizes:
-            sizes[source] = _upright_size(images[source])
+            sizes[source] = upright_size(images[source])
         (x, y, w, h), (width, height) = own["box"], sizes[source]
         if x + w > width or y + h > height:
             raise invalid(f"images[{i}].box [{x}, {y}, {w}, {h}] reaches past its image, which is "
