@@ -8,49 +8,36 @@ top_k, callback_url, timeout) as form fields, JSON keys or query parameters (the
 over the query). Every image is checked (header, pixel limit, and a decode or, for PNG,
 its chunk CRCs: serve.preprocess.check_image) before a job is created, so a job does not
 hold garbage.
-Anything wrong is a 4xx ApiError with a message that says what and where.
+Anything wrong is a 4xx ApiError with a message that says what and where (the checks
+themselves: web.validate; a form's per-image options and regions: web.fields).
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import io
 import json
-import math
 import re
 import unicodedata
 from dataclasses import dataclass
 
 import httpx
 from flask import Request
-from PIL import Image
 
-from serve.formats import image_format, upright_size
+from serve.formats import image_format
 from serve.preprocess import PreprocessError, check_image
-from web.config import MODES, NUM_CLASSES, WebConfig
+from web import fields
+from web.config import NUM_CLASSES, WebConfig
 from web.errors import ApiError
-from worker import charsets
+from web.validate import chars_option, header_pixels, int_option, invalid, mode_option, parse_seconds
 from worker.webhooks import check_callback_url
 
 OPTION_FIELDS = ("mode", "top_k", "chars", "callback_url")
-# What a JSON image object may set for itself (a form's fields each have their own kind,
-# and may be regions of one scanned page).
-IMAGE_OPTION_FIELDS = ("mode", "top_k", "chars", "name", "box")
-MAX_NAME_LENGTH = 200
 # Multipart file fields that hold images: `image` as documented, and the names other upload
 # clients use by habit.
 IMAGE_FIELDS = ("image", "images", "file", "files", "image[]", "images[]", "file[]", "files[]")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-DATA_URL = re.compile(r"^data:[\w.+/-]*;base64,", re.IGNORECASE)
-BASE64_WHITESPACE = str.maketrans("", "", " \t\r\n")
 # Pixels (from the headers) one job's images may hold in all: decoding them to check them
 # takes a web thread about a second per 150 M pixels on a small machine.
 MAX_JOB_PIXELS = 500_000_000
-# Numbers in form fields and query strings: ASCII digits only (Python's int() and float()
-# would also take "５", "٣" or "1_0", which no client means).
-TEXT_INT = re.compile(r"\s*[+-]?[0-9]{1,6}\s*")
-TEXT_NUMBER = re.compile(r"\s*[+-]?([0-9]{1,12}(\.[0-9]{0,12})?|\.[0-9]{1,12})([eE][+-]?[0-9]{1,3})?\s*")
 
 
 @dataclass(frozen=True)
@@ -77,35 +64,6 @@ class Submission:
         return h.hexdigest()
 
 
-def invalid(message: str, code: str = "invalid_request") -> ApiError:
-    return ApiError(422, code, message)
-
-
-def _int_option(name: str, value: object, low: int, high: int, from_text: bool, code: str = "") -> int:
-    """An integer option; form fields and query parameters are text, JSON must be a number."""
-    code = code or f"invalid_{name}"
-    if from_text and isinstance(value, str) and TEXT_INT.fullmatch(value):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(f"{name} must be an integer between {low} and {high}", code)
-    if not low <= value <= high:
-        raise invalid(f"{name} must be between {low} and {high}, got {value}", code)
-    return value
-
-
-def parse_seconds(name: str, value: object, high: float, from_text: bool = True) -> float:
-    """A wait in seconds, 0..high, from JSON (number) or a query/form string."""
-    if from_text and isinstance(value, str):
-        if not TEXT_NUMBER.fullmatch(value):
-            raise invalid(f"{name} must be a number of seconds between 0 and {high:g}", f"invalid_{name}")
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise invalid(f"{name} must be a number of seconds between 0 and {high:g}", f"invalid_{name}")
-    if not 0 <= value <= high:
-        raise invalid(f"{name} must be between 0 and {high:g} seconds, got {value:g}", f"invalid_{name}")
-    return float(value)
-
-
 def check_query(request: Request, allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(request.args) - set(allowed))
     if unknown:
@@ -113,46 +71,6 @@ def check_query(request: Request, allowed: tuple[str, ...]) -> None:
     for name in allowed:
         if len(request.args.getlist(name)) > 1:
             raise invalid(f"query parameter {name} is given more than once")
-
-
-def _decode_base64(value: object, index: int) -> bytes:
-    if not isinstance(value, str):
-        raise invalid(f"images[{index}] must be a base64 string", "invalid_base64")
-    # Line breaks as MIME writes them (`base64` without -w0, Python's encodebytes, Java's
-    # MIME encoder) are part of valid base64 (RFC 2045); anything else that is not of
-    # the alphabet is refused.
-    text = DATA_URL.sub("", value, count=1).translate(BASE64_WHITESPACE)
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise invalid(f"images[{index}] is not valid base64", "invalid_base64") from None
-
-
-def _json_image(value: object, index: int, sources: list[int]) -> tuple[bytes, dict]:
-    """One item of a JSON "images" list: a base64 string, or an object {"image": "<base64>",
-    and any of mode, top_k, chars, name, box} for an image with options of its own. Its
-    "image" may instead be the index of an earlier item, whose upload it reads again (a
-    region of the same page: then its bytes are b"" and its options name the `source`).
-    `sources`: the upload each earlier item reads."""
-    if not isinstance(value, dict):
-        return _decode_base64(value, index), {}
-    unknown = sorted(set(value) - {"image", *IMAGE_OPTION_FIELDS})
-    if unknown:
-        raise invalid(f"images[{index}]: unknown key(s) {', '.join(map(str, unknown))[:200]}; allowed: image, "
-                      f"{', '.join(IMAGE_OPTION_FIELDS)}")
-    if "image" not in value:
-        raise invalid(f'images[{index}] is an object without "image", its base64 image', "invalid_images")
-    for name in IMAGE_OPTION_FIELDS:
-        if name in value and value[name] is None:
-            raise invalid(f"images[{index}].{name} is null; leave it out for the job's value", f"invalid_{name}")
-    own = {k: value[k] for k in IMAGE_OPTION_FIELDS if k in value}
-    image = value["image"]
-    if isinstance(image, int) and not isinstance(image, bool):
-        if not 0 <= image < index:
-            raise invalid(f"images[{index}].image refers to images[{image}]; it may refer only to an earlier "
-                          f"item (0 to {index - 1}), whose image it reads again", "invalid_images")
-        return b"", {**own, "source": sources[image]}
-    return _decode_base64(image, index), own
 
 
 def _refuse_chunked_body_over_limit(request: Request, config: WebConfig) -> None:
@@ -231,7 +149,7 @@ def _images_and_options(request: Request, config: WebConfig,
         items: list[tuple[bytes, dict]] = []
         sources: list[int] = []
         for i, value in enumerate(images):
-            items.append(_json_image(value, i, sources))
+            items.append(fields.json_image(value, i, sources))
             sources.append(items[-1][1].get("source", i))
         if any(own for _, own in items):
             options["image_options"] = [own for _, own in items]
@@ -250,15 +168,6 @@ def _images_and_options(request: Request, config: WebConfig,
                    "or application/octet-stream")
 
 
-def _header_pixels(data: bytes) -> int:
-    """width x height from the image header alone (0 if unreadable: check_image says why)."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.size[0] * img.size[1]
-    except Exception:
-        return 0
-
-
 def check_images(images: list[bytes], max_pixels: int, skip: set[int] | frozenset = frozenset(),
                  reread_pixels: int = 0) -> None:
     """Every image must decode, within the pixel limit; the first failure is reported.
@@ -271,7 +180,7 @@ def check_images(images: list[bytes], max_pixels: int, skip: set[int] | frozense
         raise invalid("no image in the request: send `image` files or a non-empty \"images\" list", "no_images")
     budget = max(MAX_JOB_PIXELS, 2 * max_pixels)
     # An image over the per-image limit is left to the loop below, which names it.
-    total = sum(n for n in map(_header_pixels, images) if n <= max_pixels) + reread_pixels
+    total = sum(n for n in map(header_pixels, images) if n <= max_pixels) + reread_pixels
     if total > budget:
         raise ApiError(413, "too_many_pixels", f"the job's {len(images)} images hold {total} pixels in all; "
                                                f"the limit is {budget}: split it into several jobs")
@@ -293,10 +202,10 @@ def parse_submission(request: Request, config: WebConfig, with_timeout: bool) ->
     def from_text(name: str) -> bool:
         return body_is_text or name not in body_options
 
-    mode = _mode(options.get("mode", "char"), "mode")
-    top_k = _int_option("top_k", options.get("top_k", 5), 1, NUM_CLASSES, from_text("top_k"))
-    chars = _chars(options["chars"], "") if "chars" in options else ""
-    image_options = tuple(_image_options(own, i, mode, top_k, chars)
+    mode = mode_option(options.get("mode", "char"), "mode")
+    top_k = int_option("top_k", options.get("top_k", 5), 1, NUM_CLASSES, from_text("top_k"))
+    chars = chars_option(options["chars"], "") if "chars" in options else ""
+    image_options = tuple(fields.image_options(own, i, mode, top_k, chars)
                           for i, own in enumerate(options.get("image_options", ())))
     callback_url = options.get("callback_url")
     if callback_url is not None:
@@ -312,65 +221,10 @@ def parse_submission(request: Request, config: WebConfig, with_timeout: bool) ->
     rereads = {i for i, own in enumerate(image_options) if own["source"] != i}
     # Each re-read is work for the worker as if its region were uploaded again: a page sent
     # once and read a thousand times whole must not slip past the job's pixel budget.
-    reread_pixels = sum(_region_pixels(images, image_options[i]) for i in rereads)
+    reread_pixels = sum(fields.region_pixels(images, image_options[i]) for i in rereads)
     check_images(images, config.max_image_pixels, skip=rereads, reread_pixels=reread_pixels)
-    _check_boxes(images, image_options)
+    fields.check_boxes(images, image_options)
     return Submission(images, mode, top_k, callback_url, timeout, chars, image_options)
-
-
-def _region_pixels(images: list[bytes], own: dict) -> int:
-    """The pixels an item reads: its box's (at most its image's: a box past the image is
-    refused later, by _check_boxes, saying so), else its whole image's."""
-    whole = _header_pixels(images[own["source"]])
-    return min(own["box"][2] * own["box"][3], whole) if own["box"] else whole
-
-
-def _check_boxes(images: list[bytes], image_options: tuple[dict, ...]) -> None:
-    sizes: dict[int, tuple[int, int]] = {}
-    for i, own in enumerate(image_options):
-        if own["box"] is None:
-            continue
-        source = own["source"]
-        if source not in sizes:
-            sizes[source] = upright_size(images[source])
-        (x, y, w, h), (width, height) = own["box"], sizes[source]
-        if x + w > width or y + h > height:
-            raise invalid(f"images[{i}].box [{x}, {y}, {w}, {h}] reaches past its image, which is "
-                          f"{width}x{height} pixels", "invalid_box")
-
-
-def _mode(value: object, where: str) -> str:
-    if value not in MODES:
-        raise invalid(f"{where} must be one of {', '.join(MODES)}, got {str(value)[:40]!r}", "invalid_mode")
-    return str(value)
-
-
-def _chars(value: object, where: str) -> str:
-    try:
-        return charsets.parse_chars(value)
-    except ValueError as exc:
-        raise invalid(f"{where}{': ' if where else ''}{exc}", "invalid_chars") from None
-
-
-def _image_options(own: dict, index: int, mode: str, top_k: int, chars: str) -> dict:
-    """One image's options in full: its own where it set them, the job's elsewhere."""
-    where = f"images[{index}]"
-    name = own.get("name", "")
-    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or any(unicodedata.category(c)[0] == "C" for c in name):
-        raise invalid(f"{where}.name must be a string of at most {MAX_NAME_LENGTH} printable characters",
-                      "invalid_name")
-    box = own.get("box")
-    if box is not None and not (isinstance(box, list) and len(box) == 4
-                                and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10**6 for v in box)
-                                and box[2] >= 1 and box[3] >= 1):
-        raise invalid(f"{where}.box must be [x, y, width, height]: whole pixels, width and height at least 1",
-                      "invalid_box")
-    return {"source": own.get("source", index), "box": box,
-            "mode": _mode(own["mode"], f"{where}.mode") if "mode" in own else mode,
-            "top_k": (_int_option(f"{where}.top_k", own["top_k"], 1, NUM_CLASSES, False, "invalid_top_k")
-                      if "top_k" in own else top_k),
-            "chars": _chars(own["chars"], where) if "chars" in own else chars,
-            "name": name}
 
 
 def check_deliverable_url(url: str) -> None:
