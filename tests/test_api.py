@@ -317,11 +317,12 @@ def test_an_image_sent_with_no_type_at_all_is_read(api, char_png):
 def test_other_upload_field_names_are_taken_in_order(api, char_png):
     blank = io.BytesIO()
     Image.new("L", (60, 60), 255).save(blank, format="PNG")
-    files = [("file", ("1.png", char_png)), ("images[]", ("2.png", blank.getvalue())), ("image", ("3.png", char_png))]
+    files = [("file", ("1.png", char_png)), ("images[]", ("2.png", blank.getvalue())), ("image", ("3.png", char_png)),
+             ("files[0]", ("4.png", char_png)), ("files[1]", ("5.png", blank.getvalue()))]
     response = api.post("/v1/recognize", files=files)
     assert response.status_code == 200, response.text
     codes = [r.get("error", {}).get("code") for r in response.json()["results"]]
-    assert codes == [None, "blank_image", None]
+    assert codes == [None, "blank_image", None, None, "blank_image"]
     assert_error(api.post("/v1/jobs", files={"picture": ("a.png", char_png)}), 422, "invalid_request")
 
 

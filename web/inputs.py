@@ -32,8 +32,8 @@ from worker.webhooks import check_callback_url
 
 OPTION_FIELDS = ("mode", "top_k", "chars", "callback_url")
 # Multipart file fields that hold images: `image` as documented, and the names other upload
-# clients use by habit.
-IMAGE_FIELDS = ("image", "images", "file", "files", "image[]", "images[]", "file[]", "files[]")
+# clients use by habit, with the `[]` or `[0]`, `[1]`, ... that PHP-style form builders append.
+IMAGE_FIELD = re.compile(r"(image|images|file|files)(\[[0-9]{0,6}\])?")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # Pixels (from the headers) one job's images may hold in all: decoding them to check them
 # takes a web thread about a second per 150 M pixels on a small machine.
@@ -102,14 +102,15 @@ def _images_and_options(request: Request, config: WebConfig,
                        {"Accept-Encoding": "identity"})
     _refuse_chunked_body_over_limit(request, config)
     if mimetype == "multipart/form-data":
-        unknown = sorted((set(request.form) - set(option_names)) | (set(request.files) - set(IMAGE_FIELDS)))
+        unknown = sorted((set(request.form) - set(option_names))
+                         | {name for name in request.files if not IMAGE_FIELD.fullmatch(name)})
         if unknown:
             raise invalid(f"unknown form field(s): {', '.join(unknown)}; images go in `image` file fields, "
                           f"options are {', '.join(option_names)}")
         for name in option_names:
             if len(request.form.getlist(name)) > 1:
                 raise invalid(f"form field {name} is given more than once")
-        files = [f for name, f in request.files.items(multi=True) if name in IMAGE_FIELDS]  # in body order
+        files = [f for name, f in request.files.items(multi=True) if IMAGE_FIELD.fullmatch(name)]  # in body order
         if len(files) > config.max_images_per_job:
             raise ApiError(413, "too_many_images",
                            f"{len(files)} images in one job; the limit is {config.max_images_per_job}")
