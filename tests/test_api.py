@@ -134,7 +134,38 @@ def test_chars_restricts_the_classes_read(api, torchserve):
     assert plain["chars"] is None and plain["results"][0]["text"] == direct[0]["char"]
 
 
-@pytest.mark.parametrize("value", ["", "0-9", "ｘ", "0 1", "a" * 201])
+def written(text: str) -> bytes:
+    """A line in OpenCV's script font (joined-up digits, a real pen's marks), as PNG bytes."""
+    import cv2
+
+    page = np.full((120, 60 + 45 * len(text)), 245, np.uint8)
+    cv2.putText(page, text, (20, 85), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 2.0, 20, thickness=5, lineType=cv2.LINE_AA)
+    buf = io.BytesIO()
+    Image.fromarray(page).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_marks_named_in_chars_are_read_in_text_mode(api):
+    """A date's slashes and an amount's point come back where chars names them; left out,
+    they are not read (the model has no class for them) and not guessed as digits."""
+    fields = [("12/05/26", "0123456789/"), ("3.50", "0123456789.,"), ("4,20", "0123456789.,"),
+              ("12-05", "-0123456789"), ("12.05.2026", "0123456789.")]
+    body = {"mode": "text", "images": [{"image": b64(written(text)), "chars": chars} for text, chars in fields]}
+    response = api.post("/v1/recognize", json=body)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["text"] for r in results] == [text for text, _ in fields], results
+    date = results[0]
+    slashes = [c for c in date["characters"] if c["char"] == "/"]
+    assert len(slashes) == 2 and all(c["alternatives"] == [{"char": "/", "p": 1.0}] for c in slashes)
+    digits = [c["confidence"] for c in date["characters"] if c["char"] != "/"]
+    assert date["confidence"] == pytest.approx(sum(digits) / len(digits), abs=1e-5)  # marks do not count
+    plain = api.post("/v1/recognize", json={"mode": "text", "chars": "digits",
+                                            "images": [b64(written(text)) for text, _ in fields[1:3]]})
+    assert [r["text"] for r in plain.json()["results"]] == ["350", "420"]
+
+
+@pytest.mark.parametrize("value", ["", "0-9", "A-Z", "ｘ", "0 1", "./", "a" * 201])
 def test_bad_chars_is_422(api, char_png, value):
     files = {"image": ("a.png", char_png)}
     error = assert_error(api.post("/v1/jobs", files=files, data={"chars": value}), 422, "invalid_chars")

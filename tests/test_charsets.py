@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.charsets import CLASSES, parse_chars, restrict
+from worker.charsets import CLASSES, classes_of, marks_of, parse_chars, restrict
 
 
 @pytest.mark.parametrize("value, allowed", [
@@ -16,14 +16,26 @@ from worker.charsets import CLASSES, parse_chars, restrict
     ("abc", "Cab"),  # a and b have classes of their own, c is C's
     (CLASSES, ""),  # every class: no restriction
     (CLASSES.lower() + CLASSES.upper(), ""),
+    ("/0123456789.", "0123456789./"),  # marks after the classes, in MARKS order
+    ("-0123456789", "0123456789-"),
+    (CLASSES + ",", CLASSES + ","),  # every class, and a mark: spelt out
 ])
 def test_parse_chars(value, allowed):
     assert parse_chars(value) == allowed
 
 
+@pytest.mark.parametrize("chars, classes, marks", [
+    ("", "", ""), ("0123456789./", "0123456789", "./"), (CLASSES + ",", "", ","), ("AB", "AB", ""),
+])
+def test_a_parsed_chars_splits_into_classes_and_marks(chars, classes, marks):
+    assert (classes_of(chars), marks_of(chars)) == (classes, marks)
+
+
 @pytest.mark.parametrize("value, says", [
     ("", "empty"),
-    ("12-3", "'-'"),
+    ("12-3", "looks like a range"),
+    ("./", "only marks"),
+    ("1;2", "';'"),
     ("A B", "' '"),
     ("ı", "'ı'"),  # upper() makes it I, but no client means that
     ("７", "'７'"),

@@ -348,3 +348,31 @@ def test_a_page_of_scribbles_costs_a_bounded_number_of_candidates(monkeypatch):
     assert sum(len(t.pieces) for t in frugal) < candidates / 4
     for touching in frugal:
         assert all(j == i + 1 or (i, j) == (0, touching.n_cuts - 1) for i, j in touching.spans)
+
+
+def marked_line() -> np.ndarray:
+    """1 / 7 . 4 - 2 , as a pen draws them: an upright 1, a slash leaning 35 degrees, a 7,
+    a full stop on the baseline, a 4-like box, a hyphen at mid height, a 2-like box, a comma."""
+    img = page((140, 640))
+    cv2.line(img, (40, 30), (40, 100), 255, 6)  # 1
+    cv2.line(img, (110, 100), (150, 30), 255, 6)  # /
+    cv2.line(img, (190, 30), (240, 30), 255, 6)  # 7
+    cv2.line(img, (240, 30), (205, 100), 255, 6)
+    cv2.circle(img, (275, 96), 4, 255, -1)  # .
+    cv2.rectangle(img, (310, 30), (350, 100), 255, 6)  # a letter
+    cv2.line(img, (385, 66), (420, 66), 255, 6)  # -
+    cv2.rectangle(img, (455, 30), (495, 100), 255, 6)  # a letter
+    cv2.line(img, (520, 96), (512, 118), 255, 6)  # ,
+    cv2.rectangle(img, (550, 30), (590, 100), 255, 6)  # a letter
+    return img
+
+
+@pytest.mark.parametrize("marks", ["./,-", "/", ""])
+def test_marks_are_kept_by_their_shape_only_where_asked(marks):
+    cuts = segment.segment(preprocess.ink_map(marked_line()), marks=marks)
+    read = [c.mark or "x" for c in cuts]
+    # Not asked for, the small marks are left out as before; the slash, a big stroke, goes to the model.
+    expected = [r if r == "x" or r in marks else "x" if r == "/" else None
+                for r in ["x", "/", "x", ".", "x", "-", "x", ",", "x"]]
+    assert read == [r for r in expected if r], read
+    assert [c.box[0] for c in cuts] == sorted(c.box[0] for c in cuts)  # still left to right

@@ -51,12 +51,14 @@ def build_spec(config: WebConfig) -> dict:
                  "description": "`char`: each image is one character; `text`: a line of text, segmented"},
         "top_k": {"type": "integer", "minimum": 1, "maximum": NUM_CLASSES, "default": 5,
                   "description": "Alternatives listed per character"},
-        "chars": {"type": "string", "pattern": f"^[0-9A-Za-z]{{1,{charsets.MAX_LENGTH}}}$",
+        "chars": {"type": "string", "pattern": f"^[0-9A-Za-z.,/-]{{1,{charsets.MAX_LENGTH}}}$",
                   "description": "The characters the images may hold (a form field known to be digits, say): "
                                  "`digits`, `uppercase`, `letters`, or the characters themselves, such as "
                                  "`0123456789ABCDEF`. Only those classes are read, their probabilities "
                                  "renormalized. Lowercase letters EMNIST merges with their capitals (c, o, "
-                                 "s, ...) mean the capital. Default: all 47 classes"},
+                                 "s, ...) mean the capital. In text mode, the marks . , - / may be named too: "
+                                 "they are then read where their shape shows them (`0123456789./` for a "
+                                 "date or an amount). Default: all 47 classes, no marks"},
         "callback_url": {"type": "string", "maxLength": 2048,
                          "description": "Public http(s) URL that gets the finished job as a signed POST"},
     }

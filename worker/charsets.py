@@ -21,11 +21,15 @@ NAMED = {
     "letters": CLASSES[10:],
 }
 MAX_LENGTH = 200  # a list of characters longer than this is not a list of characters
+# Marks the model has no class for. In text mode, a field whose `chars` name them gets them
+# in its reading where their shape says they are (worker/segment.py: a full stop, a comma,
+# a hyphen, a slash), so "3.50" and "12/05/26" do not come back as 350 and 12105126.
+MARKS = ".,-/"
 
 
 def parse_chars(value: str) -> str:
-    """The classes a `chars` option allows, in label order ("" for all of them), or
-    ValueError saying what is wrong."""
+    """The classes a `chars` option allows, in label order, then the marks it allows ("" for
+    all classes and no marks), or ValueError saying what is wrong."""
     if not isinstance(value, str):
         raise ValueError(f"chars must be a string, got {type(value).__name__}")
     if value in NAMED:
@@ -34,17 +38,37 @@ def parse_chars(value: str) -> str:
         raise ValueError(f"chars is empty: give the characters the field holds, or one of {', '.join(NAMED)}")
     if len(value) > MAX_LENGTH:
         raise ValueError(f"chars is {len(value)} characters long; the model has {len(CLASSES)} classes")
+    inner = value[1:-1]
+    if "-" in inner and not value.startswith("-") and not value.endswith("-"):
+        raise ValueError(f"chars {value[:40]!r} looks like a range: list the characters themselves "
+                         f"(0123456789) or name a set ({', '.join(NAMED)}); a hyphen that the field may "
+                         f"hold goes first or last (0123456789-)")
     wanted = set()
     for char in value:
-        if char in CLASSES:
+        if char in CLASSES or char in MARKS:
             wanted.add(char)
         elif char.isascii() and char.upper() in CLASSES:  # merged into its capital by EMNIST
             wanted.add(char.upper())
         else:
             raise ValueError(f"chars holds {char!r}, which the model cannot read (it reads 0-9, A-Z and "
-                             f"a b d e f g h n q r t); or name a set: {', '.join(NAMED)}")
+                             f"a b d e f g h n q r t, and in text mode the marks {' '.join(MARKS)}); "
+                             f"or name a set: {', '.join(NAMED)}")
     allowed = "".join(c for c in CLASSES if c in wanted)
-    return "" if allowed == CLASSES else allowed
+    marks = "".join(m for m in MARKS if m in wanted)
+    if not allowed:
+        raise ValueError(f"chars holds only marks ({' '.join(marks)}): add the characters the field holds")
+    return "" if allowed == CLASSES and not marks else allowed + marks
+
+
+def classes_of(chars: str) -> str:
+    """The model's classes a parsed `chars` allows ("" for all of them)."""
+    classes = "".join(c for c in chars if c not in MARKS)
+    return "" if classes == CLASSES else classes
+
+
+def marks_of(chars: str) -> str:
+    """The marks a parsed `chars` allows."""
+    return "".join(c for c in chars if c in MARKS)
 
 
 def restrict(answers: list[dict], allowed: str, top_k: int) -> list[dict]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serve import preprocess
-from worker import segment, upright
+from worker import charsets, segment, upright
 
 # Below this many pixels on a side no character is legible (EMNIST tiles are 28x28).
 MIN_SIDE = 8
@@ -27,6 +27,8 @@ class ImagePlan:
     spaces: list[str] = field(default_factory=list)  # text to put before each character
     # Per box: a group of touching characters, with its candidates' boxes in the image.
     touching: list[tuple[segment.Touching, list[list[int]]] | None] = field(default_factory=list)
+    # Per box: a mark read by its shape (charsets.MARKS), which has no tile; "" for the model's.
+    marks: list[str] = field(default_factory=list)
     error: dict | None = None
 
 
@@ -34,14 +36,15 @@ def _error(code: str, message: str) -> dict:
     return {"code": code, "message": message}
 
 
-def plan_image(data: bytes | None, mode: str, max_pixels: int) -> ImagePlan:
+def plan_image(data: bytes | None, mode: str, max_pixels: int, marks: str = "") -> ImagePlan:
+    """`marks`: in text mode, the marks (charsets.MARKS) to read where their shape shows them."""
     if data is None:
         return ImagePlan(error=_error("image_expired", "the image blob expired before the job ran"))
     try:
         gray = preprocess.decode_image(data, max_pixels)
     except preprocess.PreprocessError as exc:
         return ImagePlan(error=_error(exc.code, str(exc)))
-    return plan_decoded(gray, mode)
+    return plan_decoded(gray, mode, marks=marks)
 
 
 class Pages:
@@ -55,7 +58,7 @@ class Pages:
         self.shared = {i for i, n in Counter(sources).items() if n > 1}
         self.decoded: dict[int, np.ndarray | ImagePlan] = {}
 
-    def plan(self, index: int, mode: str, box: list[int] | None) -> ImagePlan:
+    def plan(self, index: int, mode: str, box: list[int] | None, marks: str = "") -> ImagePlan:
         """Upload `index` read in `mode`, only its region `box` [x, y, w, h] if given."""
         page = self.decoded.get(index)
         if page is None:
@@ -67,7 +70,7 @@ class Pages:
                 page = ImagePlan(error=_error(exc.code, str(exc)))
             if index in self.shared:
                 self.decoded[index] = page
-        return page if isinstance(page, ImagePlan) else plan_decoded(page, mode, box)
+        return page if isinstance(page, ImagePlan) else plan_decoded(page, mode, box, marks)
 
 
 def _moved(plan: ImagePlan, dx: int, dy: int) -> ImagePlan:
@@ -79,11 +82,11 @@ def _moved(plan: ImagePlan, dx: int, dy: int) -> ImagePlan:
     return plan
 
 
-def plan_decoded(gray: np.ndarray, mode: str, box: list[int] | None = None) -> ImagePlan:
+def plan_decoded(gray: np.ndarray, mode: str, box: list[int] | None = None, marks: str = "") -> ImagePlan:
     """A decoded grey image (or its region `box`, [x, y, w, h]) -> tiles and boxes."""
     if box is not None:
         x, y, w, h = box
-        return _moved(plan_decoded(gray[y:y + h, x:x + w], mode), x, y)
+        return _moved(plan_decoded(gray[y:y + h, x:x + w], mode, marks=marks), x, y)
     try:
         height, width = gray.shape
         if min(height, width) < MIN_SIDE:  # 1x1, 2x2, a 1-px strip: a result would be a guess
@@ -92,12 +95,13 @@ def plan_decoded(gray: np.ndarray, mode: str, box: list[int] | None = None) -> I
                                    f"{MIN_SIDE}x{MIN_SIDE}"))
         ink = preprocess.ink_map(gray)
         if mode == "text":
-            ink, cuts, warp = upright.segment_upright(ink)
+            ink, cuts, warp = upright.segment_upright(ink, marks)
             if not cuts:
                 raise preprocess.BlankImageError("no ink found in the image")
             plan = ImagePlan()
             for i, cut in enumerate(cuts):
-                pieces = cut.touching.pieces if cut.touching else [cut]
+                pieces = cut.touching.pieces if cut.touching else [cut] if not cut.mark else []
+                plan.marks.append(cut.mark)
                 plan.tiles.extend(segment.char_tile(ink, piece) for piece in pieces)
                 plan.touching.append(
                     (cut.touching, [warp.original_box(p.box) for p in pieces]) if cut.touching else None)
@@ -128,7 +132,12 @@ def build_results(plans: list[ImagePlan], answers: list[dict]) -> list[dict]:
             results.append({"text": "", "confidence": 0.0, "characters": [], "error": plan.error})
             continue
         chars, text, failed = [], [], None
-        for box, space, touching in zip(plan.boxes, plan.spaces, plan.touching):
+        for box, space, touching, mark in zip(plan.boxes, plan.spaces, plan.touching,
+                                              plan.marks or [""] * len(plan.boxes)):
+            if mark:  # read by its shape: no answer of the model's belongs to it
+                chars.append({"char": mark, "confidence": 1.0, "box": box, "alternatives": [{"char": mark, "p": 1.0}]})
+                text.append(space + mark)
+                continue
             n = len(touching[0].pieces) if touching else 1
             group, cursor = answers[cursor:cursor + n], cursor + n
             errors = [a for a in group if "predictions" not in a]
@@ -149,7 +158,9 @@ def build_results(plans: list[ImagePlan], answers: list[dict]) -> list[dict]:
         if failed is not None and not chars:
             results.append({"text": "", "confidence": 0.0, "characters": [], "error": failed})
             continue
-        # The text's confidence is the mean of its characters' (one weak character shows).
-        confidence = round(float(np.mean([c["confidence"] for c in chars])), 6) if chars else 0.0
+        # The text's confidence is the mean of its characters' (one weak character shows);
+        # marks, found by their shape, have no confidence of the model's to add.
+        read = [c["confidence"] for c in chars if c["char"] not in charsets.MARKS]
+        confidence = round(float(np.mean(read)), 6) if read else 0.0
         results.append({"text": "".join(text), "confidence": confidence, "characters": chars})
     return results

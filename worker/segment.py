@@ -56,6 +56,9 @@ MARK_HEIGHT, MARK_WIDTH = 0.3, 0.6
 # (a comma), is a mark however close: no letter lies there. (A bit broken off a letter's
 # foot lies where a full stop does: those two are told apart by their gap alone.)
 MARK_SIZE, HIGH_MARK, LOW_MARK = 0.5, 0.45, 0.7
+# A full stop close to its neighbours, where a field may hold one: round, under this many
+# line heights.
+DOT_SIZE = 0.25
 # Past this many candidate characters of touching ones in an image (a cursive page of ~500
 # letters has about 15,000), the rest get one cut per expected character.
 MAX_CANDIDATES = 20000
@@ -85,6 +88,7 @@ class CharCut:
     space_before: bool = False
     line: int = 0
     touching: Touching | None = None
+    mark: str = ""  # a mark the model has no class for (charsets.MARKS), read by its shape
 
 
 def _erase_rules(ink: np.ndarray, stats: np.ndarray) -> np.ndarray | None:
@@ -254,32 +258,46 @@ def _union(a: CharCut, b: CharCut) -> CharCut:
     return CharCut(mask, (x0, y0, x1 - x0, y1 - y0))
 
 
-def _merge_fragments(chars: list[CharCut], line_height: float, body: tuple[float, float]) -> list[CharCut]:
-    """Join each fragment to the neighbour (left or right) nearest to it; drop the marks:
-    full stops, commas, hyphens (small or flat pieces well clear of both neighbours), and
-    pieces that lie wholly above the middle of the line's letters (an apostrophe, a quote)
-    or low and below them (a comma) however close. `body`: where the line's letters are,
-    top and bottom (medians)."""
+def _merge_fragments(chars: list[CharCut], line_height: float, body: tuple[float, float],
+                     marks: str = "") -> list[CharCut]:
+    """Join each fragment to the neighbour (left or right) nearest to it; set the marks
+    aside: full stops, commas, hyphens (small or flat pieces well clear of both neighbours),
+    and pieces that lie wholly above the middle of the line's letters (an apostrophe, a
+    quote) or low and below them (a comma) however close. Those of them that `marks` names
+    come back as marks (CharCut.mark); the others are dropped. `body`: where the line's
+    letters are, top and bottom (medians)."""
     chars = sorted(chars, key=lambda cut: cut.box[0])
     top, bottom = body
+    kept_marks = []
+
+    def set_aside(cut: CharCut, mark: str) -> None:
+        if mark in marks:
+            cut.mark = mark
+            kept_marks.append(cut)
+
     i = 0
     while len(chars) > 1 and i < len(chars):
         x, y, w, h = chars[i].box
         high = y + h <= top + HIGH_MARK * (bottom - top)
         low = y >= top + LOW_MARK * (bottom - top) and y + h > bottom + 0.05 * line_height
         if max(w, h) < MARK_SIZE * line_height and (high or low):
-            del chars[i]
+            set_aside(chars.pop(i), "," if low else "'")
             continue
         fragment = max(w, h) < FRAGMENT * line_height
         flat = h < MARK_HEIGHT * line_height and w < MARK_WIDTH * line_height and w >= 2 * h
         if not (fragment or flat):
             i += 1
             continue
+        if "." in marks and _is_dot((x, y, w, h), body, line_height):
+            # A field that may hold full stops (12.05.2026): a round dot on the baseline is
+            # one even close to a digit (a letter's broken-off foot is rarely that round).
+            set_aside(chars.pop(i), ".")
+            continue
         neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(chars)]
         gap = lambda j: max(chars[j].box[0] - (x + w), x - (chars[j].box[0] + chars[j].box[2]), 0)  # noqa: E731
         j = min(neighbours, key=gap)
         if gap(j) > PUNCTUATION_GAP * line_height:
-            del chars[i]
+            set_aside(chars.pop(i), _far_mark((x, y, w, h), fragment, body, line_height))
             continue
         if not fragment:  # a flat stroke close to a letter: read as it is
             i += 1
@@ -287,7 +305,46 @@ def _merge_fragments(chars: list[CharCut], line_height: float, body: tuple[float
         lo, hi = min(i, j), max(i, j)
         chars[lo:hi + 1] = [_union(chars[lo], chars[hi])]
         i = max(lo - 1, 0)
-    return chars
+    return sorted(chars + kept_marks, key=lambda cut: cut.box[0]) if kept_marks else chars
+
+
+def _far_mark(box: tuple[int, int, int, int], fragment: bool, body: tuple[float, float], line_height: float) -> str:
+    """What a small or flat piece clear of both neighbours is: a hyphen (flat), a comma
+    (reaching below the letters), a full stop (low on the line), or no mark ("")."""
+    x, y, w, h = box
+    top, bottom = body
+    if not fragment:
+        return "-"
+    if y + h > bottom + 0.1 * line_height and h > w:
+        return ","
+    return "." if y + h / 2 >= top + 0.6 * (bottom - top) else ""
+
+
+def _is_dot(box: tuple[int, int, int, int], body: tuple[float, float], line_height: float) -> bool:
+    """A small round piece in the lowest third of the line's letters."""
+    x, y, w, h = box
+    top, bottom = body
+    return (max(w, h) < DOT_SIZE * line_height and 0.5 * h <= w <= 2 * h
+            and y >= top + 0.65 * (bottom - top) and y + h <= bottom + 0.1 * line_height)
+
+
+def _is_slash(cut: CharCut, line_height: float) -> bool:
+    """A single straight stroke about as tall as the line, leaning right by 20-60 degrees
+    from upright: a slash. (Upright writing leans less: a 1 stands within about 15 degrees
+    once worker/upright.py has undone the line's slant.)"""
+    x, y, w, h = cut.box
+    if h < 0.6 * line_height or w < 0.25 * h:
+        return False
+    ys, xs = np.nonzero(cut.mask)
+    if len(xs) < 10:
+        return False
+    cov = np.cov(np.stack([xs, ys]).astype(np.float64))
+    if cov[0, 1] >= 0:  # x grows downwards: leaning left (a backslash), or not at all
+        return False
+    (thin, spread), vectors = np.linalg.eigh(cov)
+    axis_x, axis_y = vectors[:, 1]  # the stroke's direction
+    lean = np.degrees(np.arctan2(abs(axis_x), abs(axis_y)))  # from upright
+    return spread > 25 * max(thin, 1e-6) and 20 <= lean <= 60
 
 
 def ink_pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -303,9 +360,10 @@ def ink_pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return mask, labels, stats, kept
 
 
-def segment(ink: np.ndarray, pieces: tuple | None = None) -> list[CharCut]:
+def segment(ink: np.ndarray, pieces: tuple | None = None, marks: str = "") -> list[CharCut]:
     """Characters in reading order (lines top to bottom, left to right within a line).
-    `pieces`: `ink_pieces(ink)` when the caller has it already."""
+    `pieces`: `ink_pieces(ink)` when the caller has it already. `marks`: the marks
+    (charsets.MARKS) to keep as such, found by their shape; the others are left out."""
     mask, labels, stats, kept = pieces or ink_pieces(ink)
     # Otherwise the components are ink_mask's own (labelling ~370k pixels of a 64-character
     # line cost 1.5 ms a pass); the specks it dropped keep their labels but are never used.
@@ -355,9 +413,11 @@ def segment(ink: np.ndarray, pieces: tuple | None = None) -> list[CharCut]:
             chars.append(CharCut(mask, (x0, y0, x1 - x0, y1 - y0)))
         letters = [c for c in line if c in big_set] or line
         body = (float(np.median([tops[c] for c in letters])), float(np.median([yspan(c)[1] for c in letters])))
-        chars = _merge_fragments(chars, line_height, body)
+        chars = _merge_fragments(chars, line_height, body, marks)
         for cut in chars:
-            if cut.box[2] > SPLIT_WIDTH * line_height:
+            if "/" in marks and not cut.mark and _is_slash(cut, line_height):
+                cut.mark = "/"
+            if not cut.mark and cut.box[2] > SPLIT_WIDTH * line_height:
                 cut.touching = _touching(cut, ink, line_height, frugal=candidates > MAX_CANDIDATES)
                 candidates += len(cut.touching.pieces)
         gaps = [b.box[0] - (a.box[0] + a.box[2]) for a, b in zip(chars, chars[1:])]

@@ -122,10 +122,11 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
                     # process at once (32 threads trading the GIL cost ~20% more CPU). A slot
                     # per image, so a job of thousands takes turns with the small ones.
                     with rt.planning_slots:
+                        marks = charsets.marks_of(own["chars"])
                         if own.get("source", i) == i and not own.get("box"):
-                            plans.append(recognize.plan_image(blob, own["mode"], config.max_pixels))
+                            plans.append(recognize.plan_image(blob, own["mode"], config.max_pixels, marks))
                         else:  # a region of an upload, maybe of one that other regions share
-                            plans.append(pages.plan(own.get("source", i), own["mode"], own.get("box")))
+                            plans.append(pages.plan(own.get("source", i), own["mode"], own.get("box"), marks))
                 planned_jobs.append((job_id, options, plans))
             except Exception as exc:
                 outcomes[job_id] = _internal_error([job_id], exc)
@@ -134,7 +135,7 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
             tiles = recognize.all_tiles([p for _, _, plans in planned_jobs for p in plans])
             # An image that allows only some classes needs every class's probability to
             # renormalize over its own.
-            top_k = max((len(charsets.CLASSES) if own["chars"] else own["top_k"]
+            top_k = max((len(charsets.CLASSES) if charsets.classes_of(own["chars"]) else own["top_k"]
                          for _, options, _ in planned_jobs for own in options), default=1)
             pending = rt.batcher.submit(tiles, top_k, planned)
         except Exception as exc:
@@ -152,7 +153,8 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
         for own, plan in zip(options, plans):
             # The request asked for the largest top_k of the group; each image keeps its own.
             part, cursor = answers[cursor:cursor + len(plan.tiles)], cursor + len(plan.tiles)
-            kept += charsets.restrict(part, own["chars"], own["top_k"]) if own["chars"] else keep_top_k(part, own["top_k"])
+            classes = charsets.classes_of(own["chars"])
+            kept += charsets.restrict(part, classes, own["top_k"]) if classes else keep_top_k(part, own["top_k"])
         try:
             results = recognize.build_results(plans, kept)
             for own, result in zip(options, results):

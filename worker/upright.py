@@ -154,7 +154,7 @@ def _slant(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> float | N
     return float(np.median(leans))
 
 
-def segment_upright(ink: np.ndarray) -> tuple[np.ndarray, list[CharCut], Warp]:
+def segment_upright(ink: np.ndarray, marks: str = "") -> tuple[np.ndarray, list[CharCut], Warp]:
     """`segment`, with a tilted line of writing levelled and slanted writing sheared to
     EMNIST's own slant first: the ink that was cut (for the tiles), the cuts, and the warp
     (to map their boxes back). Both are read without rules (a page's rules are no
@@ -171,12 +171,12 @@ def segment_upright(ink: np.ndarray) -> tuple[np.ndarray, list[CharCut], Warp]:
         pieces = ink_pieces(written)
     lean = _slant(*pieces[1:])
     if lean is None or abs(lean - TYPICAL_SLANT) <= SLANT_TOLERANCE:
-        return written, segment(written, pieces), warp  # written is ink itself when not levelled
+        return written, segment(written, pieces, marks), warp  # written is ink itself when not levelled
     if warp.matrix is None:
         written = _without_rules(ink, pieces[0])
     k = lean - TYPICAL_SLANT
     written, matrix = _warp(written, np.float64([[1, -k, 0], [0, 1, 0]]))
-    return written, segment(written), warp.then(matrix)
+    return written, segment(written, marks=marks), warp.then(matrix)
 
 
 def _without_rules(ink: np.ndarray, kept: np.ndarray) -> np.ndarray:
