@@ -355,7 +355,7 @@ def marked_line() -> np.ndarray:
     a full stop on the baseline, a 4-like box, a hyphen at mid height, a 2-like box, a comma."""
     img = page((140, 640))
     cv2.line(img, (40, 30), (40, 100), 255, 6)  # 1
-    cv2.line(img, (110, 100), (150, 30), 255, 6)  # /
+    cv2.line(img, (110, 100), (160, 30), 255, 6)  # /
     cv2.line(img, (190, 30), (240, 30), 255, 6)  # 7
     cv2.line(img, (240, 30), (205, 100), 255, 6)
     cv2.circle(img, (275, 96), 4, 255, -1)  # .

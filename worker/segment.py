@@ -59,6 +59,9 @@ MARK_SIZE, HIGH_MARK, LOW_MARK = 0.5, 0.45, 0.7
 # A full stop close to its neighbours, where a field may hold one: round, under this many
 # line heights.
 DOT_SIZE = 0.25
+# A slash leans right by this many degrees from upright. 15% of EMNIST's 1s lean as much on
+# their own (23% from 26 degrees): a field that allows "/" may read such a 1 as one.
+SLASH_LEAN = (30, 60)
 # Past this many candidate characters of touching ones in an image (a cursive page of ~500
 # letters has about 15,000), the rest get one cut per expected character.
 MAX_CANDIDATES = 20000
@@ -271,7 +274,11 @@ def _merge_fragments(chars: list[CharCut], line_height: float, body: tuple[float
     kept_marks = []
 
     def set_aside(cut: CharCut, mark: str) -> None:
-        if mark in marks:
+        if mark and mark in ".," and mark not in marks:
+            # A field that holds one of them (a decimal point or a decimal comma) gets that
+            # one: at a line's size a dot and a comma differ by a pixel or two.
+            mark = "," if mark == "." else "."
+        if mark and mark in marks:
             cut.mark = mark
             kept_marks.append(cut)
 
@@ -281,7 +288,13 @@ def _merge_fragments(chars: list[CharCut], line_height: float, body: tuple[float
         high = y + h <= top + HIGH_MARK * (bottom - top)
         low = y >= top + LOW_MARK * (bottom - top) and y + h > bottom + 0.05 * line_height
         if max(w, h) < MARK_SIZE * line_height and (high or low):
-            set_aside(chars.pop(i), "," if low else "'")
+            # Low and below the letters: a comma's tail, unless it is as round and solid as a
+            # full stop.
+            round_dot = h <= 1.1 * w and chars[i].mask.mean() >= 0.6
+            set_aside(chars.pop(i), "'" if high else "." if round_dot else ",")
+            continue
+        if "-" in marks and _is_dash((x, y, w, h), body, line_height):
+            set_aside(chars.pop(i), "-")
             continue
         fragment = max(w, h) < FRAGMENT * line_height
         flat = h < MARK_HEIGHT * line_height and w < MARK_WIDTH * line_height and w >= 2 * h
@@ -320,6 +333,16 @@ def _far_mark(box: tuple[int, int, int, int], fragment: bool, body: tuple[float,
     return "." if y + h / 2 >= top + 0.6 * (bottom - top) else ""
 
 
+def _is_dash(box: tuple[int, int, int, int], body: tuple[float, float], line_height: float) -> bool:
+    """A flat stroke, up to a line height long, in the middle of the line's letters: a
+    hyphen or a dash, where a field may hold one (a letter is not that flat)."""
+    x, y, w, h = box
+    top, bottom = body
+    middle = y + h / 2
+    return (h < MARK_HEIGHT * line_height and w >= 2.5 * h and w <= 1.0 * line_height
+            and top + 0.25 * (bottom - top) <= middle <= top + 0.75 * (bottom - top))
+
+
 def _is_dot(box: tuple[int, int, int, int], body: tuple[float, float], line_height: float) -> bool:
     """A small round piece in the lowest third of the line's letters."""
     x, y, w, h = box
@@ -329,9 +352,9 @@ def _is_dot(box: tuple[int, int, int, int], body: tuple[float, float], line_heig
 
 
 def _is_slash(cut: CharCut, line_height: float) -> bool:
-    """A single straight stroke about as tall as the line, leaning right by 20-60 degrees
-    from upright: a slash. (Upright writing leans less: a 1 stands within about 15 degrees
-    once worker/upright.py has undone the line's slant.)"""
+    """A single straight stroke about as tall as the line, leaning right by SLASH_LEAN
+    degrees from upright: a slash. (A 1 leans less once worker/upright.py has undone the
+    line's slant.)"""
     x, y, w, h = cut.box
     if h < 0.6 * line_height or w < 0.25 * h:
         return False
@@ -344,7 +367,7 @@ def _is_slash(cut: CharCut, line_height: float) -> bool:
     (thin, spread), vectors = np.linalg.eigh(cov)
     axis_x, axis_y = vectors[:, 1]  # the stroke's direction
     lean = np.degrees(np.arctan2(abs(axis_x), abs(axis_y)))  # from upright
-    return spread > 25 * max(thin, 1e-6) and 20 <= lean <= 60
+    return spread > 25 * max(thin, 1e-6) and SLASH_LEAN[0] <= lean <= SLASH_LEAN[1]
 
 
 def ink_pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
