@@ -55,11 +55,17 @@ def main(argv=None) -> dict:
         print(f"{name:24s} n={row['n']:5d}  all 47 classes: {row['all_classes']['accuracy']:.2%} "
               f"(balanced {row['all_classes']['balanced_accuracy']:.2%})  only these: "
               f"{row['only_these']['accuracy']:.2%} (balanced {row['only_these']['balanced_accuracy']:.2%})")
+    write_figures("fields", figures)
+    return figures
+
+
+def write_figures(kind: str, figures: dict) -> Path:
+    """bench/results/<kind>-<date>.json, the figures with the time they were taken."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"fields-{time.strftime('%Y-%m-%d')}.json"
+    out = RESULTS / f"{kind}-{time.strftime('%Y-%m-%d')}.json"
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), **figures}, indent=2))
     print(f"wrote {out}")
-    return figures
+    return out
 
 
 if __name__ == "__main__":

@@ -13,20 +13,18 @@ bench/results/marks-<date>.json.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from bench.fields import write_figures
 from bench.words import compose_word, png
 from training import data as emnist
 from training.evaluate import ArchivedModel
 from worker import charsets, recognize
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 KINDS = {"date DD/MM/YY": ("dd/dd/dd", "0123456789/"),
          "amount 1234.50": ("#.dd", "0123456789."),
          "amount 12,80": ("#,dd", "0123456789,"),
@@ -104,10 +102,7 @@ def main(argv=None) -> dict:
         figures["kinds"][kind] = row
         print(f"{kind:18s} chars=digits: {row['exact_digits_only']:.1%} of fields exact (digits alone)   "
               f"chars={chars}: {row['exact_with_marks']:.1%} exact (marks included)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"marks-{time.strftime('%Y-%m-%d')}.json"
-    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), **figures}, indent=2))
-    print(f"wrote {out}")
+    write_figures("marks", figures)
     return figures
 
 
