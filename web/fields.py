@@ -63,11 +63,21 @@ def image_options(own: dict, index: int, mode: str, top_k: int, chars: str) -> d
             "name": name}
 
 
-def region_pixels(images: list[bytes], own: dict) -> int:
-    """The pixels an item reads: its box's (at most its image's: a box past the image is
-    refused later, by _check_boxes, saying so), else its whole image's."""
-    whole = header_pixels(images[own["source"]])
-    return min(own["box"][2] * own["box"][3], whole) if own["box"] else whole
+def reread_pixels(images: list[bytes], image_options: tuple[dict, ...]) -> int:
+    """The pixels the items that re-read an earlier item's image read in all: each one's
+    box's (at most its image's: a box past the image is refused later, by check_boxes,
+    saying so), else its whole image's. Each image's header is read once, however many
+    items re-read it."""
+    whole: dict[int, int] = {}
+    total = 0
+    for i, own in enumerate(image_options):
+        source = own["source"]
+        if source == i:
+            continue
+        if source not in whole:
+            whole[source] = header_pixels(images[source])
+        total += min(own["box"][2] * own["box"][3], whole[source]) if own["box"] else whole[source]
+    return total
 
 
 def check_boxes(images: list[bytes], image_options: tuple[dict, ...]) -> None:

@@ -222,8 +222,8 @@ def parse_submission(request: Request, config: WebConfig, with_timeout: bool) ->
     rereads = {i for i, own in enumerate(image_options) if own["source"] != i}
     # Each re-read is work for the worker as if its region were uploaded again: a page sent
     # once and read a thousand times whole must not slip past the job's pixel budget.
-    reread_pixels = sum(fields.region_pixels(images, image_options[i]) for i in rereads)
-    check_images(images, config.max_image_pixels, skip=rereads, reread_pixels=reread_pixels)
+    check_images(images, config.max_image_pixels, skip=rereads,
+                 reread_pixels=fields.reread_pixels(images, image_options))
     fields.check_boxes(images, image_options)
     return Submission(images, mode, top_k, callback_url, timeout, chars, image_options)
 
