@@ -34,6 +34,7 @@ def test_a_parsed_chars_splits_into_classes_and_marks(chars, classes, marks):
 @pytest.mark.parametrize("value, says", [
     ("", "empty"),
     ("12-3", "looks like a range"),
+    ("-0-9", "looks like a range"),  # a hyphen first does not make a range a list
     ("./", "only marks"),
     ("1;2", "';'"),
     ("A B", "' '"),

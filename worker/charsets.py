@@ -38,8 +38,7 @@ def parse_chars(value: str) -> str:
         raise ValueError(f"chars is empty: give the characters the field holds, or one of {', '.join(NAMED)}")
     if len(value) > MAX_LENGTH:
         raise ValueError(f"chars is {len(value)} characters long; the model has {len(CLASSES)} classes")
-    inner = value[1:-1]
-    if "-" in inner and not value.startswith("-") and not value.endswith("-"):
+    if "-" in value.strip("-"):  # a hyphen between two characters: 0-9, A-Z
         raise ValueError(f"chars {value[:40]!r} looks like a range: list the characters themselves "
                          f"(0123456789) or name a set ({', '.join(NAMED)}); a hyphen that the field may "
                          f"hold goes first or last (0123456789-)")
