@@ -38,13 +38,18 @@ def _error(code: str, message: str) -> dict:
 
 def plan_image(data: bytes | None, mode: str, max_pixels: int, marks: str = "") -> ImagePlan:
     """`marks`: in text mode, the marks (charsets.MARKS) to read where their shape shows them."""
+    gray = _decoded(data, max_pixels)
+    return gray if isinstance(gray, ImagePlan) else plan_decoded(gray, mode, marks=marks)
+
+
+def _decoded(data: bytes | None, max_pixels: int) -> np.ndarray | ImagePlan:
+    """An upload's grey image, or the plan of the error that stops it."""
     if data is None:
         return ImagePlan(error=_error("image_expired", "the image blob expired before the job ran"))
     try:
-        gray = preprocess.decode_image(data, max_pixels)
+        return preprocess.decode_image(data, max_pixels)
     except preprocess.PreprocessError as exc:
         return ImagePlan(error=_error(exc.code, str(exc)))
-    return plan_decoded(gray, mode, marks=marks)
 
 
 class Pages:
@@ -62,12 +67,7 @@ class Pages:
         """Upload `index` read in `mode`, only its region `box` [x, y, w, h] if given."""
         page = self.decoded.get(index)
         if page is None:
-            if self.blobs[index] is None:
-                return ImagePlan(error=_error("image_expired", "the image blob expired before the job ran"))
-            try:
-                page = preprocess.decode_image(self.blobs[index], self.max_pixels)
-            except preprocess.PreprocessError as exc:
-                page = ImagePlan(error=_error(exc.code, str(exc)))
+            page = _decoded(self.blobs[index], self.max_pixels)
             if index in self.shared:
                 self.decoded[index] = page
         return page if isinstance(page, ImagePlan) else plan_decoded(page, mode, box, marks)
