@@ -26,7 +26,7 @@ from typing import IO, Callable
 from tqdm import tqdm
 
 from hwr import forms
-from hwr.client import ApiError, Client, JobFailed
+from hwr.client import ApiError, Client, error_of
 
 CSV_FIELDS = ("file", "text", "confidence", "error_code", "error_message")
 
@@ -45,12 +45,9 @@ def recognize_batch(client: Client, paths: list[str], mode: str, top_k: int, tim
     except ApiError as exc:
         if exc.status == 422 and len(paths) > 1:  # find the culprit; the others still get results
             return [row for p in paths for row in recognize_batch(client, [p], mode, top_k, timeout, chars)]
-        return [error_row(p, exc.code, exc.message) for p in paths]
-    except JobFailed as exc:
-        error = exc.job.get("error") or {}
-        return [error_row(p, error.get("code", "job_failed"), error.get("message", str(exc))) for p in paths]
-    except Exception as exc:  # unreadable file, network gone, ...: that batch fails, the run goes on
-        return [error_row(p, exc.__class__.__name__, str(exc)) for p in paths]
+        return [error_row(p, **error_of(exc)) for p in paths]
+    except Exception as exc:  # a failed job, an unreadable file, the network gone: that batch fails, the run goes on
+        return [error_row(p, **error_of(exc)) for p in paths]
 
 
 def csv_row(row: dict) -> dict:

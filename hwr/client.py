@@ -41,6 +41,17 @@ class JobFailed(Exception):
         self.job = job
 
 
+def error_of(exc: Exception) -> dict:
+    """{"code", "message"} of what stopped a request: the API's error, the failed job's, or
+    the exception's own (an unreadable file, the network gone)."""
+    if isinstance(exc, ApiError):
+        return {"code": exc.code, "message": exc.message}
+    if isinstance(exc, JobFailed):
+        error = exc.job.get("error") or {}
+        return {"code": error.get("code", "job_failed"), "message": error.get("message", str(exc))}
+    return {"code": exc.__class__.__name__, "message": str(exc)}
+
+
 def _read(image: ImageInput) -> tuple[str, bytes]:
     if isinstance(image, (bytes, bytearray)):
         return "image", bytes(image)

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hwr.client import ApiError, Client, Field, JobFailed
+from hwr.client import Client, Field, error_of
 from serve.formats import upright_size
 
 FIELD_KEYS = {"box", "mode", "chars", "top_k"}
@@ -91,13 +91,8 @@ def read_page(client: Client, page: str, template: Template, top_k: int, timeout
         except OSError:  # not an image Pillow reads: the service says what it is
             fields = {name: replace(f, image=data) for name, f in template.fields.items()}
         return {"file": page, "fields": client.recognize_form(fields, top_k=top_k, timeout=timeout)}
-    except ApiError as exc:
-        return {"file": page, "error": {"code": exc.code, "message": exc.message}}
-    except JobFailed as exc:
-        error = exc.job.get("error") or {}
-        return {"file": page, "error": {"code": error.get("code", "job_failed"), "message": error.get("message", "")}}
-    except Exception as exc:  # an unreadable file, the network gone: this page fails, the run goes on
-        return {"file": page, "error": {"code": exc.__class__.__name__, "message": str(exc)}}
+    except Exception as exc:  # refused, a failed job, an unreadable file: this page fails, the run goes on
+        return {"file": page, "error": error_of(exc)}
 
 
 def csv_columns(template: Template) -> tuple[str, ...]:
