@@ -63,7 +63,8 @@ def install(app: Flask, config: WebConfig) -> Limiter:
         if config.api_keys:
             if not known_key(token, config.api_keys):
                 message = "missing API key" if token is None else "invalid API key"
-                raise ApiError(401, "unauthorized", f"{message}: send `Authorization: Bearer <key>` (or `X-API-Key: <key>`)",
+                raise ApiError(401, "unauthorized",
+                               f"{message}: send `Authorization: Bearer <key>` (or `X-API-Key: <key>`)",
                                {"WWW-Authenticate": 'Bearer realm="hwr"'})
             g.api_key = token
         return None

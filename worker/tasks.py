@@ -115,7 +115,8 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
         for job_id, fields, blobs in claimed:
             try:
                 options = jobs.image_options(fields, len(blobs))
-                pages = recognize.Pages(blobs, config.max_pixels, [own.get("source", i) for i, own in enumerate(options)])
+                sources = [own.get("source", i) for i, own in enumerate(options)]
+                pages = recognize.Pages(blobs, config.max_pixels, sources)
                 plans = []
                 for i, (blob, own) in enumerate(zip(blobs, options, strict=True)):
                     # Decoding and cutting is CPU bound: only `planning_slots` images of this
@@ -123,10 +124,10 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
                     # per image, so a job of thousands takes turns with the small ones.
                     with rt.planning_slots:
                         marks = charsets.marks_of(own["chars"])
-                        if own.get("source", i) == i and not own.get("box"):
+                        if sources[i] == i and not own.get("box"):
                             plans.append(recognize.plan_image(blob, own["mode"], config.max_pixels, marks))
                         else:  # a region of an upload, maybe of one that other regions share
-                            plans.append(pages.plan(own.get("source", i), own["mode"], own.get("box"), marks))
+                            plans.append(pages.plan(sources[i], own["mode"], own.get("box"), marks))
                 planned_jobs.append((job_id, options, plans))
             except Exception as exc:
                 outcomes[job_id] = _internal_error([job_id], exc)
