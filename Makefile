@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/emnist47
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run stop test train evaluate bench bench-model bench-scans bench-fields bench-marks chaos profile system-deps runtime-deps compose-config clean venv
+.PHONY: run stop test train evaluate bench bench-model bench-scans bench-fields bench-marks bench-context chaos profile system-deps runtime-deps compose-config clean venv
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: sudo apt-get install -y python3.11 python3.11-venv"; exit 1; }
@@ -55,7 +55,10 @@ bench-fields: $(STAMP)
 bench-marks: $(STAMP)
 	$(BIN)/python -m bench.marks --data $(DATA)
 
-bench: $(STAMP) runtime-deps bench-model bench-scans bench-fields bench-marks
+bench-context: $(STAMP)
+	$(BIN)/python -m bench.context --data $(DATA)
+
+bench: $(STAMP) runtime-deps bench-model bench-scans bench-fields bench-marks bench-context
 	$(BIN)/python -m bench.e2e
 
 # Where the web and worker tiers' CPU goes under load (py-spy; bench/results/<date>-profile-*.json).

@@ -74,7 +74,9 @@ def read(model: ArchivedModel, image: bytes, chars: str) -> str:
     probs = model.probabilities(np.stack(plan.tiles)) if plan.tiles else np.zeros((0, len(model.classes)))
     answers = [{"predictions": [{"char": model.classes[i], "p": float(row[i])} for i in np.argsort(-row)]}
                for row in probs]
-    return recognize.build_results([plan], charsets.restrict(answers, charsets.classes_of(chars), 1))[0]["text"]
+    classes = charsets.classes_of(chars)
+    answers = charsets.restrict(answers, classes, len(model.classes)) if classes else answers
+    return recognize.build_results([plan], answers, [(1, classes)])[0]["text"]
 
 
 def main(argv=None) -> dict:

@@ -10,8 +10,9 @@ page), `--rotate 25` (turned 25 degrees), `--lines 5` (pages of 2-5 lines of 2-4
 one job each, scored without spaces and line breaks), `--desk-edges` (the desk along 1-3
 edges of the photo), `--x-height` (lowercase letters sized as handwriting has them),
 `--comb` (one letter per cell of a form's comb of boxes; scored without spaces),
-`--canvas` (drawn on the web page's word pad: its pen, its size).
-Prints both figures and writes
+`--canvas` (drawn on the web page's word pad: its pen, its size), `--tokens numbers`
+(words of digits only: numbers, which text mode reads as numbers, worker/context.py) or
+`--tokens letters`. Prints both figures and writes
 bench/results/words[-variant]-<date>.json.
 """
 from __future__ import annotations
@@ -237,6 +238,8 @@ def main() -> None:
     p.add_argument("--canvas-pen", type=int, default=0, help="with --canvas: this pen width (px) instead of the page's")
     p.add_argument("--x-height", action="store_true",
                    help="lowercase letters at x-height, g and q descending, as handwriting has them")
+    p.add_argument("--tokens", choices=("any", "numbers", "letters"), default="any",
+                   help="words of any characters (as often as in the data), or of digits or letters only")
     p.add_argument("--touching", action="store_true",
                    help="letters overlap by up to 3 and part at most 1 tile pixel, so most touch (cursive-like)")
     args = p.parse_args()
@@ -255,8 +258,11 @@ def main() -> None:
     split = load_split(args.data, args.split)
     rng = np.random.default_rng(args.seed)
 
+    pool = {"any": np.arange(len(split.labels)), "numbers": np.nonzero(split.labels < 10)[0],
+            "letters": np.nonzero(split.labels >= 10)[0]}[args.tokens]
+
     def word() -> np.ndarray:
-        return rng.choice(len(split.labels), size=int(rng.integers(3, 9)), replace=False)
+        return rng.choice(pool, size=int(rng.integers(3, 9)), replace=False)
 
     # Each sample is lines of words of letters (test-split indices): one word, or a page.
     if args.lines >= 2:
@@ -363,6 +369,7 @@ def main() -> None:
     kind += ("-ruled" if args.ruled else "") + (f"-rotated{args.rotate:g}" if args.rotate else "")
     kind += (f"-lines{args.lines}" if args.lines >= 2 else "") + ("-desk-edges" if args.desk_edges else "")
     kind += ("-x-height" if args.x_height else "") + ("-comb" if args.comb else "")
+    kind += f"-{args.tokens}" if args.tokens != "any" else ""
     kind += ("-train" if args.split == "train" else "") + ("-canvas" if args.canvas else "") + (f"-pen{args.canvas_pen}" if args.canvas_pen else "")
     out = RESULTS / f"words{kind}-{time.strftime('%Y%m%d')}.json"
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "light": args.light,
@@ -371,6 +378,7 @@ def main() -> None:
                                "rotate_degrees": args.rotate, "lines": args.lines,
                                "desk_edges": args.desk_edges, "x_height": args.x_height, "comb": args.comb,
                                "canvas": args.canvas, "canvas_pen": args.canvas_pen, "split": args.split,
+                               "tokens": args.tokens,
                                **figures}, indent=2))
     print(f"wrote {out}")
 

@@ -48,7 +48,9 @@ def build_spec(config: WebConfig) -> dict:
     max_wait = config.max_wait_seconds
     options = {
         "mode": {"type": "string", "enum": list(MODES), "default": "char",
-                 "description": "`char`: each image is one character; `text`: a line of text, segmented"},
+                 "description": "`char`: each image is one character; `text`: a line of text, segmented. "
+                                "In text mode, a token (the characters between spaces) whose characters "
+                                "together read as a number is read among the digits"},
         "top_k": {"type": "integer", "minimum": 1, "maximum": NUM_CLASSES, "default": 5,
                   "description": "Alternatives listed per character"},
         "chars": {"type": "string", "pattern": f"^[0-9A-Za-z.,/-]{{1,{charsets.MAX_LENGTH}}}$",

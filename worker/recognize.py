@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serve import preprocess
-from worker import charsets, segment, upright
+from worker import charsets, context, segment, upright
 
 # Below this many pixels on a side no character is legible (EMNIST tiles are 28x28).
 MIN_SIDE = 8
@@ -124,22 +124,27 @@ def all_tiles(plans: list[ImagePlan]) -> np.ndarray:
     return np.stack(tiles) if tiles else np.zeros((0, preprocess.TILE, preprocess.TILE), np.uint8)
 
 
-def build_results(plans: list[ImagePlan], answers: list[dict]) -> list[dict]:
-    """The API result per image, from the plans and one TorchServe answer per tile."""
+def build_results(plans: list[ImagePlan], answers: list[dict], fields: list[tuple[int, str]] | None = None
+                  ) -> list[dict]:
+    """The API result per image, from the plans and one TorchServe answer per tile.
+
+    `fields`: per image, (top_k, its allowed classes, "" for all). With it, each answer
+    holds every allowed class's probability: a text's tokens are read together
+    (worker/context.py), then each character keeps its `top_k` alternatives. Without it,
+    the answers are used as they are."""
     results, cursor = [], 0
-    for plan in plans:
+    for n, plan in enumerate(plans):
         if plan.error is not None:
             results.append({"text": "", "confidence": 0.0, "characters": [], "error": plan.error})
             continue
-        chars, text, failed = [], [], None
+        read, failed = [], None  # (text before it, answer or mark, box) per character
         for box, space, touching, mark in zip(plan.boxes, plan.spaces, plan.touching,
                                               plan.marks or [""] * len(plan.boxes)):
             if mark:  # read by its shape: no answer of the model's belongs to it
-                chars.append({"char": mark, "confidence": 1.0, "box": box, "alternatives": [{"char": mark, "p": 1.0}]})
-                text.append(space + mark)
+                read.append((space, mark, box))
                 continue
-            n = len(touching[0].pieces) if touching else 1
-            group, cursor = answers[cursor:cursor + n], cursor + n
+            n_pieces = len(touching[0].pieces) if touching else 1
+            group, cursor = answers[cursor:cursor + n_pieces], cursor + n_pieces
             errors = [a for a in group if "predictions" not in a]
             if errors:
                 failed = errors[0].get("error") or _error("torchserve_error", "no prediction")
@@ -147,20 +152,47 @@ def build_results(plans: list[ImagePlan], answers: list[dict]) -> list[dict]:
             if touching:
                 options, option_boxes = touching
                 chosen = segment.best_reading(options, [a["predictions"][0]["p"] for a in group])
-                read = [(group[k], option_boxes[k]) for k in chosen]
+                read += [(space if k == 0 else "", group[i], option_boxes[i]) for k, i in enumerate(chosen)]
             else:
-                read = [(group[0], box)]
-            for k, (answer, char_box) in enumerate(read):
-                best = answer["predictions"][0]
-                chars.append({"char": best["char"], "confidence": best["p"], "box": char_box,
-                              "alternatives": answer["predictions"]})
-                text.append((space if k == 0 else "") + best["char"])
-        if failed is not None and not chars:
+                read.append((space, group[0], box))
+        if failed is not None and not read:
             results.append({"text": "", "confidence": 0.0, "characters": [], "error": failed})
             continue
-        # The text's confidence is the mean of its characters' (one weak character shows);
-        # marks, found by their shape, have no confidence of the model's to add.
-        read = [c["confidence"] for c in chars if c["char"] not in charsets.MARKS]
-        confidence = round(float(np.mean(read)), 6) if read else 0.0
-        results.append({"text": "".join(text), "confidence": confidence, "characters": chars})
+        if fields is not None:
+            read = _in_context(read, *fields[n])
+        results.append(_result(read))
     return results
+
+
+def _in_context(read: list[tuple[str, dict | str, list[int]]], top_k: int, allowed: str) -> list:
+    """Characters read token by token (worker/context.py), each cut to `top_k` alternatives."""
+    tokens, token = [], []
+    for k, (space, answer, _) in enumerate(read):
+        if space and token:
+            tokens.append(token)
+            token = []
+        if not isinstance(answer, str):  # marks belong to their token but have no answer
+            token.append(k)
+    tokens.append(token)
+    answers = [entry[1] for entry in read]
+    for token, token_answers in zip(tokens, context.read_tokens([[answers[k] for k in t] for t in tokens], allowed)):
+        for k, answer in zip(token, token_answers):
+            answers[k] = {"predictions": answer["predictions"][:top_k]}
+    return [(space, answer, box) for (space, _, box), answer in zip(read, answers)]
+
+
+def _result(read: list[tuple[str, dict | str, list[int]]]) -> dict:
+    chars, text = [], []
+    for space, answer, box in read:
+        if isinstance(answer, str):  # a mark
+            chars.append({"char": answer, "confidence": 1.0, "box": box, "alternatives": [{"char": answer, "p": 1.0}]})
+            text.append(space + answer)
+            continue
+        best = answer["predictions"][0]
+        chars.append({"char": best["char"], "confidence": best["p"], "box": box, "alternatives": answer["predictions"]})
+        text.append(space + best["char"])
+    # The text's confidence is the mean of its characters' (one weak character shows);
+    # marks, found by their shape, have no confidence of the model's to add.
+    confident = [c["confidence"] for c in chars if c["char"] not in charsets.MARKS]
+    confidence = round(float(np.mean(confident)), 6) if confident else 0.0
+    return {"text": "".join(text), "confidence": confidence, "characters": chars}

@@ -15,7 +15,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from worker import charsets, jobs, metrics, orphans, recognize, webhooks
-from worker.batcher import MicroBatcher, keep_top_k
+from worker.batcher import MicroBatcher
 from worker.celery_app import RECOGNIZE_JOBS_TASK, RECOGNIZE_TASK, celery_app
 from worker.config import load
 from worker.torchserve import TorchServeClient, TorchServeError, TorchServeUnavailable
@@ -134,10 +134,7 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
         planned_ids = [job_id for job_id, _, _ in planned_jobs]
         try:
             tiles = recognize.all_tiles([p for _, _, plans in planned_jobs for p in plans])
-            # An image that allows only some classes needs every class's probability to
-            # renormalize over its own.
-            top_k = max((len(charsets.CLASSES) if charsets.classes_of(own["chars"]) else own["top_k"]
-                         for _, options, _ in planned_jobs for own in options), default=1)
+            top_k = max((_classes_needed(own) for _, options, _ in planned_jobs for own in options), default=1)
             pending = rt.batcher.submit(tiles, top_k, planned)
         except Exception as exc:
             return {**outcomes, **dict.fromkeys(planned_ids, _internal_error(planned_ids, exc))}
@@ -150,14 +147,16 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
         return {**outcomes, **dict.fromkeys(planned_ids, _internal_error(planned_ids, exc))}
     cursor = 0
     for job_id, options, plans in planned_jobs:
-        kept = []
+        kept, fields = [], []
         for own, plan in zip(options, plans):
-            # The request asked for the largest top_k of the group; each image keeps its own.
+            # The request asked for the largest top_k of the group; each image keeps its own,
+            # after its text's tokens are read together (build_results).
             part, cursor = answers[cursor:cursor + len(plan.tiles)], cursor + len(plan.tiles)
             classes = charsets.classes_of(own["chars"])
-            kept += charsets.restrict(part, classes, own["top_k"]) if classes else keep_top_k(part, own["top_k"])
+            kept += charsets.restrict(part, classes, len(charsets.CLASSES)) if classes else part
+            fields.append((own["top_k"], classes))
         try:
-            results = recognize.build_results(plans, kept)
+            results = recognize.build_results(plans, kept, fields)
             for own, result in zip(options, results):
                 if own["name"]:
                     result["name"] = own["name"]
@@ -165,6 +164,12 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
         except Exception as exc:
             outcomes[job_id] = _internal_error([job_id], exc)
     return outcomes
+
+
+def _classes_needed(own: dict) -> int:
+    """How many classes' probabilities an image's answers need: all of them to renormalize
+    over a field's classes, or to read a text's tokens together (worker/context.py)."""
+    return len(charsets.CLASSES) if own["mode"] == "text" or charsets.classes_of(own["chars"]) else own["top_k"]
 
 
 @celery_app.task(name=WEBHOOK_TASK, bind=True, ignore_result=True, max_retries=None)
