@@ -87,12 +87,10 @@ def main(argv=None) -> dict:
         for _ in range(args.n):
             labels = token_labels(kind, rng, test.labels)
             rows = probs[[rng.choice(by_class[label]) for label in labels]]
-            answers = [{"predictions": [{"char": classes[i], "p": float(row[i])} for i in np.argsort(-row)]}
-                       for row in rows]
-            [read] = context.read_tokens([answers])
+            read, _ = context.read_tokens(rows, [list(range(len(rows)))])
             truth = [classes[label] for label in labels]
-            first = [classes[int(row.argmax())] for row in rows]
-            second = [a["predictions"][0]["char"] for a in read]
+            first = [classes[i] for i in rows.argmax(1)]
+            second = [classes[i] for i in read.argmax(1)]
             alone += sum(a == t for a, t in zip(first, truth))
             together += sum(a == t for a, t in zip(second, truth))
             tokens_alone += first == truth

@@ -72,11 +72,7 @@ def read(model: ArchivedModel, image: bytes, chars: str) -> str:
     if plan.error:
         return ""
     probs = model.probabilities(np.stack(plan.tiles)) if plan.tiles else np.zeros((0, len(model.classes)))
-    answers = [{"predictions": [{"char": model.classes[i], "p": float(row[i])} for i in np.argsort(-row)]}
-               for row in probs]
-    classes = charsets.classes_of(chars)
-    answers = charsets.restrict(answers, classes, len(model.classes)) if classes else answers
-    return recognize.build_results([plan], answers, [(1, classes)])[0]["text"]
+    return recognize.build_results([plan], probs, [(1, charsets.classes_of(chars))])[0]["text"]
 
 
 def main(argv=None) -> dict:

@@ -9,14 +9,13 @@ from worker import context, recognize
 from worker.charsets import CLASSES
 
 
-def answer(probs: dict[str, float]) -> dict:
-    """A complete answer: the named classes' probabilities, the rest shared evenly."""
+def answer(probs: dict[str, float]) -> np.ndarray:
+    """A row of every class's probability: the named classes', the rest shared evenly."""
     rest = (1 - sum(probs.values())) / (len(CLASSES) - len(probs))
-    row = {c: probs.get(c, rest) for c in CLASSES}
-    return {"predictions": [{"char": c, "p": p} for c, p in sorted(row.items(), key=lambda kv: -kv[1])]}
+    return np.array([probs.get(c, rest) for c in CLASSES])
 
 
-def sure(char: str) -> dict:
+def sure(char: str) -> np.ndarray:
     return answer({char: 0.95})
 
 
@@ -24,50 +23,54 @@ AMBIGUOUS_O = answer({"O": 0.55, "0": 0.4})  # an O, or a 0
 AMBIGUOUS_0 = answer({"0": 0.5, "O": 0.45})  # a 0, or an O
 
 
-def best(answers: list[dict]) -> str:
-    return "".join(a["predictions"][0]["char"] for a in answers)
+def best(rows: np.ndarray) -> str:
+    return "".join(CLASSES[i] for i in np.asarray(rows).argmax(axis=1))
+
+
+def read(token: list[np.ndarray], allowed: str = "") -> np.ndarray:
+    rows = np.stack(token)
+    return context.read_tokens(rows, [list(range(len(rows)))], allowed)[0]
 
 
 def test_a_number_reads_its_ambiguous_character_as_a_digit():
     token = [sure("2"), AMBIGUOUS_O, sure("2"), sure("4"), sure("1"), sure("2")]
     assert best(token) == "2O2412"
-    assert context.token_kind(token) == "digits"
-    [read] = context.read_tokens([token])
-    assert best(read) == "202412"
+    assert context.token_kind(np.stack(token)) == "digits"
+    rows, among = context.read_tokens(np.stack(token), [[0, 1, 2, 3, 4, 5]])
+    assert best(rows) == "202412" and among == ["0123456789"] * 6
     # Read among the digits, renormalized: the 0 takes the O's share.
-    zero = read[1]["predictions"][0]
-    assert zero["p"] > 0.9 and all(p["char"] in "0123456789" for p in read[1]["predictions"])
+    assert rows[1, CLASSES.index("0")] > 0.9 and rows[1, 10:].sum() == 0
 
 
 def test_a_short_number_needs_surer_digits():
     """Two sure digits are no proof that an O between them is a 0 (NUMBER_PRIOR is small)."""
     token = [sure("2"), AMBIGUOUS_O, sure("4")]
-    assert context.token_kind(token) is None
-    assert context.token_kind([sure("2"), sure("0"), sure("4")]) is None  # nothing to change either
+    assert context.token_kind(np.stack(token)) is None
+    assert context.token_kind(np.stack([sure("2"), sure("0"), sure("4")])) is None  # nothing to change either
 
 
-def test_a_word_is_read_as_the_model_reads_its_letters(monkeypatch):
+def test_a_word_reads_its_ambiguous_character_as_a_letter():
     token = [sure("J"), AMBIGUOUS_0, sure("H"), sure("N"), sure("S"), sure("O"), sure("N")]
     assert best(token) == "J0HNSON"
-    assert best(context.read_tokens([token])[0]) == "J0HNSON"  # words are not weighed (WORD_PRIOR)
-    monkeypatch.setattr(context, "WORD_PRIOR", 0.3)  # as bench.context --word-prior tries it
-    assert best(context.read_tokens([token])[0]) == "JOHNSON"
+    assert context.token_kind(np.stack(token)) == "letters"
+    assert best(read(token)) == "JOHNSON"
+    assert best(read(token[:4])) == "JOHN"
+    # One sure letter is no proof that the 0 beside it is an O: a code such as "J0" stays.
+    assert best(read(token[:2])) == "J0"
 
 
 def test_codes_that_mix_letters_and_digits_are_read_as_they_look():
     for code in ("A1B2", "SW1A", "K1A0B1", "B12"):
         token = [sure(c) for c in code]
-        assert context.token_kind(token) is None
-        assert best(context.read_tokens([token])[0]) == code
+        assert context.token_kind(np.stack(token)) is None
+        assert best(read(token)) == code
 
 
 def test_a_lone_character_and_single_kind_fields_are_left_alone():
-    assert context.token_kind([AMBIGUOUS_O]) is None
-    token = [sure("2"), AMBIGUOUS_O, sure("2")]
-    assert context.token_kind(token, allowed="0123456789") is None  # restricted already
+    assert context.token_kind(np.stack([AMBIGUOUS_O])) is None
+    token = np.stack([sure("2"), AMBIGUOUS_O, sure("2"), sure("4"), sure("1"), sure("2")])
+    assert context.token_kind(token, allowed="0123456789") is None  # read among them already
     assert context.token_kind(token, allowed="ABCO") is None
-    # An error in a token leaves its characters as they are.
-    assert context.token_kind([sure("2"), {"error": {"code": "x"}}, sure("3")]) is None
 
 
 def plan_of(spaces: list[str], marks: list[str]) -> recognize.ImagePlan:
@@ -83,24 +86,27 @@ def test_results_read_each_token_apart_and_marks_stay_in_their_token():
     answers = [sure(c) if c != "O" else AMBIGUOUS_O for c in "2O2412"] + [sure("J"), AMBIGUOUS_0] + [
         sure(c) for c in "HNSON"]
     plan = plan_of(spaces, [""] * 13)
-    assert recognize.build_results([plan], answers)[0]["text"] == "2O2412 J0HNSON"  # as the answers are
+    answers = np.stack(answers)
+    assert recognize.build_results([plan], answers, [(3, "")], in_context=False)[0]["text"] == "2O2412 J0HNSON"
     [result] = recognize.build_results([plan], answers, [(3, "")])
-    assert result["text"] == "202412 J0HNSON"
+    assert result["text"] == "202412 JOHNSON"
     assert all(len(c["alternatives"]) == 3 for c in result["characters"])
+    assert [a["char"] for a in result["characters"][1]["alternatives"]][0] == "0"
+    assert all(a["char"] in "0123456789" for a in result["characters"][1]["alternatives"])
     assert result["characters"][1]["confidence"] == result["characters"][1]["alternatives"][0]["p"] > 0.9
     # The same number a space apart: two short tokens, read as they look.
     [result] = recognize.build_results([plan_of(["", "", "", " ", "", ""], [""] * 6)], answers[:6], [(3, "")])
     assert result["text"] == "2O2 412"
     # "12/O5/26": the slashes, read by their shape, do not cut the date apart.
     plan = plan_of([""] * 8, ["", "", "/", "", "", "/", "", ""])
-    date = [sure("1"), sure("2"), AMBIGUOUS_O, sure("5"), sure("2"), sure("6")]
+    date = np.stack([sure("1"), sure("2"), AMBIGUOUS_O, sure("5"), sure("2"), sure("6")])
     assert recognize.build_results([plan], date, [(1, "")])[0]["text"] == "12/05/26"
 
 
 def test_numbers_of_real_digits_read_better_together(emnist_test_sample):
     """In-process through the worker's planning and the archived model: numbers of the test
     split's digits read in context and alone; strings of any of its characters (half of them
-    digits) read no worse."""
+    digits) lose little."""
     s = emnist_test_sample
     rng = np.random.default_rng(3)
     scores = {}
@@ -116,4 +122,4 @@ def test_numbers_of_real_digits_read_better_together(emnist_test_sample):
                 errors, chars = errors + edit_distance(text, truth), chars + len(truth)
             scores[kind, together] = 1 - errors / chars
     assert scores["numbers", True] >= scores["numbers", False] + 0.02, scores
-    assert scores["anything", True] >= scores["anything", False] - 0.01, scores
+    assert scores["anything", True] >= scores["anything", False] - 0.015, scores

@@ -6,10 +6,12 @@ import io
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 from PIL import Image
 
 from training.scans import render_scan
+from worker.charsets import CLASSES
 
 
 def png(array: np.ndarray, fmt: str = "PNG", **save) -> bytes:
@@ -66,6 +68,28 @@ def test_top_k_header(torchserve, confident):
     preds = r.json()["results"][0]["predictions"]
     assert len(preds) == 3 and preds[0]["char"] == char
     assert preds[0]["p"] >= preds[1]["p"] >= preds[2]["p"]
+
+
+def test_workers_get_every_class_probability_as_npy(torchserve, confident):
+    """X-Answer: probabilities (what the workers send): a float32 row per tile, the same
+    readings as the JSON answer; a request with an unreadable image gets JSON as before."""
+    from worker.torchserve import _probabilities
+
+    tiles = np.stack([t for t, _ in confident])
+    buf = io.BytesIO()
+    np.save(buf, tiles)
+    r = predict(torchserve, buf.getvalue(), headers={"X-Answer": "probabilities"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-npy")
+    probs = np.load(io.BytesIO(r.content))
+    assert probs.shape == (len(confident), 47) and probs.dtype == np.float32
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+    as_json = predict(torchserve, buf.getvalue(), headers={"X-Top-K": "47"}).json()["results"]
+    assert [CLASSES[i] for i in probs.argmax(axis=1)] == [best(x) for x in as_json] == [c for _, c in confident]
+    # An archive that answers JSON of every class reads the same (the worker's fallback).
+    assert np.allclose(_probabilities(orjson.dumps({"results": as_json})), probs, atol=1e-6)
+    mixed = predict(torchserve, files={"a": ("a.png", png(paper(tiles[0])), "image/png"), "b": ("b.png", b"junk")},
+                    headers={"X-Answer": "probabilities"})
+    assert mixed.status_code == 200 and [("error" in x) for x in mixed.json()["results"]] == [False, True]
 
 
 def test_multipart_keeps_order(torchserve, confident):

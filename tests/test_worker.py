@@ -192,9 +192,10 @@ def test_a_bug_in_one_job_fails_only_that_job(monkeypatch):
         def planning(self):
             return contextlib.nullcontext()
 
-        def submit(self, tiles, top_k, planned=None):
-            answers = [{"predictions": [{"char": "A", "p": 0.9}] * top_k} for _ in tiles]
-            return types.SimpleNamespace(answers=lambda: answers)
+        def submit(self, tiles, planned=None):
+            probs = np.full((len(tiles), 47), 0.1 / 46)
+            probs[:, 10] = 0.9  # an A
+            return types.SimpleNamespace(probabilities=lambda: probs)
 
     plan_image = recognize.plan_image
 

@@ -3,7 +3,7 @@ to TorchServe together, as one .npy batch per request.
 
 Dispatcher threads (HWR_BATCH_INFLIGHT of them) each block until some tiles are waiting,
 take everything queued (up to HWR_MAX_BATCH tiles), send it, and hand each job its
-answers. There is no fixed wait: a lone job on an idle worker goes out at once. Jobs
+probabilities. There is no fixed wait: a lone job on an idle worker goes out at once. Jobs
 being decoded and cut into tiles say so (`planning`), and a dispatcher waits for those,
 up to HWR_BATCH_LINGER_MS, so that under load their tiles join the same request: a
 TorchServe request costs milliseconds of CPU on both sides, whatever its size.
@@ -18,49 +18,48 @@ from typing import ContextManager
 import numpy as np
 
 from worker import metrics
+from worker.charsets import CLASSES
 from worker.gather import Announcement, GatheringQueue
 from worker.torchserve import TorchServeClient, TorchServeUnavailable
 
 log = logging.getLogger(__name__)
 
 
-def keep_top_k(answers: list[dict], top_k: int) -> list[dict]:
-    """TorchServe answers cut to `top_k` predictions each (errors stay as they are)."""
-    return [{"predictions": a["predictions"][:top_k]} if "predictions" in a else a for a in answers]
-
-
 class _Chunk:
-    """Up to max_batch tiles of one job, waiting for their answers."""
+    """Up to max_batch tiles of one job, waiting for their probabilities."""
 
-    __slots__ = ("tiles", "top_k", "deadline", "done", "answers", "error")
+    __slots__ = ("tiles", "deadline", "done", "probs", "error")
 
-    def __init__(self, tiles: np.ndarray, top_k: int, deadline: float):
-        self.tiles, self.top_k, self.deadline = tiles, top_k, deadline
+    def __init__(self, tiles: np.ndarray, deadline: float):
+        self.tiles, self.deadline = tiles, deadline
         self.done = threading.Event()
-        self.answers: list[dict] | None = None
+        self.probs: np.ndarray | None = None
         self.error: Exception | None = None
 
-    def finish(self, answers: list[dict] | None = None, error: Exception | None = None) -> None:
-        self.answers, self.error = answers, error
+    def finish(self, probs: np.ndarray | None = None, error: Exception | None = None) -> None:
+        self.probs, self.error = probs, error
         self.done.set()
 
 
 class Pending:
-    """Tiles handed to the batcher, whose answers may still be coming."""
+    """Tiles handed to the batcher, whose probabilities may still be coming."""
 
     def __init__(self, chunks: list[_Chunk]):
         self.chunks = chunks
 
-    def answers(self) -> list[dict]:
-        """One answer per tile, in order. Blocks; raises what TorchServe's client raised
-        (TorchServeUnavailable once HWR_TORCHSERVE_RETRY_SECONDS are spent)."""
-        answers: list[dict] = []
+    def probabilities(self) -> np.ndarray:
+        """Every class's probability, a row per tile, in order. Blocks; raises what
+        TorchServe's client raised (TorchServeUnavailable once HWR_TORCHSERVE_RETRY_SECONDS
+        are spent)."""
+        parts = []
         for chunk in self.chunks:
             chunk.done.wait()
             if chunk.error is not None:
                 raise chunk.error
-            answers.extend(chunk.answers)
-        return answers
+            parts.append(chunk.probs)
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts) if parts else np.zeros((0, len(CLASSES)), np.float32)
 
 
 class MicroBatcher:
@@ -80,12 +79,11 @@ class MicroBatcher:
         wait for the tiles being made (see worker.gather)."""
         return self._queue.announce()
 
-    def submit(self, tiles: np.ndarray, top_k: int, planned: Announcement | None = None) -> "Pending":
+    def submit(self, tiles: np.ndarray, planned: Announcement | None = None) -> "Pending":
         """Queue N x 28 x 28 tiles for TorchServe (fulfilling `planned`); returns at once.
-        `Pending.answers()` blocks for them."""
+        `Pending.probabilities()` blocks for them."""
         deadline = time.monotonic() + self.retry_seconds
-        chunks = [_Chunk(tiles[i:i + self.max_batch], top_k, deadline)
-                  for i in range(0, len(tiles), self.max_batch)]
+        chunks = [_Chunk(tiles[i:i + self.max_batch], deadline) for i in range(0, len(tiles), self.max_batch)]
         self._queue.put(chunks, planned)
         return Pending(chunks)
 
@@ -103,10 +101,9 @@ class MicroBatcher:
 
     def _send(self, batch: list[_Chunk]) -> None:
         tiles = np.concatenate([c.tiles for c in batch]) if len(batch) > 1 else batch[0].tiles
-        top_k = max(c.top_k for c in batch)
         deadline = min(c.deadline for c in batch)
         try:
-            answers = self.client.predict(tiles, top_k, deadline)
+            probs = self.client.probabilities(tiles, deadline)
         except TorchServeUnavailable as exc:
             # Only the chunks whose own retry budget is spent fail; younger ones go back
             # to the front of the queue and keep their remaining budget.
@@ -122,7 +119,5 @@ class MicroBatcher:
         cursor = 0
         for chunk in batch:
             n = len(chunk.tiles)
-            part = answers[cursor:cursor + n]
+            chunk.finish(probs=probs[cursor:cursor + n])
             cursor += n
-            # The batch asked for the largest top_k; each job keeps its own.
-            chunk.finish(answers=keep_top_k(part, chunk.top_k))

@@ -124,72 +124,63 @@ def all_tiles(plans: list[ImagePlan]) -> np.ndarray:
     return np.stack(tiles) if tiles else np.zeros((0, preprocess.TILE, preprocess.TILE), np.uint8)
 
 
-def build_results(plans: list[ImagePlan], answers: list[dict], fields: list[tuple[int, str]] | None = None
-                  ) -> list[dict]:
-    """The API result per image, from the plans and one TorchServe answer per tile.
-
-    `fields`: per image, (top_k, its allowed classes, "" for all). With it, each answer
-    holds every allowed class's probability: a text's tokens are read together
-    (worker/context.py), then each character keeps its `top_k` alternatives. Without it,
-    the answers are used as they are."""
+def build_results(plans: list[ImagePlan], probs: np.ndarray, fields: list[tuple[int, str]],
+                  in_context: bool = True) -> list[dict]:
+    """The API result per image, from the plans and the model's probabilities of every class
+    for their tiles (a row per tile, in order). `fields`: per image, (top_k, the classes it
+    may hold, "" for all). Each image is read among its classes, a text's tokens together
+    (worker/context.py; `in_context=False` reads each character alone, for comparison), and
+    each character lists its `top_k` best classes."""
     results, cursor = [], 0
-    for n, plan in enumerate(plans):
+    for plan, (top_k, allowed) in zip(plans, fields, strict=True):
         if plan.error is not None:
             results.append({"text": "", "confidence": 0.0, "characters": [], "error": plan.error})
             continue
-        read, failed = [], None  # (text before it, answer or mark, box) per character
+        rows = charsets.restrict(probs[cursor:cursor + len(plan.tiles)], allowed)
+        cursor += len(plan.tiles)
+        read, at = [], 0  # (text before it, its row or a mark, box) per character
         for box, space, touching, mark in zip(plan.boxes, plan.spaces, plan.touching,
                                               plan.marks or [""] * len(plan.boxes)):
-            if mark:  # read by its shape: no answer of the model's belongs to it
+            if mark:  # read by its shape: no row of the model's belongs to it
                 read.append((space, mark, box))
                 continue
-            n_pieces = len(touching[0].pieces) if touching else 1
-            group, cursor = answers[cursor:cursor + n_pieces], cursor + n_pieces
-            errors = [a for a in group if "predictions" not in a]
-            if errors:
-                failed = errors[0].get("error") or _error("torchserve_error", "no prediction")
-                continue
+            group = range(at, at + (len(touching[0].pieces) if touching else 1))
+            at = group.stop
             if touching:
                 options, option_boxes = touching
-                chosen = segment.best_reading(options, [a["predictions"][0]["p"] for a in group])
+                chosen = segment.best_reading(options, [float(rows[i].max()) for i in group])
                 read += [(space if k == 0 else "", group[i], option_boxes[i]) for k, i in enumerate(chosen)]
             else:
                 read.append((space, group[0], box))
-        if failed is not None and not read:
-            results.append({"text": "", "confidence": 0.0, "characters": [], "error": failed})
-            continue
-        if fields is not None:
-            read = _in_context(read, *fields[n])
-        results.append(_result(read))
+        rows, among = context.read_tokens(rows, _tokens(read) if in_context else [], allowed)
+        results.append(_result(read, rows, among, top_k))
     return results
 
 
-def _in_context(read: list[tuple[str, dict | str, list[int]]], top_k: int, allowed: str) -> list:
-    """Characters read token by token (worker/context.py), each cut to `top_k` alternatives."""
+def _tokens(read: list[tuple[str, int | str, list[int]]]) -> list[list[int]]:
+    """The rows of each token: characters between spaces (marks belong to their token but
+    have no row)."""
     tokens, token = [], []
-    for k, (space, answer, _) in enumerate(read):
+    for space, row, _ in read:
         if space and token:
             tokens.append(token)
             token = []
-        if not isinstance(answer, str):  # marks belong to their token but have no answer
-            token.append(k)
-    tokens.append(token)
-    answers = [entry[1] for entry in read]
-    for token, token_answers in zip(tokens, context.read_tokens([[answers[k] for k in t] for t in tokens], allowed)):
-        for k, answer in zip(token, token_answers):
-            answers[k] = {"predictions": answer["predictions"][:top_k]}
-    return [(space, answer, box) for (space, _, box), answer in zip(read, answers)]
+        if not isinstance(row, str):
+            token.append(row)
+    return tokens + [token] if token else tokens
 
 
-def _result(read: list[tuple[str, dict | str, list[int]]]) -> dict:
+def _result(read: list[tuple[str, int | str, list[int]]], rows: np.ndarray, among: list[str], top_k: int) -> dict:
     chars, text = [], []
-    for space, answer, box in read:
-        if isinstance(answer, str):  # a mark
-            chars.append({"char": answer, "confidence": 1.0, "box": box, "alternatives": [{"char": answer, "p": 1.0}]})
-            text.append(space + answer)
+    listed = charsets.predictions(rows, top_k, among)
+    for space, row, box in read:
+        if isinstance(row, str):  # a mark
+            chars.append({"char": row, "confidence": 1.0, "box": box, "alternatives": [{"char": row, "p": 1.0}]})
+            text.append(space + row)
             continue
-        best = answer["predictions"][0]
-        chars.append({"char": best["char"], "confidence": best["p"], "box": box, "alternatives": answer["predictions"]})
+        alternatives = listed[row]
+        best = alternatives[0]
+        chars.append({"char": best["char"], "confidence": best["p"], "box": box, "alternatives": alternatives})
         text.append(space + best["char"])
     # The text's confidence is the mean of its characters' (one weak character shows);
     # marks, found by their shape, have no confidence of the model's to add.

@@ -134,12 +134,11 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
         planned_ids = [job_id for job_id, _, _ in planned_jobs]
         try:
             tiles = recognize.all_tiles([p for _, _, plans in planned_jobs for p in plans])
-            top_k = max((_classes_needed(own) for _, options, _ in planned_jobs for own in options), default=1)
-            pending = rt.batcher.submit(tiles, top_k, planned)
+            pending = rt.batcher.submit(tiles, planned)
         except Exception as exc:
             return {**outcomes, **dict.fromkeys(planned_ids, _internal_error(planned_ids, exc))}
     try:
-        answers = pending.answers()
+        probs = pending.probabilities()
     except (TorchServeUnavailable, TorchServeError) as exc:
         failed = ("failed", None, {"code": exc.code, "message": str(exc)})
         return {**outcomes, **dict.fromkeys(planned_ids, failed)}
@@ -147,16 +146,11 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
         return {**outcomes, **dict.fromkeys(planned_ids, _internal_error(planned_ids, exc))}
     cursor = 0
     for job_id, options, plans in planned_jobs:
-        kept, fields = [], []
-        for own, plan in zip(options, plans):
-            # The request asked for the largest top_k of the group; each image keeps its own,
-            # after its text's tokens are read together (build_results).
-            part, cursor = answers[cursor:cursor + len(plan.tiles)], cursor + len(plan.tiles)
-            classes = charsets.classes_of(own["chars"])
-            kept += charsets.restrict(part, classes, len(charsets.CLASSES)) if classes else part
-            fields.append((own["top_k"], classes))
+        n_tiles = sum(len(plan.tiles) for plan in plans)
+        part, cursor = probs[cursor:cursor + n_tiles], cursor + n_tiles
         try:
-            results = recognize.build_results(plans, kept, fields)
+            fields = [(own["top_k"], charsets.classes_of(own["chars"])) for own in options]
+            results = recognize.build_results(plans, part, fields)
             for own, result in zip(options, results):
                 if own["name"]:
                     result["name"] = own["name"]
@@ -164,12 +158,6 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
         except Exception as exc:
             outcomes[job_id] = _internal_error([job_id], exc)
     return outcomes
-
-
-def _classes_needed(own: dict) -> int:
-    """How many classes' probabilities an image's answers need: all of them to renormalize
-    over a field's classes, or to read a text's tokens together (worker/context.py)."""
-    return len(charsets.CLASSES) if own["mode"] == "text" or charsets.classes_of(own["chars"]) else own["top_k"]
 
 
 @celery_app.task(name=WEBHOOK_TASK, bind=True, ignore_result=True, max_retries=None)
