@@ -161,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec = commands.add_parser("recognize", help="recognize image files", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     rec.add_argument("files", nargs="+", type=Path, help="image files (PNG, JPEG, ...)")
-    rec.add_argument("--mode", choices=("char", "text"), default="char",
-                     help="char: one character per image; text: a line of text (default: char)")
+    rec.add_argument("--mode", choices=("char", "text", "code"), default="char",
+                     help="char: one character per image; text: a line of text; code: a line read "
+                          "character by character, such as a serial number (default: char)")
     rec.add_argument("--top-k", type=int, default=5, choices=range(1, 48), metavar="1..47",
                      help="alternatives per character (default: 5)")
     rec.add_argument("--chars", help="the characters the images may hold: digits, uppercase, letters, "

@@ -9,7 +9,8 @@ The template names each field and says where it is on the page and what it holds
         "initial": {"box": [760, 160, 60, 60], "mode": "char", "chars": "uppercase"}}}
 
 `box` is [x, y, width, height] in the page's pixels (leave it out to read the whole page),
-`mode` is `text` (the default: a word or a number) or `char`, `chars` what the field may
+`mode` is `text` (the default: a word or a number), `code` (a serial number or a code that
+mixes letters and digits: each character read alone) or `char`, `chars` what the field may
 hold (`digits`, `uppercase`, `letters` or the characters themselves). `page`, optional, is
 the size of the page the boxes were measured on: each page's boxes are then scaled to its
 own size, so scans at another resolution read the same fields. Every page is one job: it is
@@ -75,8 +76,8 @@ def load_template(path: Path) -> Template:
         if box is not None and not (isinstance(box, list) and len(box) == 4 and all(
                 isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in box) and box[2] and box[3]):
             raise ValueError(f"{path}: field {name!r}: box must be [x, y, width, height] in whole pixels")
-        if spec.get("mode", "text") not in ("text", "char"):
-            raise ValueError(f"{path}: field {name!r}: mode must be text or char")
+        if spec.get("mode", "text") not in ("text", "code", "char"):
+            raise ValueError(f"{path}: field {name!r}: mode must be text, code or char")
         out[name] = Field(image=b"", mode=spec.get("mode", "text"), chars=spec.get("chars"),
                           top_k=spec.get("top_k"), box=tuple(box) if box else None)
     return Template(out, tuple(page) if page else None)

@@ -5,6 +5,7 @@ import numpy as np
 
 from bench.words import compose_word, edit_distance, png
 from tests.fixtures.reading import read_text
+from tests.test_api import b64
 from worker import context, recognize
 from worker.charsets import CLASSES
 
@@ -87,20 +88,20 @@ def test_results_read_each_token_apart_and_marks_stay_in_their_token():
         sure(c) for c in "HNSON"]
     plan = plan_of(spaces, [""] * 13)
     answers = np.stack(answers)
-    assert recognize.build_results([plan], answers, [(3, "")], in_context=False)[0]["text"] == "2O2412 J0HNSON"
-    [result] = recognize.build_results([plan], answers, [(3, "")])
+    assert recognize.build_results([plan], answers, [(3, "", False)])[0]["text"] == "2O2412 J0HNSON"
+    [result] = recognize.build_results([plan], answers, [(3, "", True)])
     assert result["text"] == "202412 JOHNSON"
     assert all(len(c["alternatives"]) == 3 for c in result["characters"])
     assert [a["char"] for a in result["characters"][1]["alternatives"]][0] == "0"
     assert all(a["char"] in "0123456789" for a in result["characters"][1]["alternatives"])
     assert result["characters"][1]["confidence"] == result["characters"][1]["alternatives"][0]["p"] > 0.9
     # The same number a space apart: two short tokens, read as they look.
-    [result] = recognize.build_results([plan_of(["", "", "", " ", "", ""], [""] * 6)], answers[:6], [(3, "")])
+    [result] = recognize.build_results([plan_of(["", "", "", " ", "", ""], [""] * 6)], answers[:6], [(3, "", True)])
     assert result["text"] == "2O2 412"
     # "12/O5/26": the slashes, read by their shape, do not cut the date apart.
     plan = plan_of([""] * 8, ["", "", "/", "", "", "/", "", ""])
     date = np.stack([sure("1"), sure("2"), AMBIGUOUS_O, sure("5"), sure("2"), sure("6")])
-    assert recognize.build_results([plan], date, [(1, "")])[0]["text"] == "12/05/26"
+    assert recognize.build_results([plan], date, [(1, "", True)])[0]["text"] == "12/05/26"
 
 
 def test_numbers_of_real_digits_read_better_together(emnist_test_sample):
@@ -123,3 +124,21 @@ def test_numbers_of_real_digits_read_better_together(emnist_test_sample):
             scores[kind, together] = 1 - errors / chars
     assert scores["numbers", True] >= scores["numbers", False] + 0.02, scores
     assert scores["anything", True] >= scores["anything", False] - 0.015, scores
+
+
+def test_a_text_reads_a_number_as_digits_and_a_code_each_character_alone(api, emnist_test_sample):
+    """Through the stack: one line of seven real digits read as text and as a code (the
+    same upload, per-image modes). Cut the same way; the text's characters are read among
+    the digits only, the code's among all classes."""
+    s = emnist_test_sample
+    digits = np.nonzero(s.labels < 10)[0][:7]
+    image = png(compose_word([s.images[i] for i in digits], np.random.default_rng(0), height=60, gaps=(2, 8)))
+    response = api.post("/v1/recognize", json={"top_k": 5, "images": [{"image": b64(image), "mode": "text"},
+                                                                      {"image": 0, "mode": "code"}]})
+    assert response.status_code == 200, response.text
+    text, code = response.json()["results"]
+    assert len(text["characters"]) == 7 and " " not in text["text"], text["text"]
+    assert [c["box"] for c in text["characters"]] == [c["box"] for c in code["characters"]]
+    assert all(a["char"].isdigit() for c in text["characters"] for a in c["alternatives"])
+    assert any(not a["char"].isdigit() for c in code["characters"] for a in c["alternatives"])
+    assert sum(a == b for a, b in zip(text["text"], (s.classes[k] for k in s.labels[digits]))) >= 6

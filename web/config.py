@@ -14,7 +14,7 @@ from worker.config import WorkerConfig, parse_number
 
 # The model's classes (EMNIST balanced, 47): the most alternatives a character can have.
 NUM_CLASSES = 47
-MODES = ("char", "text")
+MODES = ("char", "text", "code")  # code: a line read as text, each character alone
 
 
 @dataclass(frozen=True)

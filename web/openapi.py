@@ -48,9 +48,11 @@ def build_spec(config: WebConfig) -> dict:
     max_wait = config.max_wait_seconds
     options = {
         "mode": {"type": "string", "enum": list(MODES), "default": "char",
-                 "description": "`char`: each image is one character; `text`: a line of text, segmented. "
-                                "In text mode, a token (the characters between spaces) whose characters "
-                                "together read as a number is read among the digits"},
+                 "description": "`char`: each image is one character; `text`: a line of text, segmented, "
+                                "where a token (the characters between spaces) whose characters together "
+                                "read as a number or a word is read among the digits or the letters; "
+                                "`code`: segmented as text, each character read alone (serial numbers, "
+                                "codes that mix letters and digits)"},
         "top_k": {"type": "integer", "minimum": 1, "maximum": NUM_CLASSES, "default": 5,
                   "description": "Alternatives listed per character"},
         "chars": {"type": "string", "pattern": f"^[0-9A-Za-z.,/-]{{1,{charsets.MAX_LENGTH}}}$",
@@ -58,7 +60,7 @@ def build_spec(config: WebConfig) -> dict:
                                  "`digits`, `uppercase`, `letters`, or the characters themselves, such as "
                                  "`0123456789ABCDEF`. Only those classes are read, their probabilities "
                                  "renormalized. Lowercase letters EMNIST merges with their capitals (c, o, "
-                                 "s, ...) mean the capital. In text mode, the marks . , - / may be named too: "
+                                 "s, ...) mean the capital. In text and code mode, the marks . , - / may be named too: "
                                  "they are then read where their shape shows them (`0123456789./` for a "
                                  "date or an amount). Default: all 47 classes, no marks"},
         "callback_url": {"type": "string", "maxLength": 2048,

@@ -25,7 +25,7 @@ NAMED = {
     "letters": CLASSES[10:],
 }
 MAX_LENGTH = 200  # a list of characters longer than this is not a list of characters
-# Marks the model has no class for. In text mode, a field whose `chars` name them gets them
+# Marks the model has no class for. In text or code mode, a field whose `chars` name them gets them
 # in its reading where their shape says they are (worker/segment.py: a full stop, a comma,
 # a hyphen, a slash), so "3.50" and "12/05/26" do not come back as 350 and 12105126.
 MARKS = ".,-/"
@@ -54,7 +54,7 @@ def parse_chars(value: str) -> str:
             wanted.add(char.upper())
         else:
             raise ValueError(f"chars holds {char!r}, which the model cannot read (it reads 0-9, A-Z and "
-                             f"a b d e f g h n q r t, and in text mode the marks {' '.join(MARKS)}); "
+                             f"a b d e f g h n q r t, and in text or code mode the marks {' '.join(MARKS)}); "
                              f"or name a set: {', '.join(NAMED)}")
     allowed = "".join(c for c in CLASSES if c in wanted)
     marks = "".join(m for m in MARKS if m in wanted)

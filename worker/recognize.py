@@ -94,7 +94,7 @@ def plan_decoded(gray: np.ndarray, mode: str, box: list[int] | None = None, mark
                 "image_too_small", f"the image is {width}x{height} pixels; a character needs at least "
                                    f"{MIN_SIDE}x{MIN_SIDE}"))
         ink = preprocess.ink_map(gray)
-        if mode == "text":
+        if mode != "char":  # text, or a code: a line of characters read each alone
             ink, cuts, warp = upright.segment_upright(ink, marks)
             if not cuts:
                 raise preprocess.BlankImageError("no ink found in the image")
@@ -124,15 +124,14 @@ def all_tiles(plans: list[ImagePlan]) -> np.ndarray:
     return np.stack(tiles) if tiles else np.zeros((0, preprocess.TILE, preprocess.TILE), np.uint8)
 
 
-def build_results(plans: list[ImagePlan], probs: np.ndarray, fields: list[tuple[int, str]],
-                  in_context: bool = True) -> list[dict]:
+def build_results(plans: list[ImagePlan], probs: np.ndarray, fields: list[tuple[int, str, bool]]) -> list[dict]:
     """The API result per image, from the plans and the model's probabilities of every class
     for their tiles (a row per tile, in order). `fields`: per image, (top_k, the classes it
-    may hold, "" for all). Each image is read among its classes, a text's tokens together
-    (worker/context.py; `in_context=False` reads each character alone, for comparison), and
-    each character lists its `top_k` best classes."""
+    may hold, "" for all; whether its tokens are read together). Each image is read among
+    its classes, a text's tokens together (worker/context.py; not a code's), and each
+    character lists its `top_k` best classes."""
     results, cursor = [], 0
-    for plan, (top_k, allowed) in zip(plans, fields, strict=True):
+    for plan, (top_k, allowed, in_context) in zip(plans, fields, strict=True):
         if plan.error is not None:
             results.append({"text": "", "confidence": 0.0, "characters": [], "error": plan.error})
             continue
