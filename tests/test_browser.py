@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.fixtures.web import draw_char
+from tests.fixtures.web import draw_char, draw_line
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -188,5 +188,13 @@ def test_upload_by_choosing_dropping_and_pasting(browser, web_app, redis_client)
     page.click("#upload-form button[type=submit]")
     expect(captions).to_have_text([read_as("scan.tif", "X")], timeout=60_000)
     expect(page.locator("#upload-results canvas")).to_be_hidden()
+
+    # A serial number, read as a code: cut into characters, each read alone.
+    page.select_option("#mode", "code")
+    page.set_input_files("#files", files=[{"name": "serial.png", "mimeType": "image/png", "buffer": draw_line("X7X")}])
+    with page.expect_response("**/v1/recognize*") as answered:
+        page.click("#upload-form button[type=submit]")
+    assert answered.value.json()["mode"] == "code"
+    expect(captions).to_have_text([re.compile(r"^serial\.png: \u201c(\S ?){2}\S\u201d \(\d+\.\d%\)$")], timeout=60_000)
     assert [e for e in errors if "status of 422" not in e] == [], errors  # Chrome logs the refusal itself
     page.close()
