@@ -19,7 +19,9 @@ into tokens) so that strings of random characters, half of them digits as in EMN
 codes that mix letters and digits (SW1A, K1A0B1) lose little (0.3-0.4 points) while
 numbers and words gain much (+5 and +3). A digit is strong evidence (10 of 47 classes), so
 NUMBER_PRIOR is small; a letter is weak evidence (37 of 47), so a word needs a large prior.
-A field whose `chars` names only digits or only letters is read among them already.
+A field whose `chars` names only digits or only letters is read among them already; a
+line read as a code (`mode=code`: serial numbers, references) keeps each character's own
+reading.
 """
 from __future__ import annotations
 

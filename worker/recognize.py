@@ -1,8 +1,10 @@
-"""One job's images -> tiles (char mode: the whole image is one character; text mode:
-segmented), then TorchServe's answers -> the API's result per image.
+"""One job's images -> tiles (char mode: the whole image is one character; text and code
+mode: segmented), then the model's probabilities -> the API's result per image (a text's
+tokens read together, worker/context.py; a code's characters each alone).
 
 Touching characters in text mode send every candidate character to TorchServe in the same
-request as the rest; the answers then decide how the group is cut (`segment.best_reading`)."""
+request as the rest; the probabilities then decide how the group is cut
+(`segment.best_reading`)."""
 from __future__ import annotations
 
 from collections import Counter
