@@ -12,7 +12,7 @@ its characters, 3,000 of each kind:
 - as in EMNIST: any test character, so as often as in the data (48% digits): what
   `bench.words` composes its words of.
 Each token is read twice from the same probabilities: each character alone (the model's
-argmax) and together (`worker.context.read_tokens`, the code the worker runs). Prints
+argmax) and together (`worker.context.read_lines`, the code the worker runs). Prints
 character accuracy and whole-token accuracy of both, and writes
 bench/results/context-<date>.json. `--number-prior` / `--word-prior` try other priors.
 """
@@ -87,7 +87,7 @@ def main(argv=None) -> dict:
         for _ in range(args.n):
             labels = token_labels(kind, rng, test.labels)
             rows = probs[[rng.choice(by_class[label]) for label in labels]]
-            read, _ = context.read_tokens(rows, [list(range(len(rows)))])
+            read, _ = context.read_lines(rows, [[list(range(len(rows)))]])
             truth = [classes[label] for label in labels]
             first = [classes[i] for i in rows.argmax(1)]
             second = [classes[i] for i in read.argmax(1)]

@@ -30,14 +30,14 @@ def best(rows: np.ndarray) -> str:
 
 def read(token: list[np.ndarray], allowed: str = "") -> np.ndarray:
     rows = np.stack(token)
-    return context.read_tokens(rows, [list(range(len(rows)))], allowed)[0]
+    return context.read_lines(rows, [[list(range(len(rows)))]], allowed)[0]
 
 
 def test_a_number_reads_its_ambiguous_character_as_a_digit():
     token = [sure("2"), AMBIGUOUS_O, sure("2"), sure("4"), sure("1"), sure("2")]
     assert best(token) == "2O2412"
     assert context.token_kind(np.stack(token)) == "digits"
-    rows, among = context.read_tokens(np.stack(token), [[0, 1, 2, 3, 4, 5]])
+    rows, among = context.read_lines(np.stack(token), [[[0, 1, 2, 3, 4, 5]]])
     assert best(rows) == "202412" and among == ["0123456789"] * 6
     # Read among the digits, renormalized: the 0 takes the O's share.
     assert rows[1, CLASSES.index("0")] > 0.9 and rows[1, 10:].sum() == 0
@@ -95,9 +95,14 @@ def test_results_read_each_token_apart_and_marks_stay_in_their_token():
     assert [a["char"] for a in result["characters"][1]["alternatives"]][0] == "0"
     assert all(a["char"] in "0123456789" for a in result["characters"][1]["alternatives"])
     assert result["characters"][1]["confidence"] == result["characters"][1]["alternatives"][0]["p"] > 0.9
-    # The same number a space apart: two short tokens, read as they look.
-    [result] = recognize.build_results([plan_of(["", "", "", " ", "", ""], [""] * 6)], answers[:6], [(3, "", True)])
-    assert result["text"] == "2O2 412"
+    # The same number cut apart, as a form's comb of boxes cuts one: the line reads as a number.
+    comb = ["", " ", "", " ", " ", " "]  # "2 O2 4 1 2"
+    [result] = recognize.build_results([plan_of(comb, [""] * 6)], answers[:6], [(3, "", True)])
+    assert result["text"] == "2 02 4 1 2"
+    # Two short tokens a space apart, or a line apart: each read as it looks.
+    for spaces in (["", "", "", " ", "", ""], ["", "", "", "\n", "", ""]):
+        [result] = recognize.build_results([plan_of(spaces, [""] * 6)], answers[:6], [(3, "", True)])
+        assert result["text"] == f"2O2{spaces[3]}412"
     # "12/O5/26": the slashes, read by their shape, do not cut the date apart.
     plan = plan_of([""] * 8, ["", "", "/", "", "", "/", "", ""])
     date = np.stack([sure("1"), sure("2"), AMBIGUOUS_O, sure("5"), sure("2"), sure("6")])

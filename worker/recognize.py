@@ -153,22 +153,23 @@ def build_results(plans: list[ImagePlan], probs: np.ndarray, fields: list[tuple[
                 read += [(space if k == 0 else "", group[i], option_boxes[i]) for k, i in enumerate(chosen)]
             else:
                 read.append((space, group[0], box))
-        rows, among = context.read_tokens(rows, _tokens(read) if in_context else [], allowed)
+        rows, among = context.read_lines(rows, _lines(read) if in_context else [], allowed)
         results.append(_result(read, rows, among, top_k))
     return results
 
 
-def _tokens(read: list[tuple[str, int | str, list[int]]]) -> list[list[int]]:
-    """The rows of each token: characters between spaces (marks belong to their token but
-    have no row)."""
-    tokens, token = [], []
+def _lines(read: list[tuple[str, int | str, list[int]]]) -> list[list[list[int]]]:
+    """The rows of each line's tokens: characters between spaces (marks belong to their
+    token but have no row), lines apart where a line break comes before a character."""
+    lines: list[list[list[int]]] = []
     for space, row, _ in read:
-        if space and token:
-            tokens.append(token)
-            token = []
+        if not lines or "\n" in space:
+            lines.append([[]])
+        elif space and lines[-1][-1]:
+            lines[-1].append([])
         if not isinstance(row, str):
-            token.append(row)
-    return tokens + [token] if token else tokens
+            lines[-1][-1].append(row)
+    return [[token for token in line if token] for line in lines]
 
 
 def _result(read: list[tuple[str, int | str, list[int]]], rows: np.ndarray, among: list[str], top_k: int) -> dict:
