@@ -5,8 +5,8 @@ The model reads each character alone, and most of its mistakes are between a dig
 letter that look alike (O/0, I/1, L/1, S/5, Z/2, B/8, q/9). Beside its neighbours such a
 character is often plain: the O in "2O2412" is a 0, the 0 in "J0HNSON" an O. In text mode
 each token (the characters between two spaces; marks such as "/" or "." do not split one)
-is weighed as one of three things (and first the whole line, when it has several tokens,
-as a number or anything: a form's comb of boxes cuts a number's digits apart with wide gaps):
+is weighed as one of three things (and first the whole line, where at least half its tokens
+are single characters: a form's comb of boxes cuts a number or a name apart with wide gaps):
 - a number: every character a digit;
 - a word: every character a letter;
 - anything: each character what it looks like most, the model's own reading.
@@ -60,11 +60,11 @@ def read_lines(probs: np.ndarray, lines: list[list[list[int]]], allowed: str = "
     classes = allowed or charsets.CLASSES
     for line in lines:
         whole = [row for token in line for row in token]
-        # A line cut into characters standing apart (half its tokens one character or more)
-        # is weighed whole, as a number only: lines of words lost 0.5-0.7 points of their
-        # characters when every line was, and 0.7 when as a word too (bench.words --lines).
+        # Only a line cut into characters standing apart (half its tokens one character or
+        # more) is weighed whole: pages of words lost 0.5-0.7 points of their characters
+        # when every line was (bench.words --lines).
         spaced_out = len(line) > 1 and 2 * sum(len(token) == 1 for token in line) >= len(line)
-        kind = _kind(*evidence, whole, word_prior=0.0) if spaced_out else None
+        kind = _kind(*evidence, whole) if spaced_out else None
         for rows, kind in [(whole, kind)] if kind else [(rows, _kind(*evidence, rows)) for rows in line]:
             if kind is not None:
                 keep = "".join(c for c in classes if (c in DIGITS) == (kind == "digits"))
@@ -88,14 +88,13 @@ def _evidence(probs: np.ndarray, allowed: str) -> tuple[list[float], list[float]
             np.log(np.maximum(1 - digits, FLOOR) / (1 - share)).tolist())
 
 
-def _kind(digit: list[float], letter: list[float], rows: list[int], word_prior: float | None = None) -> str | None:
-    word_prior = WORD_PRIOR if word_prior is None else word_prior
+def _kind(digit: list[float], letter: list[float], rows: list[int]) -> str | None:
     if len(rows) < 2:
         return None
     number = math.log(NUMBER_PRIOR) + sum(digit[r] for r in rows)
-    word = math.log(word_prior) + sum(letter[r] for r in rows) if word_prior > 0 else -math.inf
+    word = math.log(WORD_PRIOR) + sum(letter[r] for r in rows) if WORD_PRIOR > 0 else -math.inf
     # Reading each character alone is the model's own reading: its evidence is 1.
-    anything = math.log(1 - NUMBER_PRIOR - word_prior)
+    anything = math.log(1 - NUMBER_PRIOR - WORD_PRIOR)
     if number > max(word, anything):
         return "digits"
     if word > max(number, anything):
