@@ -26,7 +26,7 @@ from typing import IO, Callable
 from tqdm import tqdm
 
 from hwr import forms
-from hwr.client import ApiError, Client, error_of
+from hwr.client import MODES, ApiError, Client, error_of
 
 CSV_FIELDS = ("file", "text", "confidence", "error_code", "error_message")
 
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec = commands.add_parser("recognize", help="recognize image files", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     rec.add_argument("files", nargs="+", type=Path, help="image files (PNG, JPEG, ...)")
-    rec.add_argument("--mode", choices=("char", "text", "code"), default="char",
+    rec.add_argument("--mode", choices=MODES, default="char",
                      help="char: one character per image; text: a line of text; code: a line read "
                           "character by character, such as a serial number (default: char)")
     rec.add_argument("--top-k", type=int, default=5, choices=range(1, 48), metavar="1..47",

@@ -59,6 +59,11 @@ def _read(image: ImageInput) -> tuple[str, bytes]:
     return path.name, path.read_bytes()
 
 
+# How the service reads an image (web/config.py's MODES): one character, a line of text
+# (its words and numbers read as such), or a code (each character alone).
+MODES = ("char", "text", "code")
+
+
 @dataclass(frozen=True)
 class Field:
     """One field of a form for `Client.recognize_form`: its image and how to read it."""

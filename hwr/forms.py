@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hwr.client import Client, Field, error_of
+from hwr.client import MODES, Client, Field, error_of
 from serve.formats import upright_size
 
 FIELD_KEYS = {"box", "mode", "chars", "top_k"}
@@ -76,7 +76,7 @@ def load_template(path: Path) -> Template:
         if box is not None and not (isinstance(box, list) and len(box) == 4 and all(
                 isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in box) and box[2] and box[3]):
             raise ValueError(f"{path}: field {name!r}: box must be [x, y, width, height] in whole pixels")
-        if spec.get("mode", "text") not in ("text", "code", "char"):
+        if spec.get("mode", "text") not in MODES:
             raise ValueError(f"{path}: field {name!r}: mode must be text, code or char")
         out[name] = Field(image=b"", mode=spec.get("mode", "text"), chars=spec.get("chars"),
                           top_k=spec.get("top_k"), box=tuple(box) if box else None)

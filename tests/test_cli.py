@@ -227,3 +227,12 @@ def test_forms_refuses_a_bad_template_before_sending_anything(tmp_path, template
     run = subprocess.run([str(HWR), "forms", "page.jpg", "--template", str(path), "--url", "http://127.0.0.1:9"],
                          env=base_env(), capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and says in run.stderr, run.stderr
+
+
+def test_the_client_knows_the_services_modes():
+    """hwr (installed apart from the service) keeps its own list of modes for --mode and
+    forms templates: it must be the API's."""
+    from hwr.client import MODES
+    from web.config import MODES as API_MODES
+
+    assert MODES == API_MODES
