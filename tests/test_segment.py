@@ -173,6 +173,26 @@ def test_irregular_letter_gaps_are_not_spaces():
     assert not any(c.space_before for c in cuts_of(img))
 
 
+def test_a_narrow_space_between_closely_written_letters_is_a_space():
+    img = page((120, 600))
+    x = 20
+    for gap in (6, 6, 28, 6, 6):  # letters 0.1 of their height apart, a space 0.44 of it (print)
+        cv2.rectangle(img, (x, 30), (x + 30, 90), 255, 4)
+        x += 34 + gap
+    cv2.rectangle(img, (x, 30), (x + 30, 90), 255, 4)
+    assert [c.space_before for c in cuts_of(img)] == [False, False, False, True, False, False]
+
+
+def test_a_letter_written_in_two_strokes_does_not_shrink_the_space_rule():
+    img = page((120, 400))
+    cv2.rectangle(img, (24, 28), (54, 56), 255, 4)       # a B's two bowls, the pen lifted
+    cv2.rectangle(img, (24, 62), (54, 92), 255, 4)       # between them: one letter, two pieces
+    cv2.rectangle(img, (70, 28), (100, 92), 255, 4)
+    cv2.rectangle(img, (150, 28), (180, 92), 255, 4)     # 0.7 of a letter's height from it
+    cuts = cuts_of(img)
+    assert len(cuts) == 3 and not any(c.space_before for c in cuts)
+
+
 def test_a_page_of_dots_is_refused_not_ground_through():
     img = page((480, 480))
     for dy in (0, 1):
@@ -376,3 +396,15 @@ def test_marks_are_kept_by_their_shape_only_where_asked(marks):
                 for r in ["x", "/", "x", ".", "x", "-", "x", ",", "x"]]
     assert read == [r for r in expected if r], read
     assert [c.box[0] for c in cuts] == sorted(c.box[0] for c in cuts)  # still left to right
+
+
+def test_spaces_between_real_handwritten_words(emnist_test_sample):
+    """bench.spaces on real test letters: writers whose letters stand close get spaces 0.6 of
+    a letter's height wide (most writing's spaces are wider); words with the usual gaps stay whole."""
+    from bench.spaces import score_lines, score_words
+
+    tight = score_lines(emnist_test_sample, 0.6, (0.03, 0.12), 80, np.random.default_rng(1))
+    assert tight["recall"] >= 0.85 and tight["precision"] >= 0.95, tight
+    usual = score_lines(emnist_test_sample, 1.0, (0.1, 0.35), 80, np.random.default_rng(2))
+    assert usual["recall"] >= 0.9 and usual["precision"] >= 0.9, usual
+    assert score_words(emnist_test_sample, 0.2, 80, np.random.default_rng(3))["words_split"] <= 0.03

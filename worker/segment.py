@@ -38,9 +38,14 @@ CUT_SPACING = 0.15
 # figures were chosen on words made of training-split letters.
 CHAR_WIDTH, CHAR_WIDTH_SD, WIDTH_WEIGHT = 0.8, 0.25, 0.5
 CHAR_PENALTY = 0.3
-# A gap is a space when wider than this many line heights and than SPACE_VS_MEDIAN median gaps.
-SPACE_HEIGHTS = 0.75
-SPACE_VS_MEDIAN = 2.5
+# A gap is a space when wider than both figures of a rule: (letter heights, median gaps
+# between letters). SPACE_RULE holds in any line; CLOSE_SPACE_RULES, for writing whose
+# letters stand closer (careful capitals, print), in a line of at least MIN_CLOSE_GAPS gaps,
+# against their median with spaces counted in: close letters must be most of the gaps.
+# Chosen on training-split letters (python -m bench.spaces).
+SPACE_RULE = (0.75, 2.5)
+CLOSE_SPACE_RULES = ((0.35, 4.0),)
+MIN_CLOSE_GAPS = 4
 # A piece smaller than this many line heights on both sides is no character of the model
 # (it has no punctuation): a broken-off stroke or a dot, joined to its nearest neighbour.
 FRAGMENT = 0.35
@@ -444,10 +449,17 @@ def segment(ink: np.ndarray, pieces: tuple | None = None, marks: str = "") -> li
                 cut.touching = _touching(cut, ink, line_height, frugal=candidates > MAX_CANDIDATES)
                 candidates += len(cut.touching.pieces)
         gaps = [b.box[0] - (a.box[0] + a.box[2]) for a, b in zip(chars, chars[1:])]
+        # Spaces are measured against whole characters: a letter written in two strokes is
+        # two short pieces of ink, which lower the pieces' median height (line_height).
+        letter_height = float(np.median([c.box[3] for c in chars if not c.mark] or [line_height]))
         # The usual gap between letters of a word: spaces themselves must not inflate it.
-        letter_gaps = [g for g in gaps if 0 < g <= 0.5 * line_height]
+        letter_gaps = [g for g in gaps if 0 < g <= 0.5 * letter_height]
         median_gap = float(np.median(letter_gaps)) if letter_gaps else 0.0
-        threshold = max(SPACE_HEIGHTS * line_height, SPACE_VS_MEDIAN * median_gap)
+        threshold = max(SPACE_RULE[0] * letter_height, SPACE_RULE[1] * median_gap)
+        positive = [g for g in gaps if g > 0]
+        if len(positive) >= MIN_CLOSE_GAPS:
+            typical = float(np.median(positive))
+            threshold = min([threshold] + [max(h * letter_height, k * typical) for h, k in CLOSE_SPACE_RULES])
         for i, cut in enumerate(chars):
             cut.space_before = i > 0 and gaps[i - 1] > threshold
             cut.line = line_no
