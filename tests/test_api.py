@@ -339,8 +339,31 @@ def test_an_image_sent_with_curls_default_type_is_read(api, char_png):
     response = api.post("/v1/recognize?top_k=2", content=char_png, headers=form_type)
     assert response.status_code == 200, response.text
     assert len(response.json()["results"][0]["characters"][0]["alternatives"]) == 2
-    assert_error(api.post("/v1/jobs", content=b"mode=char&top_k=3", headers=form_type), 415, "unsupported_media_type")
+    # A form of options alone (an HTML form whose hidden image input was never filled).
+    assert_error(api.post("/v1/jobs", content=b"mode=char&top_k=3", headers=form_type), 422, "no_images")
     assert_error(api.post("/v1/jobs", content=char_png[:20], headers=form_type), 422, "undecodable_image")
+
+
+def test_images_as_base64_text_fields_of_a_form_are_read(api, char_png):
+    # An HTML form posting a canvas's toDataURL() from a hidden input: urlencoded by default,
+    # multipart with enctype="multipart/form-data"; plain base64 is taken too.
+    data_url = "data:image/png;base64," + base64.b64encode(char_png).decode()
+    response = api.post("/v1/recognize", data={"image": data_url, "top_k": "2"})
+    assert response.request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert response.status_code == 200, response.text
+    assert len(response.json()["results"][0]["characters"][0]["alternatives"]) == 2
+    two = [("image", data_url), ("image", base64.b64encode(char_png).decode()), ("mode", "char")]
+    response = api.post("/v1/recognize", files=[(name, (None, value)) for name, value in two])
+    assert response.request.headers["content-type"].startswith("multipart/form-data")
+    assert response.status_code == 200, response.text
+    assert [r["text"] for r in response.json()["results"]] == [response.json()["results"][0]["text"]] * 2
+    # A file's bytes sent as a plain field (curl -F image=<char.png) are not base64: say how to send them.
+    error = assert_error(api.post("/v1/jobs", files={"image": (None, char_png)}), 422, "invalid_base64")
+    assert "curl -F image=@char.png" in error["message"]
+    error = assert_error(api.post("/v1/jobs", files=[("image", (None, data_url)), ("image", ("a.png", char_png))]),
+                         422, "invalid_images")
+    assert "not both" in error["message"]
+    assert_error(api.post("/v1/jobs", data={"image": data_url, "colour": "red"}), 422, "invalid_request")
 
 
 def test_an_image_sent_with_no_type_at_all_is_read(api, char_png):

@@ -45,6 +45,8 @@ def create_app(config: dict | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
         # Werkzeug's default (1000 parts) would cut a job short of HWR_MAX_IMAGES_PER_JOB.
         MAX_FORM_PARTS=settings.max_images_per_job + 16,
+        # Werkzeug keeps a form's text fields to 500 KB; base64 images may come as text fields.
+        MAX_FORM_MEMORY_SIZE=settings.max_upload_bytes,
     )
     app.json = OrjsonProvider(app)  # compact, keys in the order the code writes them
 

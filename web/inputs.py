@@ -1,6 +1,7 @@
 """Parse and strictly validate what clients submit: images and options.
 
-Images come as multipart `image` files, JSON `{"images": ["<base64>", ...]}`, or one image
+Images come as multipart `image` files (or form fields, multipart or urlencoded, holding
+base64 or data: URLs: an HTML form's hidden input), JSON `{"images": ["<base64>", ...]}`, or one image
 as the raw body (`Content-Type: image/png`, `image/jpeg`, ... or
 `application/octet-stream`; or no useful type at all, as `curl --data-binary @char.png`
 sends it, when the bytes are plainly an image's); options (mode,
@@ -27,7 +28,8 @@ from serve.preprocess import PreprocessError, check_image
 from web import fields
 from web.config import NUM_CLASSES, WebConfig
 from web.errors import ApiError
-from web.validate import chars_option, header_pixels, int_option, invalid, mode_option, parse_seconds
+from web.validate import (chars_option, decode_base64, header_pixels, int_option, invalid, mode_option,
+                          parse_seconds)
 from worker.webhooks import check_callback_url
 
 OPTION_FIELDS = ("mode", "top_k", "chars", "callback_url")
@@ -101,21 +103,9 @@ def _images_and_options(request: Request, config: WebConfig,
                        f"Content-Encoding {encoding[:32]!r} is not supported: send the body uncompressed",
                        {"Accept-Encoding": "identity"})
     _refuse_chunked_body_over_limit(request, config)
-    if mimetype == "multipart/form-data":
-        unknown = sorted((set(request.form) - set(option_names))
-                         | {name for name in request.files if not IMAGE_FIELD.fullmatch(name)})
-        if unknown:
-            raise invalid(f"unknown form field(s): {', '.join(unknown)}; images go in `image` file fields, "
-                          f"options are {', '.join(option_names)}")
-        for name in option_names:
-            if len(request.form.getlist(name)) > 1:
-                raise invalid(f"form field {name} is given more than once")
-        files = [f for name, f in request.files.items(multi=True) if IMAGE_FIELD.fullmatch(name)]  # in body order
-        if len(files) > config.max_images_per_job:
-            raise ApiError(413, "too_many_images",
-                           f"{len(files)} images in one job; the limit is {config.max_images_per_job}")
-        images = [f.read() for f in files]
-        return images, {k: request.form[k] for k in option_names if k in request.form}, True
+    if mimetype == "multipart/form-data" or (
+            mimetype == "application/x-www-form-urlencoded" and not image_format(request.get_data(cache=True))):
+        return _form_images_and_options(request, config, option_names)
     if (mimetype == "application/json" or mimetype.endswith("+json")
             or (mimetype == "text/plain" and request.get_data(cache=True).lstrip()[:1] == b"{")):
         # text/plain: what browsers' fetch() labels a JSON.stringify body sent without headers.
@@ -167,6 +157,41 @@ def _images_and_options(request: Request, config: WebConfig,
                    "send multipart/form-data with `image` files, application/json {\"images\": [...]}, "
                    "or one image as the body with Content-Type image/png, image/jpeg, ... "
                    "or application/octet-stream")
+
+
+def _form_images_and_options(request: Request, config: WebConfig,
+                             option_names: tuple[str, ...]) -> tuple[list[bytes], dict, bool]:
+    """A form's images and options. Images are `image` files, or `image` text fields holding
+    base64 or a data: URL: what an HTML form's hidden input carries from a canvas's
+    toDataURL(), multipart or urlencoded."""
+    texts = [(name, value) for name, value in request.form.items(multi=True) if IMAGE_FIELD.fullmatch(name)]
+    unknown = sorted((set(request.form) - set(option_names) - {name for name, _ in texts})
+                     | {name for name in request.files if not IMAGE_FIELD.fullmatch(name)})
+    if unknown:
+        raise invalid(f"unknown form field(s): {', '.join(unknown)}; images go in `image` fields (files, or "
+                      f"base64 text), options are {', '.join(option_names)}")
+    for name in option_names:
+        if len(request.form.getlist(name)) > 1:
+            raise invalid(f"form field {name} is given more than once")
+    files = [f for name, f in request.files.items(multi=True) if IMAGE_FIELD.fullmatch(name)]  # in body order
+    if files and texts:
+        raise invalid("send a form's images either as files or as base64 text fields, not both: "
+                      "the order between the two kinds is lost", "invalid_images")
+    if len(files or texts) > config.max_images_per_job:
+        raise ApiError(413, "too_many_images",
+                       f"{len(files or texts)} images in one job; the limit is {config.max_images_per_job}")
+    options = {k: request.form[k] for k in option_names if k in request.form}
+    if files:
+        return [f.read() for f in files], options, True
+    images = []
+    for i, (name, value) in enumerate(texts):
+        try:
+            images.append(decode_base64(value, i))
+        except ApiError:
+            raise invalid(f"form field {name} (image {i}) is text but not base64 or a data: URL; send an image "
+                          f"file as a file field (curl -F {name}=@char.png, not {name}=<char.png)",
+                          "invalid_base64") from None
+    return images, options, True
 
 
 def check_images(images: list[bytes], max_pixels: int, skip: set[int] | frozenset = frozenset(),

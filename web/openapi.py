@@ -97,9 +97,18 @@ def build_spec(config: WebConfig) -> dict:
             **fields}}
         form = {"type": "object", "required": ["image"], "additionalProperties": False, "properties": {
             "image": {"type": "array", "minItems": 1, "maxItems": config.max_images_per_job,
-                      "items": {"type": "string", "format": "binary"}}, **fields}}
+                      "items": {"type": "string", "format": "binary"},
+                      "description": "Image files; or, all of them, text fields holding base64 or a data: URL"},
+            **fields}}
+        # An HTML form posting a canvas's toDataURL() from a hidden input.
+        url_form = {"type": "object", "required": ["image"], "additionalProperties": False, "properties": {
+            "image": {"type": "array", "minItems": 1, "maxItems": config.max_images_per_job,
+                      "items": {"type": "string", "format": "byte"}, "description": "Base64 images or data: URLs"},
+            **fields}}
         return {"required": True, "content": {"application/json": {"schema": json_body},
-                                              "multipart/form-data": {"schema": form}, **RAW_IMAGE}}
+                                              "multipart/form-data": {"schema": form},
+                                              "application/x-www-form-urlencoded": {"schema": url_form},
+                                              **RAW_IMAGE}}
 
     idempotency = {"name": "Idempotency-Key", "in": "header", "required": False,
                    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
