@@ -183,6 +183,16 @@ def test_a_narrow_space_between_closely_written_letters_is_a_space():
     assert [c.space_before for c in cuts_of(img)] == [False, False, False, True, False, False]
 
 
+def test_a_short_line_of_two_words_written_close_has_its_space():
+    img = page((120, 400))
+    x = 20
+    for gap in (5, 36, 5):  # "HI 42" on a form: four characters, three gaps
+        cv2.rectangle(img, (x, 30), (x + 30, 90), 255, 4)
+        x += 34 + gap
+    cv2.rectangle(img, (x, 30), (x + 30, 90), 255, 4)
+    assert [c.space_before for c in cuts_of(img)] == [False, False, True, False]
+
+
 def test_a_letter_written_in_two_strokes_does_not_shrink_the_space_rule():
     img = page((120, 400))
     cv2.rectangle(img, (24, 28), (54, 56), 255, 4)       # a B's two bowls, the pen lifted
