@@ -139,6 +139,24 @@ def test_draw_a_word(browser, web_app, redis_client):
     page.close()
 
 
+def test_draw_two_words_written_close(browser, web_app, redis_client):
+    """Letters a stroke's width apart and a space of half their height, as people write on
+    the pad: the space comes back (session 20; "HL42" before)."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(web_app + "/")
+    page.select_option("#pad-mode", "text")
+    for stroke in ([(40, 80), (40, 200)], [(100, 80), (100, 200)], [(40, 140), (100, 140)],  # H
+                   [(130, 80), (130, 200)],                                                  # I
+                   [(250, 80), (220, 160), (290, 160)], [(275, 110), (275, 200)],            # 4
+                   [(320, 100), (350, 80), (375, 100), (320, 200), (380, 200)]):             # 2
+        draw(page, stroke, pad_width=840)
+    page.click("#recognize")
+    page.locator("#chars button").first.wait_for(timeout=60_000)
+    words = page.inner_text("#best-char").split()
+    assert len(words) == 2 and words[1] == "42", words
+    page.close()
+
+
 def read_as(name: str, text: str) -> re.Pattern:
     """An upload's caption: file name, the text read and its confidence."""
     return re.compile(rf"^{re.escape(name)}: \u201c{re.escape(text)}\u201d \(\d+\.\d%\)$")
