@@ -186,7 +186,7 @@ def test_a_narrow_space_between_closely_written_letters_is_a_space():
 def test_a_short_line_of_two_words_written_close_has_its_space():
     img = page((120, 400))
     x = 20
-    for gap in (5, 36, 5):  # "HI 42" on a form: four characters, three gaps
+    for gap in (6, 30, 6):  # "HI 42" on a form: four characters, three gaps
         cv2.rectangle(img, (x, 30), (x + 30, 90), 255, 4)
         x += 34 + gap
     cv2.rectangle(img, (x, 30), (x + 30, 90), 255, 4)

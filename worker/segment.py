@@ -43,13 +43,11 @@ CHAR_PENALTY = 0.3
 # A gap is a space when wider than both figures of a rule: (letter heights, median gaps
 # between letters). SPACE_RULE holds in any line; CLOSE_SPACE_RULES, for writing whose
 # letters stand closer (careful capitals, print), in a line of at least MIN_CLOSE_GAPS gaps
-# ("HI 42" has three; with only that many, SHORT_LINE_FACTOR times the median), against
-# their median with spaces counted in: close letters must be most of the gaps. Chosen on
-# training-split letters (python -m bench.spaces, and bench.words' words).
+# ("HI 42" has three), against their median with spaces counted in: close letters must be
+# most of the gaps. Chosen on training-split letters (python -m bench.spaces).
 SPACE_RULE = (0.75, 2.5)
 CLOSE_SPACE_RULES = ((0.35, 4.0),)
 MIN_CLOSE_GAPS = 3
-SHORT_LINE_FACTOR = 1.5
 # Past this many candidate characters of touching ones in an image (a cursive page of ~500
 # letters has about 15,000), the rest get one cut per expected character.
 MAX_CANDIDATES = 20000
@@ -322,9 +320,7 @@ def segment(ink: np.ndarray, pieces: tuple | None = None, marks: str = "") -> li
         positive = [g for g in gaps if g > 0]
         if len(positive) >= MIN_CLOSE_GAPS:
             typical = float(np.median(positive))
-            # Fewer gaps measure the typical one less surely: the fewest must differ more.
-            weak = SHORT_LINE_FACTOR if len(positive) == MIN_CLOSE_GAPS else 1.0
-            threshold = min([threshold] + [max(h * letter_height, weak * k * typical) for h, k in CLOSE_SPACE_RULES])
+            threshold = min([threshold] + [max(h * letter_height, k * typical) for h, k in CLOSE_SPACE_RULES])
         for i, cut in enumerate(chars):
             cut.space_before = i > 0 and gaps[i - 1] > threshold
             cut.line = line_no
