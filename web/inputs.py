@@ -103,8 +103,14 @@ def _images_and_options(request: Request, config: WebConfig,
                        f"Content-Encoding {encoding[:32]!r} is not supported: send the body uncompressed",
                        {"Accept-Encoding": "identity"})
     _refuse_chunked_body_over_limit(request, config)
-    if mimetype == "multipart/form-data" or (
-            mimetype == "application/x-www-form-urlencoded" and not image_format(request.get_data(cache=True))):
+    if mimetype == "multipart/form-data":
+        return _form_images_and_options(request, config, option_names)
+    if mimetype == "application/x-www-form-urlencoded" and not image_format(request.get_data(cache=True)):
+        # Werkzeug parses such a form whole, with no limit on its fields (MAX_FORM_PARTS is
+        # multipart's): 32 MB of "a=&" would be 11 million of them.
+        fields_at_most = config.max_images_per_job + 16
+        if request.get_data(cache=True).count(b"&") >= fields_at_most:
+            raise ApiError(413, "too_many_fields", f"the form has more than {fields_at_most} fields")
         return _form_images_and_options(request, config, option_names)
     if (mimetype == "application/json" or mimetype.endswith("+json")
             or (mimetype == "text/plain" and request.get_data(cache=True).lstrip()[:1] == b"{")):
