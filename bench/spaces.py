@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from bench.fields import write_figures
+from bench.words import ink_columns, on_paper
 from worker import recognize, segment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,12 +37,10 @@ LINE_LETTER_GAPS = (0.1, 0.35)
 GAP_SPREAD, SPACE_SPREAD = 0.4, 0.15
 
 
-def _ink_crop(tile: np.ndarray) -> tuple[np.ndarray, int]:
-    """An upright white-on-black tile cropped to its ink's columns, and its ink's height."""
-    cols = np.nonzero(tile.max(axis=0) > 40)[0]
+def _ink_height(tile: np.ndarray) -> int:
+    """The height of an upright white-on-black tile's ink (bench.words' threshold)."""
     rows = np.nonzero(tile.max(axis=1) > 40)[0]
-    crop = tile[:, cols.min():cols.max() + 1] if len(cols) else tile
-    return crop, int(rows.max() - rows.min() + 1) if len(rows) else tile.shape[0]
+    return int(rows.max() - rows.min() + 1) if len(rows) else tile.shape[0]
 
 
 def compose_line(words: list[list[np.ndarray]], letter_gap: float, space: float,
@@ -49,7 +48,7 @@ def compose_line(words: list[list[np.ndarray]], letter_gap: float, space: float,
     """Words of upright tiles -> a line (dark ink on white paper) and the x-spans of the gaps
     between its words. `letter_gap` and `space` are the writer's typical ones, in letter
     heights (the line's median ink height); each varies around them."""
-    crops = [[_ink_crop(t) for t in word] for word in words]
+    crops = [[(ink_columns(t), _ink_height(t)) for t in word] for word in words]
     height = float(np.median([h for word in crops for _, h in word]))
     scale = rng.uniform(1.5, 4.0)
     parts, spans, x = [np.zeros((28, 8), np.uint8)], [], 8
@@ -69,9 +68,8 @@ def compose_line(words: list[list[np.ndarray]], letter_gap: float, space: float,
     parts.append(np.zeros((28, 8), np.uint8))
     line = np.pad(np.concatenate(parts, axis=1), ((6, 6), (0, 0)))
     line = cv2.resize(line, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-    paper = (255 - line.astype(np.float32) * 0.85).clip(0, 255).astype(np.uint8)
     # Ink edges, not the gap's drawn columns: a letter's cropped columns end where its ink does.
-    return paper, [(round(a * scale), round(b * scale)) for a, b in spans]
+    return on_paper(line), [(round(a * scale), round(b * scale)) for a, b in spans]
 
 
 def found_spaces(gray: np.ndarray) -> list[float]:

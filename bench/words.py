@@ -36,13 +36,13 @@ RESULTS = ROOT / "bench" / "results"
 TOUCHING = (-3, 2)
 
 
-def _ink_columns(tile: np.ndarray) -> np.ndarray:
+def ink_columns(tile: np.ndarray) -> np.ndarray:
     """An upright white-on-black tile cropped to its ink's columns."""
     cols = np.nonzero(tile.max(axis=0) > 40)[0]
     return tile[:, cols.min():cols.max() + 1] if len(cols) else tile
 
 
-def _on_paper(ink: np.ndarray) -> np.ndarray:
+def on_paper(ink: np.ndarray) -> np.ndarray:
     """White-on-black ink as dark ink on white paper (gray uint8)."""
     return (255 - ink.astype(np.int16) * 0.85).clip(0, 255).astype(np.uint8)
 
@@ -54,7 +54,7 @@ def compose_word(tiles: list[np.ndarray], rng: np.random.Generator, height: int 
     Each tile is cropped to its ink columns; gaps between letters are drawn from
     [gaps[0], gaps[1]) tile pixels: by default 1/12 to 1/2 of a tile, as in handwriting;
     a negative gap makes neighbours overlap, so their strokes touch or cross."""
-    crops = [_ink_columns(tile) for tile in tiles]
+    crops = [ink_columns(tile) for tile in tiles]
     lead = int(rng.integers(4, 12))
     canvas = np.zeros((28, lead + sum(c.shape[1] + max(gaps[1], 12) for c in crops)), np.uint8)
     x = lead
@@ -64,7 +64,7 @@ def compose_word(tiles: list[np.ndarray], rng: np.random.Generator, height: int 
         x += crop.shape[1] + (int(rng.integers(*gaps)) if i < len(crops) - 1 else int(rng.integers(4, 12)))
     word = np.pad(canvas[:, :x], ((6, 6), (0, 0)))
     scale = (height or int(rng.integers(40, 120))) / word.shape[0]
-    return _on_paper(cv2.resize(word, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC))
+    return on_paper(cv2.resize(word, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC))
 
 
 # Lowercase classes that handwriting writes at x-height, and those whose tails hang below
@@ -80,7 +80,7 @@ def compose_handwritten_word(tiles: list[np.ndarray], chars: str, rng: np.random
     cap = height or int(rng.integers(40, 120))
     columns = [np.zeros((int(cap * 1.4), int(cap * rng.uniform(0.1, 0.3))), np.uint8)]
     for tile, char in zip(tiles, chars):
-        crop = _ink_columns(tile)
+        crop = ink_columns(tile)
         size = 0.55 if char in X_HEIGHT else 0.95 if char in DESCENDERS else 1.0
         h = int(cap * size)
         glyph = cv2.resize(crop, (max(1, round(crop.shape[1] * h / 28)), h), interpolation=cv2.INTER_CUBIC)
@@ -88,7 +88,7 @@ def compose_handwritten_word(tiles: list[np.ndarray], chars: str, rng: np.random
         top = int(cap * 0.45) if size < 1 else 0
         column[top:top + h] = glyph
         columns += [column, np.zeros((len(column), int(cap * rng.uniform(0.07, 0.5))), np.uint8)]
-    return _on_paper(np.pad(np.concatenate(columns, axis=1), ((int(cap * 0.2), int(cap * 0.1)), (0, 0))))
+    return on_paper(np.pad(np.concatenate(columns, axis=1), ((int(cap * 0.2), int(cap * 0.1)), (0, 0))))
 
 
 def canvas_word(tiles: list[np.ndarray], rng: np.random.Generator, pen: int | None = None) -> np.ndarray:
@@ -101,7 +101,7 @@ def canvas_word(tiles: list[np.ndarray], rng: np.random.Generator, pen: int | No
 
     side = min(CANVAS_SIDE, int(3 * CANVAS_SIDE / (0.85 * len(tiles))))
     pen = pen or CANVAS_WORD_PEN
-    letters = [255 - _ink_columns(255 - draw_with_pen(lines, side, pen)) for lines in centre_lines(np.stack(tiles))]
+    letters = [255 - ink_columns(255 - draw_with_pen(lines, side, pen)) for lines in centre_lines(np.stack(tiles))]
     pad = np.full((CANVAS_SIDE, 3 * CANVAS_SIDE), 255, np.uint8)
     gaps = [int(rng.integers(side // 12, side // 2)) for _ in letters[1:]] + [0]
     width = sum(letter.shape[1] for letter in letters) + sum(gaps)

@@ -64,8 +64,9 @@ def read_lines(probs: np.ndarray, lines: list[list[list[int]]], allowed: str = "
         # more) is weighed whole: pages of words lost 0.5-0.7 points of their characters
         # when every line was (bench.words --lines).
         spaced_out = len(line) > 1 and 2 * sum(len(token) == 1 for token in line) >= len(line)
-        kind = _kind(*evidence, whole) if spaced_out else None
-        for rows, kind in [(whole, kind)] if kind else [(rows, _kind(*evidence, rows)) for rows in line]:
+        line_kind = _kind(*evidence, whole) if spaced_out else None
+        readings = [(whole, line_kind)] if line_kind else [(rows, _kind(*evidence, rows)) for rows in line]
+        for rows, kind in readings:
             if kind is not None:
                 keep = "".join(c for c in classes if (c in DIGITS) == (kind == "digits"))
                 read[rows] = charsets.restrict(probs[rows], keep)
