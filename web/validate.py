@@ -62,7 +62,21 @@ def decode_base64(value: object, index: int) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise invalid(f"images[{index}] is not valid base64", "invalid_base64") from None
+        raise invalid(f"images[{index}] is not valid base64{_why_not_base64(text)}", "invalid_base64") from None
+
+
+def _why_not_base64(text: str) -> str:
+    """What is wrong with a string that does not decode, where one thing plainly is. The
+    URL-safe alphabet and missing padding are refused, not guessed at: a string cut short
+    also lacks its padding, and its image would fail later with a less useful error."""
+    if re.search(r"[-_]", text) and not re.search(r"[+/]", text.rstrip("=")):
+        return ": it uses the URL-safe alphabet (- and _); send standard base64 (+ and /)"
+    stray = re.search(r"[^A-Za-z0-9+/=]", text)
+    if stray:
+        return f": {stray.group()!r} at character {stray.start()} is not in base64's alphabet"
+    if len(text) % 4:
+        return f": its length ({len(text)}) is not a multiple of 4 (cut short, or its = padding left out)"
+    return ""
 
 
 def mode_option(value: object, where: str) -> str:
