@@ -26,7 +26,7 @@ from typing import IO, Callable
 from tqdm import tqdm
 
 from hwr import forms
-from hwr.client import MODES, ApiError, Client, error_of
+from hwr.client import CASES, MODES, ApiError, Client, error_of
 
 CSV_FIELDS = ("file", "text", "confidence", "error_code", "error_message")
 
@@ -37,14 +37,14 @@ def error_row(path: str, code: str, message: str) -> dict:
 
 
 def recognize_batch(client: Client, paths: list[str], mode: str, top_k: int, timeout: float,
-                    chars: str | None = None) -> list[dict]:
+                    chars: str | None = None, case: str | None = None) -> list[dict]:
     """Rows for these files, in order; never raises for one bad file."""
     try:
-        results = client.recognize(paths, mode=mode, top_k=top_k, timeout=timeout, chars=chars)
+        results = client.recognize(paths, mode=mode, top_k=top_k, timeout=timeout, chars=chars, case=case)
         return [{"file": p, **r} for p, r in zip(paths, results)]
     except ApiError as exc:
         if exc.status == 422 and len(paths) > 1:  # find the culprit; the others still get results
-            return [row for p in paths for row in recognize_batch(client, [p], mode, top_k, timeout, chars)]
+            return [row for p in paths for row in recognize_batch(client, [p], mode, top_k, timeout, chars, case)]
         return [error_row(p, **error_of(exc)) for p in paths]
     except Exception as exc:  # a failed job, an unreadable file, the network gone: that batch fails, the run goes on
         return [error_row(p, **error_of(exc)) for p in paths]
@@ -116,7 +116,7 @@ def run_recognize(args: argparse.Namespace) -> int:
     files = [str(f) for f in args.files]
     batches = [(i, files[i:i + args.batch_size]) for i in range(0, len(files), args.batch_size)]
     return run_in_order(args, len(files), batches, lambda client, paths: recognize_batch(
-        client, paths, args.mode, args.top_k, args.timeout, args.chars))
+        client, paths, args.mode, args.top_k, args.timeout, args.chars, args.case))
 
 
 def run_forms(args: argparse.Namespace) -> int:
@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="alternatives per character (default: 5)")
     rec.add_argument("--chars", help="the characters the images may hold: digits, uppercase, letters, "
                                      "or the characters themselves, such as 0123456789ABCDEF (default: all)")
+    rec.add_argument("--case", choices=CASES, default="classes",
+                     help="classes: letters as EMNIST's 47 classes (c i j k l m o p s u v w x y z as "
+                          "capitals); written: in the case they are written, in text and code mode (default: classes)")
     rec.add_argument("--batch-size", type=positive, default=8, help="files per job (default: 8)")
     add_common_options(rec, "requests")
     rec.set_defaults(run=run_recognize)

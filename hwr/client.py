@@ -62,6 +62,9 @@ def _read(image: ImageInput) -> tuple[str, bytes]:
 # How the service reads an image (web/config.py's MODES): one character, a line of text
 # (its words and numbers read as such), or a code (each character alone).
 MODES = ("char", "text", "code")
+# Letters as EMNIST's classes ("heLLO": c i j k l m o p s u v w x y z as capitals), or as
+# written ("hello", told by their size on the line: text and code mode) (web/config.py's CASES).
+CASES = ("classes", "written")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class Field:
     chars: str | None = None  # "digits", "uppercase", "letters" or the characters themselves
     top_k: int | None = None
     box: tuple[int, int, int, int] | None = None  # x, y, width, height: the field's region of its page
+    case: str | None = None  # "written": letters in the case they are written (CASES)
 
 
 class Client:
@@ -137,23 +141,27 @@ class Client:
         return [("image", (name, data, "application/octet-stream")) for name, data in map(_read, images)]
 
     @staticmethod
-    def _options(mode: str, top_k: int, callback_url: str | None, chars: str | None = None) -> dict:
+    def _options(mode: str, top_k: int, callback_url: str | None, chars: str | None = None,
+                 case: str | None = None) -> dict:
         data = {"mode": mode, "top_k": str(top_k)}
         if callback_url:
             data["callback_url"] = callback_url
         if chars:
             data["chars"] = chars
+        if case:
+            data["case"] = case
         return data
 
     def submit(self, images: ImageInput | list[ImageInput], mode: str = "char", top_k: int = 5,
                callback_url: str | None = None, idempotency_key: str | None = None,
-               chars: str | None = None) -> str:
+               chars: str | None = None, case: str | None = None) -> str:
         """Queue a job; returns its id. `chars`: the characters the images may hold
-        ("digits", "uppercase", "letters" or the characters themselves)."""
+        ("digits", "uppercase", "letters" or the characters themselves); `case`: "written"
+        for letters in the case they are written (text and code mode)."""
         images = images if isinstance(images, list) else [images]
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         body = self.request("POST", "/v1/jobs", files=self._files(images),
-                            data=self._options(mode, top_k, callback_url, chars), headers=headers)
+                            data=self._options(mode, top_k, callback_url, chars, case), headers=headers)
         return body["id"]
 
     def get(self, job_id: str, wait: float = 0) -> dict:
@@ -175,12 +183,13 @@ class Client:
                 return job
 
     def recognize(self, images: ImageInput | list[ImageInput], mode: str = "char", top_k: int = 5,
-                  timeout: float = 300, idempotency_key: str | None = None, chars: str | None = None) -> list[dict]:
+                  timeout: float = 300, idempotency_key: str | None = None, chars: str | None = None,
+                  case: str | None = None) -> list[dict]:
         """Recognize and return one result per image, in order. Raises JobFailed/ApiError."""
         images = images if isinstance(images, list) else [images]
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         body = self.request("POST", "/v1/recognize", files=self._files(images),
-                            data={**self._options(mode, top_k, None, chars), "timeout": f"{min(timeout, 30):g}"},
+                            data={**self._options(mode, top_k, None, chars, case), "timeout": f"{min(timeout, 30):g}"},
                             headers=headers)
         return self._finished(body, timeout)
 
@@ -205,6 +214,7 @@ class Client:
                     "name": name, "mode": spec.mode}
             items.append({**item, **({"chars": spec.chars} if spec.chars else {}),
                           **({"top_k": spec.top_k} if spec.top_k else {}),
+                          **({"case": spec.case} if spec.case else {}),
                           **({"box": list(spec.box)} if spec.box else {})})
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         body = self.request("POST", "/v1/recognize", json={"images": items, "top_k": top_k,

@@ -11,7 +11,8 @@ The template names each field and says where it is on the page and what it holds
 `box` is [x, y, width, height] in the page's pixels (leave it out to read the whole page),
 `mode` is `text` (the default: a word or a number), `code` (a serial number or a code that
 mixes letters and digits: each character read alone) or `char`, `chars` what the field may
-hold (`digits`, `uppercase`, `letters` or the characters themselves). `page`, optional, is
+hold (`digits`, `uppercase`, `letters` or the characters themselves), `case` `written` for
+letters in the case they are written (a name: "Smith", not "SMiTH"). `page`, optional, is
 the size of the page the boxes were measured on: each page's boxes are then scaled to its
 own size, so scans at another resolution read the same fields. Every page is one job: it is
 sent once with its fields' boxes. JSON lines hold each field's whole result; CSV has a
@@ -26,10 +27,10 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hwr.client import MODES, Client, Field, error_of
+from hwr.client import CASES, MODES, Client, Field, error_of
 from serve.formats import upright_size
 
-FIELD_KEYS = {"box", "mode", "chars", "top_k"}
+FIELD_KEYS = {"box", "mode", "chars", "top_k", "case"}
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,10 @@ def load_template(path: Path) -> Template:
             raise ValueError(f"{path}: field {name!r}: box must be [x, y, width, height] in whole pixels")
         if spec.get("mode", "text") not in MODES:
             raise ValueError(f"{path}: field {name!r}: mode must be text, code or char")
+        if spec.get("case", "classes") not in CASES:
+            raise ValueError(f"{path}: field {name!r}: case must be {' or '.join(CASES)}")
         out[name] = Field(image=b"", mode=spec.get("mode", "text"), chars=spec.get("chars"),
-                          top_k=spec.get("top_k"), box=tuple(box) if box else None)
+                          top_k=spec.get("top_k"), box=tuple(box) if box else None, case=spec.get("case"))
     return Template(out, tuple(page) if page else None)
 
 

@@ -31,7 +31,10 @@ def test_each_image_of_a_form_may_have_options_of_its_own(api, torchserve):
     digit, text, plain, bare = job["results"]
     assert digit["name"] == "house number" and len(digit["characters"]) == 1
     digits = [p["char"] for p in direct if p["char"].isdigit()]
-    assert [a["char"] for a in digit["characters"][0]["alternatives"]] == digits[:3]
+    digit_p = {p["char"]: p["p"] for p in direct if p["char"].isdigit()}
+    got = [a["char"] for a in digit["characters"][0]["alternatives"]]
+    # int8 serving rounds some probabilities to exact ties, which either order lists.
+    assert [digit_p[c] for c in got] == [digit_p[c] for c in digits[:3]] and got[0] == digits[0], (got, digits)
     assert text["name"] == "Straße/ZIP" and text["text"].replace(" ", "") == "0157", text
     for result in (plain, bare):  # the job's options: all classes, top 2, no name
         assert "name" not in result and result["text"] == direct[0]["char"]

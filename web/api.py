@@ -14,7 +14,7 @@ from worker.gather import Announcement
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
-JOB_FIELDS = ("id", "status", "mode", "top_k", "chars", "n_images", "created_at", "finished_at", "results",
+JOB_FIELDS = ("id", "status", "mode", "top_k", "chars", "case", "n_images", "created_at", "finished_at", "results",
               "error", "callback_url")
 
 
@@ -59,7 +59,7 @@ def submit(submission: inputs.Submission, arrival: Announcement, job_id: str | N
     try:
         s.job_publisher().submit(jobs.NewJob(job_id, submission.images, submission.mode, submission.top_k,
                                              submission.callback_url, submission.chars, slot or "",
-                                             submission.image_options), arrival)
+                                             submission.image_options, submission.case), arrival)
     except Exception:
         if slot:  # the key must not point at a job that was never created
             s.redis.delete(slot)

@@ -15,6 +15,9 @@ from worker.config import WorkerConfig, parse_number
 # The model's classes (EMNIST balanced, 47): the most alternatives a character can have.
 NUM_CLASSES = 47
 MODES = ("char", "text", "code")  # code: a line read as text, each character alone
+# classes: letters as EMNIST's classes (the capital for c i j k l m o p s u v w x y z);
+# written: in the case their size and word show (worker/case.py)
+CASES = ("classes", "written")
 
 
 @dataclass(frozen=True)

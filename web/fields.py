@@ -7,11 +7,11 @@ import unicodedata
 
 from serve.formats import upright_size
 from web.config import NUM_CLASSES
-from web.validate import chars_option, decode_base64, header_pixels, int_option, invalid, mode_option
+from web.validate import case_option, chars_option, decode_base64, header_pixels, int_option, invalid, mode_option
 
 # What a JSON image object may set for itself (a form's fields each have their own kind,
 # and may be regions of one scanned page).
-IMAGE_OPTION_FIELDS = ("mode", "top_k", "chars", "name", "box")
+IMAGE_OPTION_FIELDS = ("mode", "top_k", "chars", "case", "name", "box")
 MAX_NAME_LENGTH = 200
 
 
@@ -42,7 +42,7 @@ def json_image(value: object, index: int, sources: list[int]) -> tuple[bytes, di
     return decode_base64(image, index), own
 
 
-def image_options(own: dict, index: int, mode: str, top_k: int, chars: str) -> dict:
+def image_options(own: dict, index: int, mode: str, top_k: int, chars: str, case: str = "classes") -> dict:
     """One image's options in full: its own where it set them, the job's elsewhere."""
     where = f"images[{index}]"
     name = own.get("name", "")
@@ -60,6 +60,7 @@ def image_options(own: dict, index: int, mode: str, top_k: int, chars: str) -> d
             "top_k": (int_option(f"{where}.top_k", own["top_k"], 1, NUM_CLASSES, False, "invalid_top_k")
                       if "top_k" in own else top_k),
             "chars": chars_option(own["chars"], where) if "chars" in own else chars,
+            "case": case_option(own["case"], f"{where}.case") if "case" in own else case,
             "name": name}
 
 

@@ -28,11 +28,11 @@ from serve.preprocess import PreprocessError, check_image
 from web import fields
 from web.config import NUM_CLASSES, WebConfig
 from web.errors import ApiError
-from web.validate import (chars_option, decode_base64, header_pixels, int_option, invalid, mode_option,
+from web.validate import (case_option, chars_option, decode_base64, header_pixels, int_option, invalid, mode_option,
                           parse_seconds)
 from worker.webhooks import check_callback_url
 
-OPTION_FIELDS = ("mode", "top_k", "chars", "callback_url")
+OPTION_FIELDS = ("mode", "top_k", "chars", "case", "callback_url")
 # Multipart file fields that hold images: `image` as documented, and the names other upload
 # clients use by habit, with the `[]` or `[0]`, `[1]`, ... that PHP-style form builders append.
 IMAGE_FIELD = re.compile(r"(image|images|file|files)(\[[0-9]{0,6}\])?")
@@ -50,15 +50,17 @@ class Submission:
     callback_url: str | None
     timeout: float | None
     chars: str = ""  # the classes the images' characters may be (worker.charsets); "" for all
-    # Per image, when any JSON item set its own: every image's mode, top_k, chars, name, box
-    # (its region, or None) and source (the upload it reads: its own index, or an earlier one's).
+    # Per image, when any JSON item set its own: every image's mode, top_k, chars, case, name,
+    # box (its region, or None) and source (the upload it reads: its own index, or an earlier one's).
     image_options: tuple[dict, ...] = ()
+    case: str = "classes"  # web.config.CASES
 
     def fingerprint(self) -> str:
         """Same images and options -> same fingerprint (for Idempotency-Key replays)."""
         options = f"{self.mode}\0{self.top_k}\0{self.callback_url or ''}\0{len(self.images)}"
         # Only when set, so that keys stored before `chars` existed still match their replays.
         options += f"\0{self.chars}" if self.chars else ""
+        options += f"\0case={self.case}" if self.case != "classes" else ""
         options += f"\0{json.dumps(self.image_options, sort_keys=True)}" if self.image_options else ""
         h = hashlib.sha256(options.encode())
         for image in self.images:
@@ -237,7 +239,8 @@ def parse_submission(request: Request, config: WebConfig, with_timeout: bool) ->
     mode = mode_option(options.get("mode", "char"), "mode")
     top_k = int_option("top_k", options.get("top_k", 5), 1, NUM_CLASSES, from_text("top_k"))
     chars = chars_option(options["chars"], "") if "chars" in options else ""
-    image_options = tuple(fields.image_options(own, i, mode, top_k, chars)
+    case = case_option(options.get("case", "classes"), "case")
+    image_options = tuple(fields.image_options(own, i, mode, top_k, chars, case)
                           for i, own in enumerate(options.get("image_options", ())))
     callback_url = options.get("callback_url")
     if callback_url is not None:
@@ -256,7 +259,7 @@ def parse_submission(request: Request, config: WebConfig, with_timeout: bool) ->
     check_images(images, config.max_image_pixels, skip=rereads,
                  reread_pixels=fields.reread_pixels(images, image_options))
     fields.check_boxes(images, image_options)
-    return Submission(images, mode, top_k, callback_url, timeout, chars, image_options)
+    return Submission(images, mode, top_k, callback_url, timeout, chars, image_options, case)
 
 
 def check_deliverable_url(url: str) -> None:

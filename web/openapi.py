@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, render_template
 
-from web.config import MODES, NUM_CLASSES, WebConfig
+from web.config import CASES, MODES, NUM_CLASSES, WebConfig
 from web.services import services
 from worker import charsets
 
@@ -63,6 +63,11 @@ def build_spec(config: WebConfig) -> dict:
                                  "s, ...) mean the capital. In text and code mode, the marks . , - / may be named too: "
                                  "they are then read where their shape shows them (`0123456789./` for a "
                                  "date or an amount). Default: all 47 classes, no marks"},
+        "case": {"type": "string", "enum": list(CASES), "default": "classes",
+                 "description": "`classes`: letters as EMNIST's 47 classes, which hold c i j k l m o p s u v w x "
+                                "y z under their capitals (\"heLLO\"); `written`: in text and code mode, each "
+                                "of those letters in the case it is written, told by its height on its line "
+                                "and its word (\"hello\"); their alternatives follow"},
         "callback_url": {"type": "string", "maxLength": 2048,
                          "description": "Public http(s) URL that gets the finished job as a signed POST"},
     }
@@ -88,7 +93,7 @@ def build_spec(config: WebConfig) -> dict:
                         "description": "[x, y, width, height]: read only this region of the image (a field of a "
                                        "scanned form); character boxes come back in the whole image's pixels"},
                 "mode": options["mode"], "top_k": options["top_k"], "chars": options["chars"],
-                "name": {"type": "string", "maxLength": 200}}}
+                "case": options["case"], "name": {"type": "string", "maxLength": 200}}}
         json_body = {"type": "object", "required": ["images"], "additionalProperties": False, "properties": {
             "images": {"type": "array", "minItems": 1, "maxItems": config.max_images_per_job,
                        "items": {"oneOf": [{"type": "string", "format": "byte"}, image_object]},
@@ -157,6 +162,7 @@ def build_spec(config: WebConfig) -> dict:
                             "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
                             "mode": {"type": "string", "enum": list(MODES)}, "top_k": {"type": "integer"},
                             "chars": {**nullable_str, "description": "The classes the job allowed; null: all"},
+                            "case": {"type": "string", "enum": list(CASES)},
                             "n_images": {"type": "integer"}, "created_at": nullable_str,
                             "finished_at": nullable_str, "callback_url": nullable_str,
                             "results": {"type": "array", "items": _ref("Result"),

@@ -11,7 +11,7 @@ import re
 
 from PIL import Image
 
-from web.config import MODES
+from web.config import CASES, MODES
 from web.errors import ApiError
 from worker import charsets
 
@@ -82,6 +82,12 @@ def _why_not_base64(text: str) -> str:
 def mode_option(value: object, where: str) -> str:
     if value not in MODES:
         raise invalid(f"{where} must be one of {', '.join(MODES)}, got {str(value)[:40]!r}", "invalid_mode")
+    return str(value)
+
+
+def case_option(value: object, where: str) -> str:
+    if value not in CASES:
+        raise invalid(f"{where} must be one of {', '.join(CASES)}, got {str(value)[:40]!r}", "invalid_case")
     return str(value)
 
 

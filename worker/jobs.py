@@ -78,6 +78,7 @@ class NewJob:
     # Every image's own mode, top_k, chars, name, box and source, where the client set any
     # (web.inputs.Submission); empty when the job's options apply to every image.
     image_options: tuple[dict, ...] = ()
+    case: str = "classes"  # "written": letters in the case they are written (worker/case.py)
 
 
 def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_ttl: int, queue: str = "") -> None:
@@ -86,7 +87,7 @@ def create_jobs(r: redis.Redis, new_jobs: list[NewJob], result_ttl: int, blob_tt
     pipe = r.pipeline(transaction=True)
     created = now()
     for job in new_jobs:
-        record = {"status": "queued", "mode": job.mode, "top_k": job.top_k, "chars": job.chars,
+        record = {"status": "queued", "mode": job.mode, "top_k": job.top_k, "chars": job.chars, "case": job.case,
                   "n_images": len(job.images), "queue": queue, "created_at": created, "callback_url": job.callback_url or "", "attempts": 0,
                   "idempotency_slot": job.idempotency_slot,
                   "image_options": orjson.dumps(job.image_options).decode() if job.image_options else ""}
@@ -133,15 +134,15 @@ return 1
 """
 
 
-CLAIM_FIELDS = ("mode", "top_k", "chars", "n_images", "callback_url", "image_options")
+CLAIM_FIELDS = ("mode", "top_k", "chars", "case", "n_images", "callback_url", "image_options")
 
 
 def image_options(fields: dict[str, str | None], n_images: int) -> list[dict]:
-    """Each image's mode, top_k, chars and name: its own if the job has them, else the job's."""
+    """Each image's mode, top_k, chars, case and name: its own if the job has them, else the job's."""
     if fields.get("image_options"):
         return orjson.loads(fields["image_options"])
     own = {"mode": fields.get("mode") or "char", "top_k": int(fields.get("top_k") or 5),
-           "chars": fields.get("chars") or "", "name": ""}
+           "chars": fields.get("chars") or "", "case": fields.get("case") or "classes", "name": ""}
     return [own] * n_images
 
 
@@ -265,6 +266,7 @@ def get_job(r: redis.Redis, job_id: str) -> dict[str, Any] | None:
         "mode": h.get("mode", "char"),
         "top_k": int(h.get("top_k", 5)),
         "chars": h.get("chars") or None,
+        "case": h.get("case") or "classes",
         "n_images": int(h.get("n_images", 0)),
         "created_at": ts("created_at"),
         "finished_at": ts("finished_at"),

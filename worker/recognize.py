@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from serve import preprocess
-from worker import charsets, context, segment, upright
+from worker import case, charsets, context, segment, upright
 
 # Below this many pixels on a side no character is legible (EMNIST tiles are 28x28).
 MIN_SIDE = 8
@@ -31,6 +32,9 @@ class ImagePlan:
     touching: list[tuple[segment.Touching, list[list[int]]] | None] = field(default_factory=list)
     # Per box: a mark read by its shape (charsets.MARKS), which has no tile; "" for the model's.
     marks: list[str] = field(default_factory=list)
+    # Per box in text and code mode: the box upright on its line (worker/upright.py), where
+    # letters' heights compare (worker/case.py); with touching groups' pieces' in `touching`.
+    upright: list[tuple[int, int, int, int]] = field(default_factory=list)
     error: dict | None = None
 
 
@@ -108,6 +112,7 @@ def plan_decoded(gray: np.ndarray, mode: str, box: list[int] | None = None, mark
                 plan.touching.append(
                     (cut.touching, [warp.original_box(p.box) for p in pieces]) if cut.touching else None)
                 plan.boxes.append(warp.original_box(cut.box))
+                plan.upright.append(cut.box)
                 new_line = i > 0 and cut.line != cuts[i - 1].line
                 plan.spaces.append("\n" if new_line else " " if cut.space_before else "")
             return plan
@@ -126,43 +131,54 @@ def all_tiles(plans: list[ImagePlan]) -> np.ndarray:
     return np.stack(tiles) if tiles else np.zeros((0, preprocess.TILE, preprocess.TILE), np.uint8)
 
 
-def build_results(plans: list[ImagePlan], probs: np.ndarray, fields: list[tuple[int, str, bool]]) -> list[dict]:
+class Reading(NamedTuple):
+    """How one image's characters are read."""
+
+    top_k: int
+    allowed: str = ""  # the classes it may hold, "" for all
+    in_context: bool = False  # its tokens read together (worker/context.py)
+    written_case: bool = False  # its letters in the case they are written (worker/case.py)
+
+
+def build_results(plans: list[ImagePlan], probs: np.ndarray, fields: list[tuple]) -> list[dict]:
     """The API result per image, from the plans and the model's probabilities of every class
-    for their tiles (a row per tile, in order). `fields`: per image, (top_k, the classes it
-    may hold, "" for all; whether its tokens are read together). Each image is read among
-    its classes, a text's tokens together (worker/context.py; not a code's), and each
-    character lists its `top_k` best classes."""
+    for their tiles (a row per tile, in order). `fields`: per image, a `Reading` (or the
+    tuple of its first fields). Each image is read among its classes, a text's tokens together (worker/context.py; not a code's), and each character lists its
+    `top_k` best classes."""
     results, cursor = [], 0
-    for plan, (top_k, allowed, in_context) in zip(plans, fields, strict=True):
+    for plan, reading in zip(plans, fields, strict=True):
+        top_k, allowed, in_context, written_case = Reading(*reading)
         if plan.error is not None:
             results.append({"text": "", "confidence": 0.0, "characters": [], "error": plan.error})
             continue
         rows = charsets.restrict(probs[cursor:cursor + len(plan.tiles)], allowed)
         cursor += len(plan.tiles)
-        read, at = [], 0  # (text before it, its row or a mark, box) per character
-        for box, space, touching, mark in zip(plan.boxes, plan.spaces, plan.touching,
-                                              plan.marks or [""] * len(plan.boxes)):
+        read, at = [], 0  # (text before it, its row or a mark, box, upright box) per character
+        for box, space, touching, mark, upright in zip(plan.boxes, plan.spaces, plan.touching,
+                                                       plan.marks or [""] * len(plan.boxes),
+                                                       plan.upright or plan.boxes):
             if mark:  # read by its shape: no row of the model's belongs to it
-                read.append((space, mark, box))
+                read.append((space, mark, box, upright))
                 continue
             group = range(at, at + (len(touching[0].pieces) if touching else 1))
             at = group.stop
             if touching:
                 options, option_boxes = touching
                 chosen = segment.best_reading(options, [float(rows[i].max()) for i in group])
-                read += [(space if k == 0 else "", group[i], option_boxes[i]) for k, i in enumerate(chosen)]
+                read += [(space if k == 0 else "", group[i], option_boxes[i], options.pieces[i].box)
+                         for k, i in enumerate(chosen)]
             else:
-                read.append((space, group[0], box))
+                read.append((space, group[0], box, upright))
         rows, among = context.read_lines(rows, _lines(read) if in_context else [], allowed)
-        results.append(_result(read, rows, among, top_k))
+        results.append(_result(read, rows, among, top_k, written_case))
     return results
 
 
-def _lines(read: list[tuple[str, int | str, list[int]]]) -> list[list[list[int]]]:
+def _lines(read: list[tuple]) -> list[list[list[int]]]:
     """The rows of each line's tokens: characters between spaces (marks belong to their
     token but have no row), lines apart where a line break comes before a character."""
     lines: list[list[list[int]]] = []
-    for space, row, _ in read:
+    for space, row, *_ in read:
         if not lines or "\n" in space:
             lines.append([[]])
         elif space and lines[-1][-1]:
@@ -172,18 +188,22 @@ def _lines(read: list[tuple[str, int | str, list[int]]]) -> list[list[list[int]]
     return [[token for token in line if token] for line in lines]
 
 
-def _result(read: list[tuple[str, int | str, list[int]]], rows: np.ndarray, among: list[str], top_k: int) -> dict:
+def _result(read: list[tuple], rows: np.ndarray, among: list[str], top_k: int, written_case: bool = False) -> dict:
     chars, text = [], []
     listed = charsets.predictions(rows, top_k, among)
-    for space, row, box in read:
+    best = [row if isinstance(row, str) else listed[row][0]["char"] for _, row, *_ in read]
+    written = case.as_written(best, [upright for *_, upright in read], [space for space, *_ in read]) \
+        if written_case else best
+    for (space, row, box, _), char, read_as in zip(read, written, best):
         if isinstance(row, str):  # a mark
             chars.append({"char": row, "confidence": 1.0, "box": box, "alternatives": [{"char": row, "p": 1.0}]})
             text.append(space + row)
             continue
         alternatives = listed[row]
-        best = alternatives[0]
-        chars.append({"char": best["char"], "confidence": best["p"], "box": box, "alternatives": alternatives})
-        text.append(space + best["char"])
+        if char != read_as:  # written lowercase: so are the alternatives that hold both cases
+            alternatives = [{**a, "char": a["char"].lower()} if a["char"] in case.MERGED else a for a in alternatives]
+        chars.append({"char": char, "confidence": alternatives[0]["p"], "box": box, "alternatives": alternatives})
+        text.append(space + char)
     # The text's confidence is the mean of its characters' (one weak character shows);
     # marks, found by their shape, have no confidence of the model's to add.
     confident = [c["confidence"] for c in chars if c["char"] not in charsets.MARKS]

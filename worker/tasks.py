@@ -149,7 +149,8 @@ def recognize_claimed(rt: type[_Runtime], claimed: list[tuple[str, dict, list]])
         n_tiles = sum(len(plan.tiles) for plan in plans)
         part, cursor = probs[cursor:cursor + n_tiles], cursor + n_tiles
         try:
-            fields = [(own["top_k"], charsets.classes_of(own["chars"]), own["mode"] == "text") for own in options]
+            fields = [recognize.Reading(own["top_k"], charsets.classes_of(own["chars"]), own["mode"] == "text",
+                                        own.get("case") == "written") for own in options]
             results = recognize.build_results(plans, part, fields)
             for own, result in zip(options, results):
                 if own["name"]:

@@ -123,10 +123,12 @@ for (const name of ["pointerup", "pointercancel", "pointerleave"]) {
   pad.addEventListener(name, () => { drawing = false; });
 }
 
-// The options the drawing and the uploads share: top-k and which characters to read.
+// The options the drawing and the uploads share: top-k, which characters to read, and
+// whether letters come back in the case they are written.
 function appendOptions(form) {
   form.append("top_k", $("top-k").value);
   if ($("read-chars").value) form.append("chars", $("read-chars").value);
+  if ($("letter-case").value) form.append("case", $("letter-case").value);
 }
 
 function padBlob() {

@@ -1,0 +1,72 @@
+"""worker.case: letters EMNIST merges come back in the case their height and word show."""
+from worker.case import as_written
+
+CAP, X = 40, 24  # a line's cap height and x-height, pixels
+
+
+def line(spec: str, baseline: int = 100, left: int = 0):
+    """(chars, upright boxes, spaces) of a line: each character is written "A^" (cap
+    height), "a_" (x-height) or "p," (from the x-height down past the baseline); a space
+    before a character is its own item."""
+    chars, boxes, spaces, space = [], [], [], ""
+    tokens = iter(spec.split(" "))
+    for token in tokens:
+        if token == "":
+            space = " "
+            continue
+        char, size = token[0], token[1]
+        top = baseline - (CAP if size == "^" else X)
+        bottom = baseline + (12 if size == "," else 0)
+        chars.append(char)
+        boxes.append((left + 30 * len(chars), top, 20, bottom - top))
+        spaces.append(space)
+        space = ""
+    return chars, boxes, spaces
+
+
+def written(spec: str) -> str:
+    chars, boxes, spaces = line(spec)
+    return "".join(s + c for s, c in zip(spaces, as_written(chars, boxes, spaces)))
+
+
+def test_small_letters_beside_tall_ones_are_lowercase():
+    assert written("H^ e_ L^ L^ O_") == "Hello"
+    assert written("S^ U_ n_") == "Sun"
+    assert written("Z^ O_ O_") == "Zoo"
+
+
+def test_capitals_of_one_height_stay_capitals():
+    assert written("H^ E^ L^ L^ O^") == "HELLO"
+    assert written("S^ W^ I^ M^") == "SWIM"  # nothing on the line says lowercase
+
+
+def test_lowercase_letters_with_tall_ones_among_them():
+    # i's dot makes it as tall as a capital; its word says which it is.
+    assert written("S_ W_ I^ M_") == "swim"
+    assert written("C_ O_ P, Y,") == "copy"  # p and y hang from the x-height
+
+
+def test_a_line_of_one_height_goes_by_the_letters_that_show_theirs():
+    assert written("S_ U_ n_") == "sun"  # n is lowercase only: the line is at x-height
+    assert written("S_ O_ S_") == "SOS"  # no letter shows it: EMNIST's classes
+
+
+def test_i_k_l_follow_their_word_and_a_lone_capital_i_stays():
+    assert written("L^ I^ K^ e_") == "Like"  # a word's first letter may be a capital
+    assert written("W_ e_  L^ I^ K^ e_") == "we like"  # not the line's first word: it is lowercase too
+    assert written("I^  a_ M_") == "I am"
+
+
+def test_digits_marks_and_other_classes_are_left_as_read():
+    assert written("2^ 0^ 2^ 4^") == "2024"
+    assert written("a_ b^ d^ e_ f^ g, h^ n_ q, r_ t^") == "abdefghnqrt"
+    assert written("A^ B^ D^ E^ F^ G^ H^ N^ Q^ R^ T^") == "ABDEFGHNQRT"
+
+
+def test_each_line_has_its_own_heights():
+    first, boxes1, spaces1 = line("H^ E^ L^ L^ O^")
+    second, boxes2, spaces2 = line("W_ O_ r_ L^ d^", baseline=300)
+    spaces2[0] = "\n"
+    chars = first + second
+    result = as_written(chars, boxes1 + boxes2, spaces1 + spaces2)
+    assert "".join(result) == "HELLOworld"

@@ -1,0 +1,107 @@
+"""Letter case as written (text mode with `case=written`).
+
+EMNIST's 47 classes hold both cases of the 15 letters whose capital and lowercase look
+alike (c i j k l m o p s u v w x y z) under the capital, so the model reads "hello" as
+"heLLO". Where those letters stand beside others on a line, their size says which they
+are: a lowercase c o s u v w x z m stands at the line's x-height, a j p y hangs from it,
+while capitals (and digits, and b d f h) reach the cap height. So, per line:
+- the baseline is where most characters end (not g q f J P Y, which may hang below it);
+- each character's rise is how far its top stands above the baseline;
+- where the rises fall into two groups (least squares), the taller TALL_OVER_SHORT or more
+  times the shorter, the line has both heights: a letter read by its height (C O S U V W X
+  Z M J P Y) is lowercase when its rise is nearer the shorter group's. The letters
+  themselves decide, not what the model read them as, so a misread one does not mislead;
+- at one height, the line is lowercase where more of its letters say so (a e n r g q, and
+  a J P Y hanging HANG below the baseline) than say it is not (digits and the
+  capital-only classes); where none say, the letters keep their classes, the capitals;
+- i k l reach the cap height in either case (an i's dot), so their word decides: inside a
+  word whose other letters are mostly lowercase, or at the start of one in a line that is
+  (not its first word), they are lowercase; "I" alone stays a capital. A letter the
+  height rule leaves undecided follows its word the same way.
+Lowercase-only and capital-only classes, digits and marks are the model's as they are.
+"""
+from __future__ import annotations
+
+import statistics
+
+BY_HEIGHT = frozenset("COSUVWXZMJPY")  # lowercase stands at x-height (j p y hang from it)
+BY_WORD = frozenset("IKL")  # lowercase reaches the cap height too
+MERGED = BY_HEIGHT | BY_WORD
+ALWAYS_TALL = frozenset("0123456789ABDEFGHNQRTbdfh")
+ALWAYS_SHORT = frozenset("aegnqr")  # tops at x-height
+HANGING = frozenset("gqJPYf")  # may end below the baseline
+LOWER_ONLY, UPPER_ONLY = frozenset("abdefghnqrt"), frozenset("ABDEFGHNQRT")
+HANG = 0.25  # of the line's height: how far below the baseline a j p y reaches, at least
+TALL_OVER_SHORT = 1.3  # a line's letters stand at two heights when the taller are this much taller
+
+
+def as_written(chars: list[str], boxes: list[tuple[int, int, int, int]], spaces: list[str]) -> list[str]:
+    """Each character as written: `chars` as the model reads them (EMNIST classes, or
+    marks), `boxes` (x, y, w, h) upright on their line, `spaces` the text before each
+    ("\\n" starts a line, " " a word)."""
+    written = list(chars)
+    for line in _split(range(len(chars)), lambda i: "\n" in spaces[i]):
+        small = _small_by_height(line, chars, boxes)
+        words = [w for w in _split(line, lambda i: bool(spaces[i])) if any(chars[i].isalnum() for i in w)]
+        lower_line = _lowercase_word(words[0], chars, small) if words else False
+        for n, word in enumerate(words):
+            lower_word = _lowercase_word(word, chars, small)
+            letters = [i for i in word if chars[i].isalpha()]
+            for k, i in enumerate(letters):
+                if i in small:
+                    lowercase = small[i]
+                elif chars[i] in MERGED and len(letters) > 1:
+                    lowercase = lower_word and (k > 0 or (n > 0 and lower_line))
+                else:
+                    continue
+                written[i] = chars[i].lower() if lowercase else chars[i]
+    return written
+
+
+def _split(indices, starts) -> list[list[int]]:
+    groups: list[list[int]] = []
+    for i in indices:
+        if not groups or starts(i):
+            groups.append([])
+        groups[-1].append(i)
+    return groups
+
+
+def _small_by_height(line: list[int], chars: list[str], boxes) -> dict[int, bool]:
+    """{index: lowercase?} for the line's letters read by their height, where it tells."""
+    standing = [boxes[i][1] + boxes[i][3] for i in line if chars[i].isalnum() and chars[i] not in HANGING]
+    alike = [i for i in line if chars[i] in BY_HEIGHT]
+    if not standing or not alike:
+        return {}
+    baseline = statistics.median(standing)
+    rise = {i: baseline - boxes[i][1] for i in line if chars[i].isalnum()}
+    low, high = _two_levels(sorted(rise.values()))
+    if high >= TALL_OVER_SHORT * max(low, 1):
+        return {i: rise[i] < (low + high) / 2 for i in alike}
+    # One level: the letters that show their height say which (a misread one is outvoted):
+    # the lowercase-only short ones, and a j p y hanging below the baseline (J P Y stand on it).
+    height = statistics.median(rise.values())
+    hanging = sum(chars[i] in "JPY" and boxes[i][1] + boxes[i][3] - baseline > HANG * height for i in rise)
+    short = sum(chars[i] in ALWAYS_SHORT for i in rise) + hanging > sum(chars[i] in ALWAYS_TALL for i in rise)
+    return dict.fromkeys(alike, True) if short else {}
+
+
+def _two_levels(rises: list[float]) -> tuple[float, float]:
+    """The means of the two groups the sorted `rises` fall into best (least squares)."""
+    best, levels = float("inf"), (rises[0], rises[-1])
+    for k in range(1, len(rises)):
+        low, high = rises[:k], rises[k:]
+        cost = sum((r - statistics.fmean(low)) ** 2 for r in low) + sum((r - statistics.fmean(high)) ** 2 for r in high)
+        if cost < best:
+            best, levels = cost, (statistics.fmean(low), statistics.fmean(high))
+    return levels
+
+
+def _lowercase_word(word: list[int], chars: list[str], small: dict[int, bool]) -> bool:
+    """Whether a word's letters, its first aside (a capital starts names and sentences), are
+    mostly lowercase, by the letters that show it."""
+    letters = [i for i in word if chars[i].isalpha()]
+    rest = letters[1:] if len(letters) > 1 else letters
+    lower = sum(chars[i] in LOWER_ONLY or small.get(i, False) for i in rest)
+    upper = sum(chars[i] in UPPER_ONLY or small.get(i) is False for i in rest)
+    return lower > upper
