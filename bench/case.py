@@ -15,7 +15,10 @@ against the words as written:
   in lines cut into the right number of characters: the share given their right case.
 `--capitals` writes every word in block capitals, as forms ask: what the feature may cost
 where nothing is lowercase (capitals vary in size too, and wide ones such as M W stand no
-taller). Writes bench/results/case-<split>[-capitals]-<date>.json.
+taller). `--touching` sets the letters 0-0.12 cap heights into each other, so most touch.
+The "ignoring case" figures are text mode's reading of such lines as a whole (cutting and
+model); `--wide-sd` tries another width prior for wide characters (worker/segment.py).
+Writes bench/results/case-<split>[-capitals][-touching][-wide-sd<sd>]-<date>.json.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from bench.words import edit_distance, on_paper
 from training import data as emnist
 from training.evaluate import ArchivedModel
 from training.pen import centre_lines, paint_pen
-from worker import case, recognize
+from worker import case, recognize, segment
 
 ROOT = Path(__file__).resolve().parent.parent
 # A lowercase letter's top and bottom, in cap heights above the baseline ("x": x-height).
@@ -94,8 +97,13 @@ def main(argv=None) -> dict:
     p.add_argument("--tall-over-short", type=float, default=case.TALL_OVER_SHORT,
                    help="a line's letters stand at two heights when the taller are this much taller")
     p.add_argument("--capitals", action="store_true", help="every word in block capitals")
+    p.add_argument("--touching", action="store_true", help="letters set into each other, so most touch")
+    p.add_argument("--wide-sd", type=float, default=segment.CHAR_WIDTH_SD[1],
+                   help="the width prior's sd above the usual width, line heights (worker/segment.py)")
     args = p.parse_args(argv)
     case.TALL_OVER_SHORT = args.tall_over_short
+    served_sd = segment.CHAR_WIDTH_SD
+    segment.CHAR_WIDTH_SD = (served_sd[0], args.wide_sd)
 
     split = emnist.load_split(args.data, args.split)
     by_class = [np.nonzero(split.labels == c)[0] for c in range(len(split.classes))]
@@ -106,7 +114,8 @@ def main(argv=None) -> dict:
     for _ in range(args.n):
         words = [written_word(rng, args.capitals) for _ in range(int(rng.integers(1, 5)))]
         truth = "".join(words)
-        plan = recognize.plan_decoded(compose_line(words, split, by_class, rng), "text")
+        gaps = (-0.12, 0.0) if args.touching else (0.1, 0.35)
+        plan = recognize.plan_decoded(compose_line(words, split, by_class, rng, gaps), "text")
         probs = model.probabilities(np.stack(plan.tiles)) if plan.tiles else np.zeros((0, 47))
         for way, written in (("classes", False), ("as written", True)):
             [result] = recognize.build_results([plan], probs, [recognize.Reading(1, "", True, written)])
@@ -121,14 +130,15 @@ def main(argv=None) -> dict:
                         t["merged"] += 1
                         t["merged_cased"] += got == want
     figures = {"split": args.split, "lines": args.n, "capitals": args.capitals, "archive": str(args.archive),
-               "tall_over_short": args.tall_over_short}
+               "tall_over_short": args.tall_over_short, "touching": args.touching, "wide_sd": args.wide_sd}
     for way, t in tallies.items():
         figures[way] = {"char_accuracy": round(1 - t["errors"] / t["chars"], 4),
                         "char_accuracy_ignoring_case": round(1 - t["errors_ignoring_case"] / t["chars"], 4),
                         "merged_letters_read": t["merged"],
                         "merged_letters_right_case": round(t["merged_cased"] / max(t["merged"], 1), 4)}
         print(f"{way:10s} {figures[way]}")
-    write_figures(f"case-{args.split}" + ("-capitals" if args.capitals else "")
+    write_figures(f"case-{args.split}" + ("-capitals" if args.capitals else "") + ("-touching" if args.touching else "")
+                  + (f"-wide-sd{args.wide_sd}" if args.wide_sd != served_sd[1] else "")
                   + (f"-{args.tall_over_short}" if args.tall_over_short != SERVED_RULE else ""), figures)
     return figures
 

@@ -351,15 +351,17 @@ def test_marks_after_a_word_are_left_out(emnist_test_sample, mark):
 
 def test_touching_letters_read_nearly_as_well_as_separate_ones(emnist_test_sample):
     """Real letters overlapping by up to 3 tile pixels, read by the archived model through
-    the worker's planning: within 19 points (1 - CER) of the same letters set apart (17.5 in
-    fp32, 18.1 in int8, where the separate letters read 0.9 points better and the touching
-    ones 0.3). Cutting wide groups evenly, as before candidate cuts, was 21-25 points behind
-    on these words."""
+    the worker's planning: within 24 points (1 - CER) of the same letters set apart (22.2 in
+    int8 since session 21 widened the width prior's wide side for letters written equally
+    tall, as people write: these tiles, set at one scale, stand an M shorter than an A, and
+    two of them touching may pass for one wide letter; 17.5 in fp32 and 18.1 in int8
+    before). Cutting wide groups evenly, as before candidate cuts, was 21-25 points behind
+    with the earlier prior."""
     from bench.words import TOUCHING
 
     separate, touching = read_words(emnist_test_sample), read_words(emnist_test_sample, gaps=TOUCHING)
     assert separate > 0.8
-    assert touching > separate - 0.19, (touching, separate)
+    assert touching > separate - 0.24, (touching, separate)
 
 
 def test_a_page_of_scribbles_costs_a_bounded_number_of_candidates(monkeypatch):
@@ -418,3 +420,30 @@ def test_spaces_between_real_handwritten_words(emnist_test_sample):
     usual = score_lines(emnist_test_sample, 1.0, (0.1, 0.35), 80, np.random.default_rng(2))
     assert usual["recall"] >= 0.9 and usual["precision"] >= 0.9, usual
     assert score_words(emnist_test_sample, 0.2, 80, np.random.default_rng(3))["words_split"] <= 0.03
+
+
+def test_capitals_written_equally_tall_keep_their_wide_letters_whole(emnist_test_sample):
+    """Lines of capitals as people write them (every letter as tall as the others, so an M or
+    W stands 1.3-2 line heights wide: bench.case): the wide-letter prior must not cut them
+    in two. With the earlier prior (sd 0.25 line heights either side) these lines read
+    about 12 points worse than with the served one."""
+    from bench.case import compose_line, written_word
+    from bench.words import edit_distance, png
+    from tests.fixtures.reading import read_text
+
+    sample = emnist_test_sample
+    by_class = [np.nonzero(sample.labels == c)[0] for c in range(len(sample.classes))]
+    rng = np.random.default_rng(4)
+    lines = [[written_word(rng, capitals=True) for _ in range(2)] for _ in range(60)]
+    images = [png(compose_line(words, sample, by_class, rng)) for words in lines]
+    assert sum(c in "MW" for words in lines for c in "".join(words)) >= 20  # the letters this is about
+
+    def accuracy() -> float:
+        texts = [read_text(sample, image).replace(" ", "") for image in images]
+        return 1 - sum(edit_distance(t, "".join(w)) for t, w in zip(texts, lines)) / sum(map(len, map("".join, lines)))
+
+    served = accuracy()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(segment, "CHAR_WIDTH_SD", (segment.CHAR_WIDTH_SD[0],) * 2)
+        before = accuracy()
+    assert served > 0.78 and served > before + 0.05, (served, before)
