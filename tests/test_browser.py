@@ -157,6 +157,28 @@ def test_draw_two_words_written_close(browser, web_app, redis_client):
     page.close()
 
 
+def test_letter_case_as_written(browser, web_app, redis_client):
+    """"Sun" on the word pad: by EMNIST's classes "SUn"; with the page's case choice "as
+    written", the u that stands at the n's height is lowercase."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(web_app + "/")
+    page.select_option("#pad-mode", "text")
+    strokes = ([(90, 90), (60, 80), (40, 100), (60, 140), (90, 160), (80, 195), (50, 205), (35, 190)],  # S
+               [(120, 150), (120, 195), (140, 205), (160, 195), (160, 150), (160, 205)],                # u
+               [(190, 205), (190, 150), (190, 160), (210, 150), (230, 160), (230, 205)])                # n
+    read = []
+    for case in ("", "written"):
+        page.click("#clear")
+        page.select_option("#letter-case", case)
+        for stroke in strokes:
+            draw(page, stroke, pad_width=840)
+        page.click("#recognize")
+        page.locator("#chars button").first.wait_for(timeout=60_000)
+        read.append(page.inner_text("#best-char").strip())
+    assert read == ["SUn", "Sun"], read
+    page.close()
+
+
 def read_as(name: str, text: str) -> re.Pattern:
     """An upload's caption: file name, the text read and its confidence."""
     return re.compile(rf"^{re.escape(name)}: \u201c{re.escape(text)}\u201d \(\d+\.\d%\)$")
