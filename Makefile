@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/emnist47
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run stop test train evaluate bench bench-model bench-scans bench-fields bench-marks bench-context bench-spaces chaos profile system-deps runtime-deps compose-config clean venv
+.PHONY: run stop test train evaluate bench bench-model bench-scans bench-fields bench-marks bench-context bench-spaces bench-case chaos profile system-deps runtime-deps compose-config clean venv
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: sudo apt-get install -y python3.11 python3.11-venv"; exit 1; }
@@ -62,7 +62,12 @@ bench-spaces: $(STAMP)
 	$(BIN)/python -m bench.spaces --data $(DATA) --split test
 	$(BIN)/python -m bench.spaces --data $(DATA) --split test --letter-gaps 0.03 0.12
 
-bench: $(STAMP) runtime-deps bench-model bench-scans bench-fields bench-marks bench-context bench-spaces
+bench-case: $(STAMP)
+	$(BIN)/python -m bench.case --data $(DATA) --split test
+	$(BIN)/python -m bench.case --data $(DATA) --split test --capitals
+	$(BIN)/python -m bench.case --data $(DATA) --split test --touching
+
+bench: $(STAMP) runtime-deps bench-model bench-scans bench-fields bench-marks bench-context bench-spaces bench-case
 	$(BIN)/python -m bench.e2e
 
 # Where the web and worker tiers' CPU goes under load (py-spy; bench/results/<date>-profile-*.json).
