@@ -154,11 +154,11 @@ def build_results(plans: list[ImagePlan], probs: np.ndarray, fields: list[tuple]
         rows = charsets.restrict(probs[cursor:cursor + len(plan.tiles)], allowed)
         cursor += len(plan.tiles)
         read, at = [], 0  # (text before it, its row or a mark, box, upright box) per character
-        for box, space, touching, mark, upright in zip(plan.boxes, plan.spaces, plan.touching,
+        for box, space, touching, mark, on_line in zip(plan.boxes, plan.spaces, plan.touching,
                                                        plan.marks or [""] * len(plan.boxes),
                                                        plan.upright or plan.boxes):
             if mark:  # read by its shape: no row of the model's belongs to it
-                read.append((space, mark, box, upright))
+                read.append((space, mark, box, on_line))
                 continue
             group = range(at, at + (len(touching[0].pieces) if touching else 1))
             at = group.stop
@@ -168,7 +168,7 @@ def build_results(plans: list[ImagePlan], probs: np.ndarray, fields: list[tuple]
                 read += [(space if k == 0 else "", group[i], option_boxes[i], options.pieces[i].box)
                          for k, i in enumerate(chosen)]
             else:
-                read.append((space, group[0], box, upright))
+                read.append((space, group[0], box, on_line))
         rows, among = context.read_lines(rows, _lines(read) if in_context else [], allowed)
         results.append(_result(read, rows, among, top_k, written_case))
     return results
@@ -192,7 +192,7 @@ def _result(read: list[tuple], rows: np.ndarray, among: list[str], top_k: int, w
     chars, text = [], []
     listed = charsets.predictions(rows, top_k, among)
     best = [row if isinstance(row, str) else listed[row][0]["char"] for _, row, *_ in read]
-    written = case.as_written(best, [upright for *_, upright in read], [space for space, *_ in read]) \
+    written = case.as_written(best, [on_line for *_, on_line in read], [space for space, *_ in read]) \
         if written_case else best
     for (space, row, box, _), char, read_as in zip(read, written, best):
         if isinstance(row, str):  # a mark
