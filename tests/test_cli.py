@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.web import draw_char
+from tests.fixtures.web import draw_char, print_line
 from tests.stack import base_env
 
 HWR = Path(sys.executable).parent / "hwr"
@@ -73,6 +73,19 @@ def test_rate_limited_client_retries_after_429(start_web_app, redis_client, cele
     assert 'status="429"' in metrics, "the limit was never hit: this test proves nothing"
     denied = run_hwr(str(image_files[0]), "--url", url, "--api-key", "wrong", "--quiet")
     assert denied.returncode == 1 and "unauthorized" in denied.stdout
+
+
+def test_cli_case_written(web_app, redis_client, tmp_path):
+    """`--case written` reaches the API: a printed "Sun" keeps its lowercase u."""
+    line = tmp_path / "sun.png"
+    line.write_bytes(print_line("Sun"))
+    texts = []
+    for case in ("classes", "written"):
+        out = tmp_path / f"{case}.jsonl"
+        run = run_hwr(str(line), "--url", web_app, "--out", str(out), "--mode", "text", "--case", case, "--quiet")
+        assert run.returncode == 0, run.stderr[-3000:]
+        texts.append(json.loads(out.read_text())["text"])
+    assert texts == ["SUn", "Sun"], texts
 
 
 def test_cli_chars_and_the_client_delete(web_app, redis_client, image_files, tmp_path):
@@ -220,6 +233,7 @@ def test_forms_scales_boxes_to_each_page_and_lists_weak_fields_for_review(web_ap
     ('{"fields": {"number": {"mode": "word"}}}', "mode must be"),
     ('{"fields": {"number": {"colour": "red"}}}', "must be an object with some of"),
     ('{"page": [800], "fields": {"number": {}}}', "page must be [width, height]"),
+    ('{"fields": {"name": {"case": "lower"}}}', "case must be classes or written"),
 ])
 def test_forms_refuses_a_bad_template_before_sending_anything(tmp_path, template, says):
     path = tmp_path / "form.json"
@@ -236,3 +250,10 @@ def test_the_client_knows_the_services_modes():
     from web.config import MODES as API_MODES
 
     assert MODES == API_MODES
+
+
+def test_the_client_knows_the_services_cases():
+    from hwr.client import CASES
+    from web.config import CASES as API_CASES
+
+    assert CASES == API_CASES
