@@ -70,3 +70,31 @@ def test_each_line_has_its_own_heights():
     chars = first + second
     result = as_written(chars, boxes1 + boxes2, spaces1 + spaces2)
     assert "".join(result) == "HELLOworld"
+
+
+def test_results_follow_case_unless_the_field_holds_capitals_only():
+    """Through recognize.build_results: "Sun" (S at the cap height, u and n at x-height) as
+    written; a field whose `chars` hold no lowercase letter keeps its capitals; the
+    alternatives of a lowercased letter are lowercase too."""
+    import numpy as np
+
+    from worker import charsets, recognize
+
+    chars, boxes, spaces = line("S^ U_ n_")
+    plan = recognize.ImagePlan(tiles=[np.zeros((28, 28), np.uint8)] * 3, boxes=[list(b) for b in boxes],
+                               spaces=spaces, touching=[None] * 3, marks=[""] * 3, upright=boxes)
+    probs = np.full((3, len(charsets.CLASSES)), 0.001)
+    for row, (char, second) in enumerate(zip(chars, "5VN")):
+        probs[row, charsets.CLASSES.index(char)] = 0.9
+        probs[row, charsets.CLASSES.index(second)] = 0.05
+
+    def read(allowed: str, written: bool) -> dict:
+        return recognize.build_results([plan], probs, [recognize.Reading(2, allowed, True, written)])[0]
+
+    assert read("", False)["text"] == "SUn"
+    result = read("", True)
+    assert result["text"] == "Sun"
+    assert [a["char"] for a in result["characters"][1]["alternatives"]] == ["u", "v"]
+    assert read(charsets.NAMED["letters"], True)["text"] == "Sun"
+    assert read(charsets.NAMED["uppercase"] + "n", True)["text"] == "Sun"  # it names a lowercase letter
+    assert read(charsets.NAMED["uppercase"], True)["text"] == "SUN"  # capitals only: n is read among them

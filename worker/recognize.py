@@ -170,6 +170,9 @@ def build_results(plans: list[ImagePlan], probs: np.ndarray, fields: list[tuple]
             else:
                 read.append((space, group[0], box, on_line))
         rows, among = context.read_lines(rows, _lines(read) if in_context else [], allowed)
+        # A field whose classes hold no lowercase letter (`chars=uppercase`, hex in capitals)
+        # asked for capitals: its letters stay so.
+        written_case = written_case and (not allowed or any(c in case.LOWER_ONLY for c in allowed))
         results.append(_result(read, rows, among, top_k, written_case))
     return results
 
