@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import statistics
 
+import numpy as np
+
 BY_HEIGHT = frozenset("COSUVWXZMJPY")  # lowercase stands at x-height (j p y hang from it)
 BY_WORD = frozenset("IKL")  # lowercase reaches the cap height too
 MERGED = BY_HEIGHT | BY_WORD
@@ -87,14 +89,17 @@ def _small_by_height(line: list[int], chars: list[str], boxes) -> dict[int, bool
 
 
 def _two_levels(rises: list[float]) -> tuple[float, float]:
-    """The means of the two groups the sorted `rises` fall into best (least squares)."""
-    best, levels = float("inf"), (rises[0], rises[-1])
-    for k in range(1, len(rises)):
-        low, high = rises[:k], rises[k:]
-        cost = sum((r - statistics.fmean(low)) ** 2 for r in low) + sum((r - statistics.fmean(high)) ** 2 for r in high)
-        if cost < best:
-            best, levels = cost, (statistics.fmean(low), statistics.fmean(high))
-    return levels
+    """The means of the two groups the sorted `rises` fall into best (least squares: the
+    split that leaves the most variance between them)."""
+    r = np.asarray(rises, dtype=float)
+    if len(r) < 2:
+        return float(r[0]), float(r[0])
+    k = np.arange(1, len(r))
+    low_sum = np.cumsum(r)[:-1]
+    high_sum = r.sum() - low_sum
+    between = low_sum ** 2 / k + high_sum ** 2 / (len(r) - k)
+    best = int(np.argmax(between))
+    return float(low_sum[best] / k[best]), float(high_sum[best] / (len(r) - k[best]))
 
 
 def _lowercase_word(word: list[int], chars: list[str], small: dict[int, bool]) -> bool:
