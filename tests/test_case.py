@@ -98,3 +98,41 @@ def test_results_follow_case_unless_the_field_holds_capitals_only():
     assert read(charsets.NAMED["letters"], True)["text"] == "Sun"
     assert read(charsets.NAMED["uppercase"] + "n", True)["text"] == "Sun"  # it names a lowercase letter
     assert read(charsets.NAMED["uppercase"], True)["text"] == "SUN"  # capitals only: n is read among them
+
+
+def test_digits_a_lowercase_word_holds_are_its_letters():
+    from worker.case import misread_digits
+
+    def misread(spec: str) -> str:
+        chars, boxes, spaces = line(spec)
+        return "".join(chars[i] for i in misread_digits(chars, boxes, spaces))
+
+    assert misread("h^ e_ 1^ 1^ 0_") == "110"  # "he110": the short 0, and the 1s between e and it
+    assert misread("W_ 0_ r_ 1^ d^") == "01"  # "w0r1d"
+    assert misread("S^ W^ 1^ A^") == ""  # a code in capitals
+    assert misread("R^ O_ O_ M_  1^ 2^ b^") == ""  # a number beside a word, and before a letter
+    assert misread("2^ 0^ 2^ 4^") == ""
+
+
+def test_results_read_a_lowercase_word_s_digits_among_the_letters():
+    """Through recognize.build_results with case=written: "he110" (the model's best
+    readings) comes back "hello"; by EMNIST's classes it stays as read."""
+    import numpy as np
+
+    from worker import charsets, recognize
+
+    chars, boxes, spaces = line("h^ e_ 1^ 1^ 0_")
+    plan = recognize.ImagePlan(tiles=[np.zeros((28, 28), np.uint8)] * 5, boxes=[list(b) for b in boxes],
+                               spaces=spaces, touching=[None] * 5, marks=[""] * 5, upright=boxes)
+    probs = np.full((5, len(charsets.CLASSES)), 0.001)
+    for row, (char, second) in enumerate(zip(chars, "bCLLO")):
+        probs[row, charsets.CLASSES.index(char)] = 0.8
+        probs[row, charsets.CLASSES.index(second)] = 0.15
+
+    def read(written: bool) -> dict:
+        return recognize.build_results([plan], probs, [recognize.Reading(2, "", False, written)])[0]
+
+    assert read(False)["text"] == "he110"
+    result = read(True)
+    assert result["text"] == "hello"
+    assert [a["char"] for a in result["characters"][4]["alternatives"]][0] == "o"

@@ -67,7 +67,8 @@ def build_spec(config: WebConfig) -> dict:
                  "description": "`classes`: letters as EMNIST's 47 classes, which hold c i j k l m o p s u v w x "
                                 "y z under their capitals (\"heLLO\"); `written`: in text and code mode, each "
                                 "of those letters in the case it is written, told by its height on its line "
-                                "and its word (\"hello\"); their alternatives follow. Where `chars` hold no "
+                                "and its word (\"hello\"), and digits among lowercase letters read as the letters "
+                                "they are (\"he110\" -> \"hello\"); their alternatives follow. Where `chars` hold no "
                                 "lowercase letter (`uppercase`), letters stay capitals"},
         "callback_url": {"type": "string", "maxLength": 2048,
                          "description": "Public http(s) URL that gets the finished job as a signed POST"},

@@ -18,7 +18,9 @@ while capitals (and digits, and b d f h) reach the cap height. So, per line:
   word whose other letters are mostly lowercase, or at the start of one in a line that is
   (not its first word), they are lowercase; "I" alone stays a capital. A letter the
   height rule leaves undecided follows its word the same way.
-Lowercase-only and capital-only classes, digits and marks are the model's as they are.
+Lowercase-only and capital-only classes and marks are the model's as they are; digits too,
+except those `misread_digits` finds among lowercase letters (worker/recognize.py reads them
+again among the letters).
 """
 from __future__ import annotations
 
@@ -69,17 +71,52 @@ def _split(indices, starts) -> list[list[int]]:
     return groups
 
 
-def _small_by_height(line: list[int], chars: list[str], boxes) -> dict[int, bool]:
-    """{index: lowercase?} for the line's letters read by their height, where it tells."""
+def misread_digits(chars: list[str], boxes: list[tuple[int, int, int, int]], spaces: list[str]) -> list[int]:
+    """The digits that are lowercase letters the model took for digits (an o for a 0, an l
+    for a 1, an s for a 5), in a word that holds letters: those that stand at the x-height
+    of a line whose letters stand at two heights (digits stand as tall as capitals), and
+    runs of digits between two lowercase letters of a word ("he11o", "wor1d")."""
+    found = []
+    for line in _split(range(len(chars)), lambda i: "\n" in spaces[i]):
+        _, rise, threshold = _heights(line, chars, boxes)
+        small = _small_by_height(line, chars, boxes)
+        for word in _split(line, lambda i: bool(spaces[i])):
+            if not any(chars[i].isalpha() for i in word):
+                continue
+            short = {i for i in word if chars[i].isdigit() and threshold is not None and rise[i] < threshold}
+            digit = [chars[i].isdigit() and i not in short for i in word]
+            lower = [chars[i] in LOWER_ONLY or small.get(i, False) or i in short for i in word]
+            for k, i in enumerate(word):
+                if i in short:
+                    found.append(i)
+                elif digit[k]:
+                    before = [j for j in range(k) if not digit[j]]
+                    after = [j for j in range(k + 1, len(word)) if not digit[j]]
+                    if before and after and lower[before[-1]] and lower[after[0]]:
+                        found.append(i)
+    return found
+
+
+def _heights(line: list[int], chars: list[str], boxes) -> tuple[float, dict[int, float], float | None]:
+    """The line's baseline, each character's rise above it, and, where the characters
+    stand at two heights, the rise between them (None where they stand at one)."""
     standing = [boxes[i][1] + boxes[i][3] for i in line if chars[i].isalnum() and chars[i] not in HANGING]
-    alike = [i for i in line if chars[i] in BY_HEIGHT]
-    if not standing or not alike:
-        return {}
+    if not standing:
+        return 0.0, {}, None
     baseline = statistics.median(standing)
     rise = {i: baseline - boxes[i][1] for i in line if chars[i].isalnum()}
     low, high = _two_levels(sorted(rise.values()))
-    if high >= TALL_OVER_SHORT * max(low, 1):
-        return {i: rise[i] < (low + high) / 2 for i in alike}
+    return baseline, rise, (low + high) / 2 if high >= TALL_OVER_SHORT * max(low, 1) else None
+
+
+def _small_by_height(line: list[int], chars: list[str], boxes) -> dict[int, bool]:
+    """{index: lowercase?} for the line's letters read by their height, where it tells."""
+    alike = [i for i in line if chars[i] in BY_HEIGHT]
+    baseline, rise, threshold = _heights(line, chars, boxes)
+    if not alike or not rise:
+        return {}
+    if threshold is not None:
+        return {i: rise[i] < threshold for i in alike}
     # One level: the letters that show their height say which (a misread one is outvoted):
     # the lowercase-only short ones, and a j p y hanging below the baseline (J P Y stand on it).
     height = statistics.median(rise.values())

@@ -195,8 +195,20 @@ def _result(read: list[tuple], rows: np.ndarray, among: list[str], top_k: int, w
     chars, text = [], []
     listed = charsets.predictions(rows, top_k, among)
     best = [row if isinstance(row, str) else listed[row][0]["char"] for _, row, *_ in read]
-    written = case.as_written(best, [on_line for *_, on_line in read], [space for space, *_ in read]) \
-        if written_case else best
+    written = best
+    if written_case:
+        on_line, spaces = [r[3] for r in read], [r[0] for r in read]
+        # A digit standing as short as the lowercase letters around it, or between two of
+        # them, is one of them: read among the letters (as context.read_lines reads a word).
+        reread = [read[i][1] for i in case.misread_digits(best, on_line, spaces)]
+        if reread:
+            rows, among = rows.copy(), list(among)
+            for row in reread:  # among the letters its field allows
+                among[row] = "".join(c for c in among[row] or charsets.CLASSES if c.isalpha())
+                rows[row] = charsets.restrict(rows[row:row + 1], among[row])[0]
+            listed = charsets.predictions(rows, top_k, among)
+            best = [row if isinstance(row, str) else listed[row][0]["char"] for _, row, *_ in read]
+        written = case.as_written(best, on_line, spaces)
     for (space, row, box, _), char, read_as in zip(read, written, best):
         if isinstance(row, str):  # a mark
             chars.append({"char": row, "confidence": 1.0, "box": box, "alternatives": [{"char": row, "p": 1.0}]})
