@@ -176,6 +176,18 @@ def test_letter_case_as_written(browser, web_app, redis_client):
         page.locator("#chars button").first.wait_for(timeout=60_000)
         read.append(page.inner_text("#best-char").strip())
     assert read == ["SUn", "Sun"], read
+    # "hello": its ring, at the e's height, reads as a 0 by the classes; as written, a digit
+    # standing at the lowercase letters' height is one of them.
+    ring = [(250 + 22 * math.cos(k * math.pi / 12), 175 + 25 * math.sin(k * math.pi / 12)) for k in range(25)]
+    hello = ([(40, 80), (40, 200)], [(40, 165), (55, 150), (75, 155), (80, 170), (80, 200)],
+             [(105, 175), (145, 175), (140, 155), (125, 150), (108, 160), (105, 180), (115, 197), (140, 200)],
+             [(175, 80), (175, 200)], [(205, 80), (205, 200)], ring)
+    page.click("#clear")
+    for stroke in hello:
+        draw(page, stroke, pad_width=840)
+    page.click("#recognize")
+    page.locator("#chars button").first.wait_for(timeout=60_000)
+    assert page.inner_text("#best-char").strip() == "hello"
     page.close()
 
 
