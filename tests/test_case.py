@@ -72,32 +72,38 @@ def test_each_line_has_its_own_heights():
     assert "".join(result) == "HELLOworld"
 
 
-def test_results_follow_case_unless_the_field_holds_capitals_only():
-    """Through recognize.build_results: "Sun" (S at the cap height, u and n at x-height) as
-    written; a field whose `chars` hold no lowercase letter keeps its capitals; the
-    alternatives of a lowercased letter are lowercase too."""
+def read_line(spec: str, seconds: str, allowed: str = "", written: bool = True) -> dict:
+    """recognize.build_results' result for a line `spec` (as `line` takes it) whose
+    characters the model reads as they are named there (p 0.8), each with a second
+    reading (`seconds`, p 0.15)."""
     import numpy as np
 
     from worker import charsets, recognize
 
-    chars, boxes, spaces = line("S^ U_ n_")
-    plan = recognize.ImagePlan(tiles=[np.zeros((28, 28), np.uint8)] * 3, boxes=[list(b) for b in boxes],
-                               spaces=spaces, touching=[None] * 3, marks=[""] * 3, upright=boxes)
-    probs = np.full((3, len(charsets.CLASSES)), 0.001)
-    for row, (char, second) in enumerate(zip(chars, "5VN")):
-        probs[row, charsets.CLASSES.index(char)] = 0.9
-        probs[row, charsets.CLASSES.index(second)] = 0.05
+    chars, boxes, spaces = line(spec)
+    n = len(chars)
+    plan = recognize.ImagePlan(tiles=[np.zeros((28, 28), np.uint8)] * n, boxes=[list(b) for b in boxes],
+                               spaces=spaces, touching=[None] * n, marks=[""] * n, upright=boxes)
+    probs = np.full((n, len(charsets.CLASSES)), 0.001)
+    for row, (char, second) in enumerate(zip(chars, seconds)):
+        probs[row, charsets.CLASSES.index(char)] = 0.8
+        probs[row, charsets.CLASSES.index(second)] = 0.15
+    return recognize.build_results([plan], probs, [recognize.Reading(2, allowed, True, written)])[0]
 
-    def read(allowed: str, written: bool) -> dict:
-        return recognize.build_results([plan], probs, [recognize.Reading(2, allowed, True, written)])[0]
 
-    assert read("", False)["text"] == "SUn"
-    result = read("", True)
+def test_results_follow_case_unless_the_field_holds_capitals_only():
+    """Through recognize.build_results: "Sun" (S at the cap height, u and n at x-height) as
+    written; a field whose `chars` hold no lowercase letter keeps its capitals; the
+    alternatives of a lowercased letter are lowercase too."""
+    from worker.charsets import NAMED
+
+    assert read_line("S^ U_ n_", "5VN", written=False)["text"] == "SUn"
+    result = read_line("S^ U_ n_", "5VN")
     assert result["text"] == "Sun"
     assert [a["char"] for a in result["characters"][1]["alternatives"]] == ["u", "v"]
-    assert read(charsets.NAMED["letters"], True)["text"] == "Sun"
-    assert read(charsets.NAMED["uppercase"] + "n", True)["text"] == "Sun"  # it names a lowercase letter
-    assert read(charsets.NAMED["uppercase"], True)["text"] == "SUN"  # capitals only: n is read among them
+    assert read_line("S^ U_ n_", "5VN", NAMED["letters"])["text"] == "Sun"
+    assert read_line("S^ U_ n_", "5VN", NAMED["uppercase"] + "n")["text"] == "Sun"  # it names a lowercase letter
+    assert read_line("S^ U_ n_", "5VN", NAMED["uppercase"])["text"] == "SUN"  # capitals only: n read among them
 
 
 def test_digits_a_lowercase_word_holds_are_its_letters():
@@ -117,22 +123,7 @@ def test_digits_a_lowercase_word_holds_are_its_letters():
 def test_results_read_a_lowercase_word_s_digits_among_the_letters():
     """Through recognize.build_results with case=written: "he110" (the model's best
     readings) comes back "hello"; by EMNIST's classes it stays as read."""
-    import numpy as np
-
-    from worker import charsets, recognize
-
-    chars, boxes, spaces = line("h^ e_ 1^ 1^ 0_")
-    plan = recognize.ImagePlan(tiles=[np.zeros((28, 28), np.uint8)] * 5, boxes=[list(b) for b in boxes],
-                               spaces=spaces, touching=[None] * 5, marks=[""] * 5, upright=boxes)
-    probs = np.full((5, len(charsets.CLASSES)), 0.001)
-    for row, (char, second) in enumerate(zip(chars, "bCLLO")):
-        probs[row, charsets.CLASSES.index(char)] = 0.8
-        probs[row, charsets.CLASSES.index(second)] = 0.15
-
-    def read(written: bool) -> dict:
-        return recognize.build_results([plan], probs, [recognize.Reading(2, "", False, written)])[0]
-
-    assert read(False)["text"] == "he110"
-    result = read(True)
+    assert read_line("h^ e_ 1^ 1^ 0_", "bCLLO", written=False)["text"] == "he110"
+    result = read_line("h^ e_ 1^ 1^ 0_", "bCLLO")
     assert result["text"] == "hello"
-    assert [a["char"] for a in result["characters"][4]["alternatives"]][0] == "o"
+    assert result["characters"][4]["alternatives"][0]["char"] == "o"
