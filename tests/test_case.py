@@ -72,7 +72,7 @@ def test_each_line_has_its_own_heights():
     assert "".join(result) == "HELLOworld"
 
 
-def read_line(spec: str, seconds: str, allowed: str = "", written: bool = True) -> dict:
+def read_line(spec: str, seconds: str, allowed: str = "", written: bool = True, mode: str = "text") -> dict:
     """recognize.build_results' result for a line `spec` (as `line` takes it) whose
     characters the model reads as they are named there (p 0.8), each with a second
     reading (`seconds`, p 0.15)."""
@@ -88,7 +88,7 @@ def read_line(spec: str, seconds: str, allowed: str = "", written: bool = True) 
     for row, (char, second) in enumerate(zip(chars, seconds)):
         probs[row, charsets.CLASSES.index(char)] = 0.8
         probs[row, charsets.CLASSES.index(second)] = 0.15
-    return recognize.build_results([plan], probs, [recognize.Reading(2, allowed, True, written)])[0]
+    return recognize.build_results([plan], probs, [recognize.Reading(2, allowed, mode == "text", written)])[0]
 
 
 def test_results_follow_case_unless_the_field_holds_capitals_only():
@@ -127,3 +127,5 @@ def test_results_read_a_lowercase_word_s_digits_among_the_letters():
     result = read_line("h^ e_ 1^ 1^ 0_", "bCLLO")
     assert result["text"] == "hello"
     assert result["characters"][4]["alternatives"][0]["char"] == "o"
+    # A code (mode=code) keeps each character as it looks, its case as written.
+    assert read_line("h^ e_ 1^ 1^ 0_", "bCLLO", mode="code")["text"] == "he110"

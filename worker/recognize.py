@@ -173,7 +173,7 @@ def build_results(plans: list[ImagePlan], probs: np.ndarray, fields: list[tuple]
         # A field whose classes hold no lowercase letter (`chars=uppercase`, hex in capitals)
         # asked for capitals: its letters stay so.
         written_case = written_case and (not allowed or any(c in case.LOWER_ONLY for c in allowed))
-        results.append(_result(read, rows, among, top_k, written_case))
+        results.append(_result(read, rows, among, top_k, written_case, in_context))
     return results
 
 
@@ -191,16 +191,18 @@ def _lines(read: list[tuple]) -> list[list[list[int]]]:
     return [[token for token in line if token] for line in lines]
 
 
-def _result(read: list[tuple], rows: np.ndarray, among: list[str], top_k: int, written_case: bool = False) -> dict:
+def _result(read: list[tuple], rows: np.ndarray, among: list[str], top_k: int, written_case: bool = False,
+            in_context: bool = False) -> dict:
     chars, text = [], []
     listed = charsets.predictions(rows, top_k, among)
     best = [row if isinstance(row, str) else listed[row][0]["char"] for _, row, *_ in read]
     written = best
     if written_case:
         on_line, spaces = [r[3] for r in read], [r[0] for r in read]
-        # A digit standing as short as the lowercase letters around it, or between two of
-        # them, is one of them: read among the letters (as context.read_lines reads a word).
-        reread = [read[i][1] for i in case.misread_digits(best, on_line, spaces)]
+        # In text (not a code, whose characters are each what they look), a digit standing as
+        # short as the lowercase letters around it, or between two of them, is one of them:
+        # read among the letters (as context.read_lines reads a word).
+        reread = [read[i][1] for i in case.misread_digits(best, on_line, spaces)] if in_context else []
         if reread:
             rows, among = rows.copy(), list(among)
             for row in reread:  # among the letters its field allows
