@@ -72,7 +72,7 @@ def read(model: ArchivedModel, image: bytes, chars: str) -> str:
     if plan.error:
         return ""
     probs = model.probabilities(np.stack(plan.tiles)) if plan.tiles else np.zeros((0, len(model.classes)))
-    return recognize.build_results([plan], probs, [(1, charsets.classes_of(chars), True)])[0]["text"]
+    return recognize.build_results([plan], probs, [recognize.Reading(1, charsets.classes_of(chars), True)])[0]["text"]
 
 
 def main(argv=None) -> dict:

@@ -88,8 +88,8 @@ def test_results_read_each_token_apart_and_marks_stay_in_their_token():
         sure(c) for c in "HNSON"]
     plan = plan_of(spaces, [""] * 13)
     answers = np.stack(answers)
-    assert recognize.build_results([plan], answers, [(3, "", False)])[0]["text"] == "2O2412 J0HNSON"
-    [result] = recognize.build_results([plan], answers, [(3, "", True)])
+    assert recognize.build_results([plan], answers, [recognize.Reading(3, "", False)])[0]["text"] == "2O2412 J0HNSON"
+    [result] = recognize.build_results([plan], answers, [recognize.Reading(3, "", True)])
     assert result["text"] == "202412 JOHNSON"
     assert all(len(c["alternatives"]) == 3 for c in result["characters"])
     assert [a["char"] for a in result["characters"][1]["alternatives"]][0] == "0"
@@ -97,16 +97,16 @@ def test_results_read_each_token_apart_and_marks_stay_in_their_token():
     assert result["characters"][1]["confidence"] == result["characters"][1]["alternatives"][0]["p"] > 0.9
     # The same number cut apart, as a form's comb of boxes cuts one: the line reads as a number.
     comb = ["", " ", "", " ", " ", " "]  # "2 O2 4 1 2"
-    [result] = recognize.build_results([plan_of(comb, [""] * 6)], answers[:6], [(3, "", True)])
+    [result] = recognize.build_results([plan_of(comb, [""] * 6)], answers[:6], [recognize.Reading(3, "", True)])
     assert result["text"] == "2 02 4 1 2"
     # Two short tokens a space apart, or a line apart: each read as it looks.
     for spaces in (["", "", "", " ", "", ""], ["", "", "", "\n", "", ""]):
-        [result] = recognize.build_results([plan_of(spaces, [""] * 6)], answers[:6], [(3, "", True)])
+        [result] = recognize.build_results([plan_of(spaces, [""] * 6)], answers[:6], [recognize.Reading(3, "", True)])
         assert result["text"] == f"2O2{spaces[3]}412"
     # "12/O5/26": the slashes, read by their shape, do not cut the date apart.
     plan = plan_of([""] * 8, ["", "", "/", "", "", "/", "", ""])
     date = np.stack([sure("1"), sure("2"), AMBIGUOUS_O, sure("5"), sure("2"), sure("6")])
-    assert recognize.build_results([plan], date, [(1, "", True)])[0]["text"] == "12/05/26"
+    assert recognize.build_results([plan], date, [recognize.Reading(1, "", True)])[0]["text"] == "12/05/26"
 
 
 def test_numbers_of_real_digits_read_better_together(emnist_test_sample):

@@ -44,8 +44,8 @@ def as_written(chars: list[str], boxes: list[tuple[int, int, int, int]], spaces:
     marks), `boxes` (x, y, w, h) upright on their line, `spaces` the text before each
     ("\\n" starts a line, " " a word)."""
     written = list(chars)
-    for line in _split(range(len(chars)), lambda i: "\n" in spaces[i]):
-        small = _small_by_height(line, chars, boxes)
+    for line in _lines(spaces):
+        small = _small_by_height(line, chars, boxes, _heights(line, chars, boxes))
         words = [w for w in _split(line, lambda i: bool(spaces[i])) if any(chars[i].isalnum() for i in w)]
         lower_line = _lowercase_word(words[0], chars, small) if words else False
         for n, word in enumerate(words):
@@ -60,6 +60,10 @@ def as_written(chars: list[str], boxes: list[tuple[int, int, int, int]], spaces:
                     continue
                 written[i] = chars[i].lower() if lowercase else chars[i]
     return written
+
+
+def _lines(spaces: list[str]) -> list[list[int]]:
+    return _split(range(len(spaces)), lambda i: "\n" in spaces[i])
 
 
 def _split(indices, starts) -> list[list[int]]:
@@ -77,9 +81,10 @@ def misread_digits(chars: list[str], boxes: list[tuple[int, int, int, int]], spa
     of a line whose letters stand at two heights (digits stand as tall as capitals), and
     runs of digits between two lowercase letters of a word ("he11o", "wor1d")."""
     found = []
-    for line in _split(range(len(chars)), lambda i: "\n" in spaces[i]):
-        _, rise, threshold = _heights(line, chars, boxes)
-        small = _small_by_height(line, chars, boxes)
+    for line in _lines(spaces):
+        heights = _heights(line, chars, boxes)
+        _, rise, threshold = heights
+        small = _small_by_height(line, chars, boxes, heights)
         for word in _split(line, lambda i: bool(spaces[i])):
             if not any(chars[i].isalpha() for i in word):
                 continue
@@ -109,10 +114,11 @@ def _heights(line: list[int], chars: list[str], boxes) -> tuple[float, dict[int,
     return baseline, rise, (low + high) / 2 if high >= TALL_OVER_SHORT * max(low, 1) else None
 
 
-def _small_by_height(line: list[int], chars: list[str], boxes) -> dict[int, bool]:
-    """{index: lowercase?} for the line's letters read by their height, where it tells."""
+def _small_by_height(line: list[int], chars: list[str], boxes, heights: tuple) -> dict[int, bool]:
+    """{index: lowercase?} for the line's letters read by their height, where it tells;
+    `heights`: the line's `_heights`."""
     alike = [i for i in line if chars[i] in BY_HEIGHT]
-    baseline, rise, threshold = _heights(line, chars, boxes)
+    baseline, rise, threshold = heights
     if not alike or not rise:
         return {}
     if threshold is not None:

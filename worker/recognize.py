@@ -140,14 +140,13 @@ class Reading(NamedTuple):
     written_case: bool = False  # its letters in the case they are written (worker/case.py)
 
 
-def build_results(plans: list[ImagePlan], probs: np.ndarray, fields: list[tuple]) -> list[dict]:
+def build_results(plans: list[ImagePlan], probs: np.ndarray, fields: list[Reading]) -> list[dict]:
     """The API result per image, from the plans and the model's probabilities of every class
-    for their tiles (a row per tile, in order). `fields`: per image, a `Reading` (or the
-    tuple of its first fields). Each image is read among its classes, a text's tokens together (worker/context.py; not a code's), and each character lists its
-    `top_k` best classes."""
+    for their tiles (a row per tile, in order). `fields`: per image, how it is read. Each
+    image is read among its classes, a text's tokens together (worker/context.py; not a
+    code's), and each character lists its `top_k` best classes."""
     results, cursor = [], 0
-    for plan, reading in zip(plans, fields, strict=True):
-        top_k, allowed, in_context, written_case = Reading(*reading)
+    for plan, (top_k, allowed, in_context, written_case) in zip(plans, fields, strict=True):
         if plan.error is not None:
             results.append({"text": "", "confidence": 0.0, "characters": [], "error": plan.error})
             continue
@@ -194,9 +193,11 @@ def _lines(read: list[tuple]) -> list[list[list[int]]]:
 def _result(read: list[tuple], rows: np.ndarray, among: list[str], top_k: int, written_case: bool = False,
             in_context: bool = False) -> dict:
     chars, text = [], []
+    def best_of(listed: list[list[dict]]) -> list[str]:
+        return [row if isinstance(row, str) else listed[row][0]["char"] for _, row, *_ in read]
+
     listed = charsets.predictions(rows, top_k, among)
-    best = [row if isinstance(row, str) else listed[row][0]["char"] for _, row, *_ in read]
-    written = best
+    best = written = best_of(listed)
     if written_case:
         on_line, spaces = [r[3] for r in read], [r[0] for r in read]
         # In text (not a code, whose characters are each what they look), a digit standing as
@@ -209,7 +210,7 @@ def _result(read: list[tuple], rows: np.ndarray, among: list[str], top_k: int, w
                 among[row] = "".join(c for c in among[row] or charsets.CLASSES if c.isalpha())
                 rows[row] = charsets.restrict(rows[row:row + 1], among[row])[0]
             listed = charsets.predictions(rows, top_k, among)
-            best = [row if isinstance(row, str) else listed[row][0]["char"] for _, row, *_ in read]
+            best = best_of(listed)
         written = case.as_written(best, on_line, spaces)
     for (space, row, box, _), char, read_as in zip(read, written, best):
         if isinstance(row, str):  # a mark
