@@ -24,6 +24,7 @@ from serve.handler import CALIBRATION_FILE, optimize_for_inference
 from serve.preprocess import normalize_tiles
 from training import data as emnist
 from training.augment import augment
+from training.junk import junk_tiles
 from training.models import MODELS, build_model
 from training.package import calibration_tiles
 from training.pen import pen_tiles
@@ -109,7 +110,7 @@ def sharpness_aware_gradients(model: torch.nn.Module, batch_loss, rho: float) ->
 
 
 def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, generator, ema=None,
-                teachers=(), pen=None) -> float:
+                teachers=(), pen=None, junk=None) -> float:
     model.train()
     steps = len(tiles) // args.batch_size
     order = torch.multinomial(weights, steps * args.batch_size, replacement=True, generator=generator)
@@ -125,6 +126,9 @@ def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, gener
         if pen is not None:  # some draws read the same character drawn with a pen
             drawn = torch.rand(len(idx), generator=generator) < args.pen
             batch = torch.where(drawn.view(-1, 1, 1), pen[idx], batch)
+        n_junk = int(round(args.junk * len(idx))) if junk is not None else 0
+        if n_junk:  # outlier exposure: tiles of no one character ride along (training/junk.py)
+            batch = torch.cat([batch, junk[torch.randint(len(junk), (n_junk,), generator=generator)]])
         x = to_float(batch)
         if args.augment:
             x = augment(x, generator, args.augment_strength)
@@ -135,6 +139,9 @@ def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, gener
 
         def batch_loss() -> torch.Tensor:
             logits = model(x)
+            if n_junk:  # the junk's target is every class alike
+                logits, junk_logits = logits[:-n_junk], logits[-n_junk:]
+                junk_loss = -F.log_softmax(junk_logits, dim=1).mean()
             loss = F.cross_entropy(logits + adjust, labels[idx], label_smoothing=args.label_smoothing)
             if partner is not None:
                 loss = kept * loss + (1 - kept) * F.cross_entropy(
@@ -142,7 +149,7 @@ def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, gener
             if soft_targets is not None:
                 soft = distillation_loss(logits, soft_targets, args.distill_temperature)
                 loss = (1 - args.distill_weight) * loss + args.distill_weight * soft
-            return loss
+            return loss + args.junk_weight * junk_loss if n_junk else loss
 
         optimizer.zero_grad(set_to_none=True)
         loss = batch_loss()
@@ -223,6 +230,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="share of batches mixed with CutMix (Yun et al. 2019; 0: off)")
     p.add_argument("--sam", type=float, default=0.0, metavar="RHO",
                    help="sharpness-aware minimization with this radius (e.g. 0.05; twice the work); 0: off")
+    p.add_argument("--junk", type=float, default=None,
+                   help="junk tiles (touching letters cut wrong, training/junk.py) added per training draw, "
+                        "taught as no class (outlier exposure; default 0.25, baseline 0)")
+    p.add_argument("--junk-weight", type=float, default=0.5, help="weight of the junk tiles' loss")
     p.add_argument("--limit", type=int, default=None, help="use only the first N train/test images")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -238,11 +249,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.label_smoothing = 0.0 if args.label_smoothing is None else args.label_smoothing
         args.balance = 0.0 if args.balance is None else args.balance
         args.pen = 0.0 if args.pen is None else args.pen
+        args.junk = 0.0 if args.junk is None else args.junk
     args.lr = args.lr or 3e-3
     args.augment = True if args.augment is None else args.augment
     args.label_smoothing = 0.1 if args.label_smoothing is None else args.label_smoothing
     args.balance = 1.0 if args.balance is None else args.balance
     args.pen = 0.3 if args.pen is None else args.pen
+    args.junk = 0.25 if args.junk is None else args.junk
     return args
 
 
@@ -270,6 +283,10 @@ def main(argv=None) -> dict:
     fit_tiles, fit_labels = tiles[fit_idx], labels[fit_idx]
     fit_pen = pen[fit_idx] if pen is not None else None
     weights = sampling_weights(fit_labels, args.balance)
+    junk = None
+    if args.junk:  # from the letters it fits on only: none of validation's or the test's
+        fit_images = train.images[fit_idx.numpy()]
+        junk = torch.from_numpy(junk_tiles(fit_images, len(fit_images) // 2, args.seed))
 
     model = build_model(args.model)
     teachers = [load_teacher(args.teacher_model, path) for path in args.teacher]
@@ -305,7 +322,7 @@ def main(argv=None) -> dict:
     for epoch in range(start_epoch, args.epochs):
         started = time.time()
         loss = train_epoch(model, optimizer, scheduler, fit_tiles, fit_labels, weights, args, generator, ema,
-                           teachers, fit_pen)
+                           teachers, fit_pen, junk)
         val = scores(predict(shipped(model, ema), tiles[val_idx]), labels[val_idx], len(train.classes))
         history.append({"epoch": epoch + 1, "train_loss": loss, "val_accuracy": val["accuracy"],
                         "val_balanced_accuracy": val["balanced_accuracy"], "seconds": time.time() - started})
