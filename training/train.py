@@ -133,9 +133,11 @@ def train_epoch(model, optimizer, scheduler, tiles, labels, weights, args, gener
         if args.augment:
             x = augment(x, generator, args.augment_strength)
         partner = None
-        if args.cutmix and float(torch.rand(1, generator=generator)) < args.cutmix:
-            x, partner, kept = cutmix(x, generator)
-        soft_targets = ensemble_probs(teachers, x, args.distill_temperature) if teachers else None
+        if args.cutmix and float(torch.rand(1, generator=generator)) < args.cutmix:  # characters with characters
+            mixed, partner, kept = cutmix(x[:len(idx)], generator)
+            x = torch.cat([mixed, x[len(idx):]])
+        # The teachers' targets are for the characters: the junk's is every class alike.
+        soft_targets = ensemble_probs(teachers, x[:len(idx)], args.distill_temperature) if teachers else None
 
         def batch_loss() -> torch.Tensor:
             logits = model(x)
