@@ -1,7 +1,7 @@
 """Tokens read together: what worker/context.py buys and costs (python -m bench.context).
 
-Reads the emnist47 test split through the archive as served, then composes tokens of 2-8 of
-its characters, 3,000 of each kind:
+Reads the emnist47 test split (`--split train` to choose priors without looking at it) through
+the archive as served, then composes tokens of 2-8 of its characters, 3,000 of each kind:
 - numbers: digits only;
 - letters: letters only, every letter class equally often;
 - English-like: letters as often as in English text (e 12.7%, t 9.1%, ... z 0.07%), each
@@ -40,7 +40,7 @@ def label_of(char: str) -> int:
 
 
 def token_labels(kind: str, rng: np.random.Generator, labels: np.ndarray) -> list[int]:
-    """A token's classes (`labels`: the test split's, for the kind that draws from them)."""
+    """A token's classes (`labels`: the split's, for the kind that draws from them)."""
     n = int(rng.integers(2, 9))
     digit, letter = (lambda: int(rng.integers(0, 10))), (lambda: int(rng.integers(10, 47)))
     if kind == "numbers":
@@ -71,21 +71,24 @@ def main(argv=None) -> dict:
     p.add_argument("--n", type=int, default=3000, help="tokens of each kind")
     p.add_argument("--number-prior", type=float, default=context.NUMBER_PRIOR)
     p.add_argument("--word-prior", type=float, default=context.WORD_PRIOR)
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="characters from this split (train: for choosing settings without looking at the test)")
+    p.add_argument("--limit", type=int, default=None, help="read only the split's first N characters")
     args = p.parse_args(argv)
     context.NUMBER_PRIOR, context.WORD_PRIOR = args.number_prior, args.word_prior
 
-    test = emnist.load_split(args.data, "test")
+    split = emnist.load_split(args.data, args.split, limit=args.limit)
     model = ArchivedModel(args.archive)
-    probs = model.classify_images(list(test.images))
-    classes = list(test.classes)
-    by_class = [np.nonzero(test.labels == c)[0] for c in range(len(classes))]
+    probs = model.classify_images(list(split.images))
+    classes = list(split.classes)
+    by_class = [np.nonzero(split.labels == c)[0] for c in range(len(classes))]
     rng = np.random.default_rng(0)
-    figures = {"archive": str(args.archive), "number_prior": args.number_prior, "word_prior": args.word_prior,
-               "tokens_per_kind": args.n, "kinds": {}}
+    figures = {"archive": str(args.archive), "split": args.split, "number_prior": args.number_prior,
+               "word_prior": args.word_prior, "tokens_per_kind": args.n, "kinds": {}}
     for kind in KINDS:
         alone = together = chars = tokens_alone = tokens_together = 0
         for _ in range(args.n):
-            labels = token_labels(kind, rng, test.labels)
+            labels = token_labels(kind, rng, split.labels)
             rows = probs[[rng.choice(by_class[label]) for label in labels]]
             read, _ = context.read_lines(rows, [[list(range(len(rows)))]])
             truth = [classes[label] for label in labels]
