@@ -77,6 +77,39 @@ def test_codes_that_mix_letters_and_digits_are_read_as_they_look():
         assert best(read(token)) == code
 
 
+def read_text_of(tokens: list[list[np.ndarray]]) -> str:
+    """A line of tokens read together, as text mode reads it: its tokens a space apart."""
+    rows = np.stack([row for token in tokens for row in token])
+    spans, start = [], 0
+    for token in tokens:
+        spans.append(list(range(start, start + len(token))))
+        start += len(token)
+    read_rows = context.read_lines(rows, [spans])[0]
+    return " ".join(best(read_rows[span]) for span in spans)
+
+
+DOUBTFUL_0 = answer({"0": 0.7, "O": 0.25})  # most likely a 0; an O in a word
+
+
+def test_a_text_of_words_makes_its_doubtful_token_a_word():
+    """Alone, "0IL" (a 0 the model is fairly sure of) is no word; among words it is one."""
+    oil = [DOUBTFUL_0, sure("I"), sure("L")]
+    assert best(read(oil)) == "0IL"
+    words = [[sure(c) for c in "HEAT"], [sure(c) for c in "THE"]]
+    assert read_text_of([words[1], oil, words[0]]) == "THE OIL HEAT"
+    # Each token's prior comes from the others: two doubtful tokens do not vouch for each other.
+    assert read_text_of([oil, oil]) == "0IL 0IL"
+
+
+def test_a_text_of_words_keeps_its_codes_and_numbers():
+    """The word prior a text raises stays below what a sure digit outweighs: a postcode and
+    a year among words keep their digits."""
+    words = [[sure(c) for c in word] for word in ("THE", "HOUSE", "AT", "NUMBER", "TEN", "IN", "TOWN")]
+    code, year = [sure(c) for c in "SW1A"], [sure(c) for c in "2024"]
+    assert read_text_of(words + [code, year]) == "THE HOUSE AT NUMBER TEN IN TOWN SW1A 2024"
+    assert read_text_of(words + [[sure(c) for c in "K1A0B1"]]).endswith(" K1A0B1")
+
+
 def test_a_lone_character_and_single_kind_fields_are_left_alone():
     assert context.token_kind(np.stack([AMBIGUOUS_O])) is None
     token = np.stack([sure("2"), AMBIGUOUS_O, sure("2"), sure("4"), sure("1"), sure("2")])

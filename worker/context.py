@@ -23,6 +23,8 @@ a letter is weak evidence (37 of 47), so a word needs a large prior. NUMBER_PRIO
 until session 23: the archive trained on junk tiles is less sure of digits drawn with an even
 pen (a bare stroke, a 0), and on training-split numbers drawn on the page's word pad 0.005
 read 94.3% of digits against 91.9%, for 0.2 points of random strings and codes.
+In a text of several tokens, each token's word prior is learnt from the others
+(`_word_priors`): among words, a short word with one doubtful character is still a word.
 A field whose `chars` names only digits or only letters is read among them already; a
 line read as a code (`mode=code`: serial numbers, references) keeps each character's own
 reading.
@@ -37,6 +39,7 @@ from worker import charsets
 
 NUMBER_PRIOR = 0.005
 WORD_PRIOR = 0.5
+TEXT_WEIGHT, WORD_PRIOR_MAX = 0.5, 0.9
 DIGITS = charsets.NAMED["digits"]
 IS_DIGIT = charsets.mask_of(DIGITS)
 FLOOR = 1e-9  # a kind the model gives no probability at all still costs, not -inf
@@ -61,6 +64,7 @@ def read_lines(probs: np.ndarray, lines: list[list[list[int]]], allowed: str = "
         return probs, among
     read = probs.copy()
     classes = allowed or charsets.CLASSES
+    word_priors = _word_priors(evidence, [token for line in lines for token in line])
     for line in lines:
         whole = [row for token in line for row in token]
         # Only a line cut into characters standing apart (half its tokens one character or
@@ -68,7 +72,8 @@ def read_lines(probs: np.ndarray, lines: list[list[list[int]]], allowed: str = "
         # when every line was (bench.words --lines).
         spaced_out = len(line) > 1 and 2 * sum(len(token) == 1 for token in line) >= len(line)
         line_kind = _kind(*evidence, whole) if spaced_out else None
-        readings = [(whole, line_kind)] if line_kind else [(rows, _kind(*evidence, rows)) for rows in line]
+        readings = ([(whole, line_kind)] if line_kind else
+                    [(rows, _kind(*evidence, rows, word_priors.get(id(rows)))) for rows in line])
         for rows, kind in readings:
             if kind is not None:
                 keep = "".join(c for c in classes if (c in DIGITS) == (kind == "digits"))
@@ -92,13 +97,41 @@ def _evidence(probs: np.ndarray, allowed: str) -> tuple[list[float], list[float]
             np.log(np.maximum(1 - digits, FLOOR) / (1 - share)).tolist())
 
 
-def _kind(digit: list[float], letter: list[float], rows: list[int]) -> str | None:
+def _word_priors(evidence: tuple[list[float], list[float]], tokens: list[list[int]]) -> dict[int, float]:
+    """Per token (by id) of a text of several, its word prior learnt from the text's other
+    tokens: WORD_PRIOR counted as TEXT_WEIGHT tokens, beside each other token's chance of
+    being a word (its posterior under the plain priors); never below WORD_PRIOR, nor above
+    WORD_PRIOR_MAX, so that a code among words keeps a digit that looks like one."""
+    tokens = [t for t in tokens if len(t) > 1]
+    if len(tokens) < 2 or WORD_PRIOR <= 0:
+        return {}
+    chance = {id(t): _word_chance(*evidence, t) for t in tokens}
+    total = sum(chance.values())
+    return {key: min(WORD_PRIOR_MAX, max(WORD_PRIOR, (TEXT_WEIGHT * WORD_PRIOR + total - own) /
+                                         (TEXT_WEIGHT + len(tokens) - 1)))
+            for key, own in chance.items()}
+
+
+def _word_chance(digit: list[float], letter: list[float], rows: list[int]) -> float:
+    """The chance that a token is a word, from its characters' evidence and the plain priors."""
+    scores = np.array(_scores(digit, letter, rows, WORD_PRIOR))
+    weights = np.exp(scores - scores.max())
+    return float(weights[1] / weights.sum())
+
+
+def _scores(digit: list[float], letter: list[float], rows: list[int], word_prior: float) -> tuple[float, float, float]:
+    """The log odds of a token being a number, a word and anything (each character alone)."""
+    number = math.log(NUMBER_PRIOR) + sum(digit[r] for r in rows)
+    word = math.log(word_prior) + sum(letter[r] for r in rows) if word_prior > 0 else -math.inf
+    # Reading each character alone is the model's own reading: its evidence is 1.
+    return number, word, math.log(1 - NUMBER_PRIOR - word_prior)
+
+
+def _kind(digit: list[float], letter: list[float], rows: list[int], word_prior: float | None = None) -> str | None:
+    """`word_prior`: the token's, where its text raises it (_word_priors); else WORD_PRIOR."""
     if len(rows) < 2:
         return None
-    number = math.log(NUMBER_PRIOR) + sum(digit[r] for r in rows)
-    word = math.log(WORD_PRIOR) + sum(letter[r] for r in rows) if WORD_PRIOR > 0 else -math.inf
-    # Reading each character alone is the model's own reading: its evidence is 1.
-    anything = math.log(1 - NUMBER_PRIOR - WORD_PRIOR)
+    number, word, anything = _scores(digit, letter, rows, WORD_PRIOR if word_prior is None else word_prior)
     if number > max(word, anything):
         return "digits"
     if word > max(number, anything):
