@@ -107,7 +107,7 @@ def _word_priors(evidence: tuple[list[float], list[float]], tokens: list[list[in
         return {}
     chance = {id(t): _word_chance(*evidence, t) for t in tokens}
     total = sum(chance.values())
-    return {key: min(WORD_PRIOR_MAX, max(WORD_PRIOR, (TEXT_WEIGHT * WORD_PRIOR + total - own) /
+    return {key: max(WORD_PRIOR, min(WORD_PRIOR_MAX, (TEXT_WEIGHT * WORD_PRIOR + total - own) /
                                          (TEXT_WEIGHT + len(tokens) - 1)))
             for key, own in chance.items()}
 
