@@ -6,8 +6,8 @@ CAP, X = 40, 24  # a line's cap height and x-height, pixels
 
 def line(spec: str, baseline: int = 100, left: int = 0):
     """(chars, upright boxes, spaces) of a line: each character is written "A^" (cap
-    height), "a_" (x-height) or "p," (from the x-height down past the baseline); a space
-    before a character is its own item."""
+    height), "a_" (x-height) or "p," (from the x-height down past the baseline), "L^|" for
+    one bare stroke (a fifth as wide as it is high); a space before a character is its own item."""
     chars, boxes, spaces, space = [], [], [], ""
     tokens = iter(spec.split(" "))
     for token in tokens:
@@ -18,7 +18,8 @@ def line(spec: str, baseline: int = 100, left: int = 0):
         top = baseline - (CAP if size == "^" else X)
         bottom = baseline + (12 if size == "," else 0)
         chars.append(char)
-        boxes.append((left + 30 * len(chars), top, 20, bottom - top))
+        width = (bottom - top) // 5 if token.endswith("|") else 20
+        boxes.append((left + 30 * len(chars), top, width, bottom - top))
         spaces.append(space)
         space = ""
     return chars, boxes, spaces
@@ -129,3 +130,23 @@ def test_results_read_a_lowercase_word_s_digits_among_the_letters():
     assert result["characters"][4]["alternatives"][0]["char"] == "o"
     # A code (mode=code) keeps each character as it looks, its case as written.
     assert read_line("h^ e_ 1^ 1^ 0_", "bCLLO", mode="code")["text"] == "he110"
+
+
+def test_a_bare_stroke_read_as_l_in_a_word_in_capitals_is_an_i():
+    """EMNIST's L holds the lowercase l, so the model reads a capital I written as a bare
+    stroke as L as often as not; in a word in capitals, a bare stroke is no L (whose foot
+    makes it wide)."""
+    from worker.case import bare_strokes_in_capitals
+
+    def bare(spec: str) -> list[int]:
+        return bare_strokes_in_capitals(*line(spec))
+
+    assert bare("T^ L^| L^ E^") == [1]  # "TILE", its I read as L; the L with its foot stays
+    assert bare("T^ L^| M^  E^ L^|") == [1, 4]  # each word in capitals by its own letters
+    assert bare("h^ e_ L^| L^| O_") == []  # lowercase: a bare stroke is an l
+    assert bare("M^ L^| L^| L^|") == []  # no letter says capitals (MILL or Mill)
+    assert bare("L^|") == []  # a character alone
+    assert read_line("T^ L^| L^ E^", "EIOF", written=False)["text"] == "TILE"
+    assert read_line("T^ L^| L^ E^", "EIOF")["text"] == "TILE"
+    # A code keeps each character as it looks.
+    assert read_line("T^ L^| L^ E^", "EIOF", mode="code", written=False)["text"] == "TLLE"

@@ -21,6 +21,9 @@ while capitals (and digits, and b d f h) reach the cap height. So, per line:
 Lowercase-only and capital-only classes and marks are the model's as they are; digits too,
 except those `misread_digits` finds among lowercase letters (worker/recognize.py reads them
 again among the letters).
+Whatever the case option, text mode reads again the bare strokes that the model read as L in
+a word in capitals (`bare_strokes_in_capitals`): EMNIST's L holds the lowercase l, a bare
+stroke, but a capital L has a foot, so such a stroke is an I.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ ALWAYS_SHORT = frozenset("aegnqr")  # tops at x-height
 HANGING = frozenset("gqJPYf")  # may end below the baseline
 LOWER_ONLY, UPPER_ONLY = frozenset("abdefghnqrt"), frozenset("ABDEFGHNQRT")
 HANG = 0.25  # of the line's height: how far below the baseline a j p y reaches, at least
+BARE_STROKE = 0.35  # width over height below which a character is one bare stroke (an I, l or 1)
 TALL_OVER_SHORT = 1.3  # a line's letters stand at two heights when the taller are this much taller
 
 
@@ -99,6 +103,28 @@ def misread_digits(chars: list[str], boxes: list[tuple[int, int, int, int]], spa
                     after = [j for j in range(k + 1, len(word)) if not digit[j]]
                     if before and after and lower[before[-1]] and lower[after[0]]:
                         found.append(i)
+    return found
+
+
+def bare_strokes_in_capitals(chars: list[str], boxes: list[tuple[int, int, int, int]],
+                             spaces: list[str]) -> list[int]:
+    """The characters read as L that are a bare stroke (narrower than BARE_STROKE of their
+    height) in a word written in capitals: EMNIST's L holds the lowercase l, a bare stroke,
+    so the model reads a bare-stroke capital I as L as often as not; a capital L has its foot.
+    A word is in capitals where its letters that show it (the capital-only classes, and
+    letters standing at the cap height of a line of two heights) outnumber those that say
+    lowercase, as `as_written` decides; a word that says neither is left as read."""
+    found = []
+    for line in _lines(spaces):
+        small = _small_by_height(line, chars, boxes, _heights(line, chars, boxes))
+        for word in _split(line, lambda i: bool(spaces[i])):
+            letters = [i for i in word if chars[i].isalpha()]
+            if len(letters) < 2:
+                continue
+            lower = sum(chars[i] in LOWER_ONLY or small.get(i, False) for i in letters)
+            upper = sum(chars[i] in UPPER_ONLY or small.get(i) is False for i in letters)
+            if upper > 0 and lower == 0:
+                found += [i for i in letters if chars[i] == "L" and boxes[i][2] < BARE_STROKE * boxes[i][3]]
     return found
 
 

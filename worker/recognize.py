@@ -198,19 +198,24 @@ def _result(read: list[tuple], rows: np.ndarray, among: list[str], top_k: int, w
 
     listed = charsets.predictions(rows, top_k, among)
     best = written = best_of(listed)
-    if written_case:
-        on_line, spaces = [r[3] for r in read], [r[0] for r in read]
-        # In text (not a code, whose characters are each what they look), a digit standing as
-        # short as the lowercase letters around it, or between two of them, is one of them:
-        # read among the letters (as context.read_lines reads a word).
-        reread = [read[i][1] for i in case.misread_digits(best, on_line, spaces)] if in_context else []
-        if reread:
+    on_line, spaces = [r[3] for r in read], [r[0] for r in read]
+    if in_context:  # text, not a code, whose characters are each what they look
+        # A bare stroke read as L in a word in capitals is an I; and with case=written, a digit
+        # standing as short as the lowercase letters around it, or between two of them, is one
+        # of them: each read among the letters (as context.read_lines reads a word), the
+        # stroke among those but L.
+        rereads = [(i, "L") for i in case.bare_strokes_in_capitals(best, on_line, spaces)]
+        if written_case:
+            rereads += [(i, "") for i in case.misread_digits(best, on_line, spaces)]
+        if rereads:
             rows, among = rows.copy(), list(among)
-            for row in reread:  # among the letters its field allows
-                among[row] = "".join(c for c in among[row] or charsets.CLASSES if c.isalpha())
+            for i, but in rereads:  # among the letters its field allows
+                row = read[i][1]
+                among[row] = "".join(c for c in among[row] or charsets.CLASSES if c.isalpha() and c not in but)
                 rows[row] = charsets.restrict(rows[row:row + 1], among[row])[0]
             listed = charsets.predictions(rows, top_k, among)
-            best = best_of(listed)
+            best = written = best_of(listed)
+    if written_case:
         written = case.as_written(best, on_line, spaces)
     for (space, row, box, _), char, read_as in zip(read, written, best):
         if isinstance(row, str):  # a mark
