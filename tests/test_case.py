@@ -148,5 +148,6 @@ def test_a_bare_stroke_read_as_l_in_a_word_in_capitals_is_an_i():
     assert bare("L^|") == []  # a character alone
     assert read_line("T^ L^| L^ E^", "EIOF", written=False)["text"] == "TILE"
     assert read_line("T^ L^| L^ E^", "EIOF")["text"] == "TILE"
-    # A code keeps each character as it looks.
+    # A code keeps each character as it looks; a field that allows no I keeps its L.
     assert read_line("T^ L^| L^ E^", "EIOF", mode="code", written=False)["text"] == "TLLE"
+    assert read_line("T^ L^| L^ E^", "EIOF", "ELT", written=False)["text"] == "TLLE"

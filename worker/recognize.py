@@ -204,7 +204,8 @@ def _result(read: list[tuple], rows: np.ndarray, among: list[str], top_k: int, w
         # standing as short as the lowercase letters around it, or between two of them, is one
         # of them: each read among the letters (as context.read_lines reads a word), the
         # stroke among those but L.
-        rereads = [(i, "L") for i in case.bare_strokes_in_capitals(best, on_line, spaces)]
+        rereads = [(i, "L") for i in case.bare_strokes_in_capitals(best, on_line, spaces)
+                   if "I" in (among[read[i][1]] or charsets.CLASSES)]  # where the field allows an I
         if written_case:
             rereads += [(i, "") for i in case.misread_digits(best, on_line, spaces)]
         if rereads:
