@@ -30,16 +30,12 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from training.junk import ink_columns
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 # Gaps between letters of touching words, tile pixels (high end exclusive).
 TOUCHING = (-3, 2)
-
-
-def ink_columns(tile: np.ndarray) -> np.ndarray:
-    """An upright white-on-black tile cropped to its ink's columns."""
-    cols = np.nonzero(tile.max(axis=0) > 40)[0]
-    return tile[:, cols.min():cols.max() + 1] if len(cols) else tile
 
 
 def on_paper(ink: np.ndarray) -> np.ndarray:

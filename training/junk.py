@@ -25,14 +25,15 @@ GAPS = (-3, 2)  # tile pixels between neighbours (high end exclusive): most touc
 MIN_SHARE = 0.5
 
 
-def _ink_columns(tile: np.ndarray) -> np.ndarray:
+def ink_columns(tile: np.ndarray) -> np.ndarray:
+    """An upright white-on-black tile cropped to its ink's columns."""
     cols = np.nonzero(tile.max(axis=0) > 40)[0]
     return tile[:, cols.min():cols.max() + 1] if len(cols) else tile
 
 
 def junk_tile(letters: list[np.ndarray], rng: np.random.Generator) -> np.ndarray | None:
     """One junk tile from upright white-on-black EMNIST images, or None when blank."""
-    crops = [_ink_columns(t) for t in letters]
+    crops = [ink_columns(t) for t in letters]
     canvas = np.zeros((28, sum(c.shape[1] for c in crops) + 4 * len(crops)), np.uint8)
     spans, x = [], 0
     for i, crop in enumerate(crops):

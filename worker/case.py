@@ -111,9 +111,9 @@ def bare_strokes_in_capitals(chars: list[str], boxes: list[tuple[int, int, int, 
     """The characters read as L that are a bare stroke (narrower than BARE_STROKE of their
     height) in a word written in capitals: EMNIST's L holds the lowercase l, a bare stroke,
     so the model reads a bare-stroke capital I as L as often as not; a capital L has its foot.
-    A word is in capitals where its letters that show it (the capital-only classes, and
-    letters standing at the cap height of a line of two heights) outnumber those that say
-    lowercase, as `as_written` decides; a word that says neither is left as read."""
+    A word is in capitals where at least one of its letters shows it (a capital-only class,
+    or a letter standing at the cap height of a line of two heights) and none says
+    lowercase; a word that says neither is left as read."""
     found = []
     for line in _lines(spaces):
         small = _small_by_height(line, chars, boxes, _heights(line, chars, boxes))
@@ -121,8 +121,7 @@ def bare_strokes_in_capitals(chars: list[str], boxes: list[tuple[int, int, int, 
             letters = [i for i in word if chars[i].isalpha()]
             if len(letters) < 2:
                 continue
-            lower = sum(chars[i] in LOWER_ONLY or small.get(i, False) for i in letters)
-            upper = sum(chars[i] in UPPER_ONLY or small.get(i) is False for i in letters)
+            lower, upper = _case_votes(letters, chars, small)
             if upper > 0 and lower == 0:
                 found += [i for i in letters if chars[i] == "L" and boxes[i][2] < BARE_STROKE * boxes[i][3]]
     return found
@@ -175,7 +174,13 @@ def _lowercase_word(word: list[int], chars: list[str], small: dict[int, bool]) -
     """Whether a word's letters, its first aside (a capital starts names and sentences), are
     mostly lowercase, by the letters that show it."""
     letters = [i for i in word if chars[i].isalpha()]
-    rest = letters[1:] if len(letters) > 1 else letters
-    lower = sum(chars[i] in LOWER_ONLY or small.get(i, False) for i in rest)
-    upper = sum(chars[i] in UPPER_ONLY or small.get(i) is False for i in rest)
+    lower, upper = _case_votes(letters[1:] if len(letters) > 1 else letters, chars, small)
     return lower > upper
+
+
+def _case_votes(letters: list[int], chars: list[str], small: dict[int, bool]) -> tuple[int, int]:
+    """How many of `letters` show they are lowercase, and how many that they are capitals:
+    by their class (lowercase-only, capital-only) or by their height (`small`)."""
+    lower = sum(chars[i] in LOWER_ONLY or small.get(i, False) for i in letters)
+    upper = sum(chars[i] in UPPER_ONLY or small.get(i) is False for i in letters)
+    return lower, upper
