@@ -447,3 +447,31 @@ def test_capitals_written_equally_tall_keep_their_wide_letters_whole(emnist_test
         mp.setattr(segment, "CHAR_WIDTH_SD", (segment.CHAR_WIDTH_SD[0],) * 2)
         before = accuracy()
     assert served > 0.78 and served > before + 0.05, (served, before)
+
+
+def test_two_touching_letters_no_wider_than_one_wide_letter_get_a_cut():
+    """Two narrow letters run together can be as narrow as one wide letter (under
+    SPLIT_WIDTH line heights): such a group gets one candidate cut, at its least ink, and
+    the model's confidence decides between one letter and two."""
+    lefts = (20, 62)
+    img = joined_boxes(page(), lefts, size=(26, 60))
+    (cut,) = cuts_of(img)
+    width, height = cut.box[2], cut.box[3]
+    assert segment.PAIR_WIDTH * height < width <= segment.SPLIT_WIDTH * height
+    assert cut.touching is not None and len(cut.touching.pieces) == 3  # the whole, and each side of one cut
+    # The cut falls between the boxes, where only the joining stroke is.
+    read = sorted(p.box for p in cut.touching.pieces if p.box != cut.box)
+    assert read[0][0] + read[0][2] <= lefts[1] and read[1][0] >= lefts[0] + 26, read
+    # Sure of each side and not of the whole, it is two letters.
+    confidence = [0.5 if p.box == cut.box else 0.95 for p in cut.touching.pieces]
+    assert sorted(cut.touching.pieces[k].box for k in segment.best_reading(cut.touching, confidence)) == read
+    # Sure of the whole and not of its sides, it is one letter.
+    confidence = [0.95 if p.box == cut.box else 0.5 for p in cut.touching.pieces]
+    assert [cut.touching.pieces[k].box for k in segment.best_reading(cut.touching, confidence)] == [cut.box]
+
+
+def test_a_letter_narrower_than_a_pair_is_not_cut():
+    img = page()
+    cv2.rectangle(img, (20, 30), (80, 90), 255, 4)  # one line height wide
+    (cut,) = cuts_of(img)
+    assert cut.touching is None
