@@ -123,8 +123,9 @@ def test_digits_a_lowercase_word_holds_are_its_letters():
 
 def test_results_read_a_lowercase_word_s_digits_among_the_letters():
     """Through recognize.build_results with case=written: "he110" (the model's best
-    readings) comes back "hello"; by EMNIST's classes it stays as read."""
-    assert read_line("h^ e_ 1^ 1^ 0_", "bCLLO", written=False)["text"] == "he110"
+    readings) comes back "hello"; by EMNIST's classes only its 0 standing at the x-height is
+    a letter (test_a_digit_at_the_x_height_of_a_word_is_a_letter)."""
+    assert read_line("h^ e_ 1^ 1^ 0_", "bCLLO", written=False)["text"] == "he11O"
     result = read_line("h^ e_ 1^ 1^ 0_", "bCLLO")
     assert result["text"] == "hello"
     assert result["characters"][4]["alternatives"][0]["char"] == "o"
@@ -151,3 +152,25 @@ def test_a_bare_stroke_read_as_l_in_a_word_in_capitals_is_an_i():
     # A code keeps each character as it looks; a field that allows no I keeps its L.
     assert read_line("T^ L^| L^ E^", "EIOF", mode="code", written=False)["text"] == "TLLE"
     assert read_line("T^ L^| L^ E^", "EIOF", "ELT", written=False)["text"] == "TLLE"
+
+
+def test_a_digit_at_the_x_height_of_a_word_is_a_letter():
+    """Digits stand as tall as capitals: in text mode, whatever `case`, a digit standing at
+    the x-height of a line of two heights in a word that holds letters is a lowercase letter
+    the model took for a digit (an o for a 0, an s for a 5), read among the letters. Digits
+    as tall as capitals between letters stay digits unless case=written: in codes and
+    strings of random characters a digit among letters is often one."""
+    from worker.case import misread_digits
+
+    def short(spec: str) -> str:
+        chars, boxes, spaces = line(spec)
+        return "".join(chars[i] for i in misread_digits(chars, boxes, spaces, between_letters=False))
+
+    assert short("h^ e_ 1^ 1^ 0_") == "0"
+    assert short("n_ 0_ r^ t^ h^") == "0"
+    assert short("A^ 5^ b^ 0_ t^") == "0"  # the 5 stands as tall as the capitals
+    assert short("2^ 0^ 2^ 4^  d_ a_ y_") == ""  # a number beside a word
+    assert read_line("n_ 0_ r^ t^ h^", "NOFTh", written=False)["text"] == "nOrth"
+    assert read_line("A^ 5^ b^ 0_ t^", "ASbOt", written=False)["text"] == "A5bOt"
+    # A code keeps each character as it looks.
+    assert read_line("n_ 0_ r^ t^ h^", "NOFTh", mode="code", written=False)["text"] == "n0rth"

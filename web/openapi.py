@@ -69,7 +69,9 @@ def build_spec(config: WebConfig) -> dict:
                                 "of those letters in the case it is written, told by its height on its line "
                                 "and its word (\"hello\"), and digits among lowercase letters read as the letters "
                                 "they are (\"he110\" -> \"hello\"); their alternatives follow. Where `chars` hold no "
-                                "lowercase letter (`uppercase`), letters stay capitals"},
+                                "lowercase letter (`uppercase`), letters stay capitals. Either way, in text "
+                                "mode a digit standing at the x-height of a word of letters is read as a letter "
+                                "(\"n0rth\" -> \"nOrth\" by classes)"},
         "callback_url": {"type": "string", "maxLength": 2048,
                          "description": "Public http(s) URL that gets the finished job as a signed POST"},
     }

@@ -24,6 +24,9 @@ again among the letters).
 Whatever the case option, text mode reads again the bare strokes that the model read as L in
 a word in capitals (`bare_strokes_in_capitals`): EMNIST's L holds the lowercase l, a bare
 stroke, but a capital L has a foot, so such a stroke is an I.
+Whatever the case option too, it reads again among the letters a digit that stands at the
+x-height of a word that holds letters (`misread_digits` without `between_letters`: digits
+stand as tall as capitals).
 """
 from __future__ import annotations
 
@@ -79,11 +82,13 @@ def _split(indices, starts) -> list[list[int]]:
     return groups
 
 
-def misread_digits(chars: list[str], boxes: list[tuple[int, int, int, int]], spaces: list[str]) -> list[int]:
+def misread_digits(chars: list[str], boxes: list[tuple[int, int, int, int]], spaces: list[str],
+                   between_letters: bool = True) -> list[int]:
     """The digits that are lowercase letters the model took for digits (an o for a 0, an l
     for a 1, an s for a 5), in a word that holds letters: those that stand at the x-height
-    of a line whose letters stand at two heights (digits stand as tall as capitals), and
-    runs of digits between two lowercase letters of a word ("he11o", "wor1d")."""
+    of a line whose letters stand at two heights (digits stand as tall as capitals), and, with
+    `between_letters`, runs of digits between two lowercase letters of a word ("he11o",
+    "wor1d"; in strings of random characters such as codes, a digit among letters is often one)."""
     found = []
     for line in _lines(spaces):
         heights = _heights(line, chars, boxes)
@@ -98,7 +103,7 @@ def misread_digits(chars: list[str], boxes: list[tuple[int, int, int, int]], spa
             for k, i in enumerate(word):
                 if i in short:
                     found.append(i)
-                elif digit[k]:
+                elif digit[k] and between_letters:
                     before = [j for j in range(k) if not digit[j]]
                     after = [j for j in range(k + 1, len(word)) if not digit[j]]
                     if before and after and lower[before[-1]] and lower[after[0]]:

@@ -200,14 +200,17 @@ def _result(read: list[tuple], rows: np.ndarray, among: list[str], top_k: int, w
     best = written = best_of(listed)
     on_line, spaces = [r[3] for r in read], [r[0] for r in read]
     if in_context:  # text, not a code, whose characters are each what they look
-        # A bare stroke read as L in a word in capitals is an I; and with case=written, a digit
-        # standing as short as the lowercase letters around it, or between two of them, is one
-        # of them: each read among the letters (as context.read_lines reads a word), the
-        # stroke among those but L.
-        rereads = [(i, "L") for i in case.bare_strokes_in_capitals(best, on_line, spaces)
-                   if "I" in (among[read[i][1]] or charsets.CLASSES)]  # where the field allows an I
-        if written_case:
-            rereads += [(i, "") for i in case.misread_digits(best, on_line, spaces)]
+        # A bare stroke read as L in a word in capitals is an I; a digit standing at the
+        # x-height of a line of two heights in a word that holds letters is a lowercase letter
+        # (an o, an s: digits stand as tall as capitals), and with case=written so is a run of
+        # digits between two lowercase letters ("he11o"): each read among the letters its
+        # field allows (as context.read_lines reads a word), the stroke among those but L.
+        def allows(i: int, letters: str) -> bool:
+            return any(c in letters for c in among[read[i][1]] or charsets.CLASSES)
+
+        rereads = [(i, "L") for i in case.bare_strokes_in_capitals(best, on_line, spaces) if allows(i, "I")]
+        rereads += [(i, "") for i in case.misread_digits(best, on_line, spaces, between_letters=written_case)
+                    if allows(i, charsets.NAMED["letters"])]
         if rereads:
             rows, among = rows.copy(), list(among)
             for i, but in rereads:  # among the letters its field allows
