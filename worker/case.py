@@ -93,7 +93,10 @@ def misread_digits(chars: list[str], boxes: list[tuple[int, int, int, int]], spa
     for line in _lines(spaces):
         heights = _heights(line, chars, boxes)
         _, rise, threshold = heights
-        small = _small_by_height(line, chars, boxes, heights)
+        if threshold is None and not between_letters:
+            continue  # a line of one height: no digit stands short
+        # Which letters are lowercase matters only around digits between letters.
+        small = _small_by_height(line, chars, boxes, heights) if between_letters else {}
         for word in _split(line, lambda i: bool(spaces[i])):
             if not any(chars[i].isalpha() for i in word):
                 continue
