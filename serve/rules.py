@@ -21,6 +21,10 @@ FRAME_SIDE = 0.8
 # FRAME_MIN_SIDE px: smaller, a box cannot be told from a bold stroke's outline.
 FRAME_THIN = 0.25
 FRAME_MIN_SIDE = 24
+# A stroke that sticks out past the box takes a side's ends past its corners: such a box
+# is found by its corners, if its lines are at most FRAME_THIN_CORNERED of its shorter side
+# thick (thicker, a small bold o's arcs would pass for one).
+FRAME_THIN_CORNERED = 0.15
 # Most (this share) of the ink left once a box's lines go lies inside the box.
 FRAME_HOLDS = 0.5
 # Ruled or squared paper: straight runs across PAGE_RULE of the image's width (height)
@@ -98,29 +102,44 @@ def ruled_frame(mask: np.ndarray) -> np.ndarray | None:
              (across[bottom - near:bottom, left:right][::-1], frame[bottom - near:bottom, left:right][::-1]),
              (down[top:bottom, left:left + near].T, frame[top:bottom, left:left + near].T),
              (down[top:bottom, right - near:right].T[::-1], frame[top:bottom, right - near:right].T[::-1]))
-    for runs, frame_side in sides:  # rows from the outer edge in, a column per position along the side
+    firsts = []  # per side: the row (from the outer edge in) where its line begins
+    for runs, _ in sides:  # rows from the outer edge in, a column per position along the side
         # Three rows together hold a thin line that a scan's slight skew spreads over two.
         starts = np.flatnonzero((runs[:-2] | runs[1:-1] | runs[2:]).mean(axis=1) >= FRAME_SIDE)
         if not len(starts):
             return None
-        line = runs[starts[0]:]
+        firsts.append(int(starts[0]))
+    # The box's corners, as positions along each side: where the lines across it lie.
+    ends = ((firsts[2], right - left - 1 - firsts[3]),) * 2 + ((firsts[0], bottom - top - 1 - firsts[1]),) * 2
+    reach, cornered, thickness = [], [], []
+    for runs, first, (start, end) in zip((r for r, _ in sides), firsts, ends):
+        line = runs[first:]
         # The line's thickness at each position: its run of rows from where it begins (in
         # the first three); the lower quartile, where no stroke runs along it, counts.
         begins = np.argmax(line[:3], axis=0)
         on_line = line[:3].any(axis=0)
-        # A box's sides meet in corners; an O's flattest arcs stop short of them.
         corner = max(3, len(on_line) // 25)
-        if not (on_line[:corner].any() and on_line[-corner:].any()):
-            return None
+        reach.append(on_line[:corner].any() and on_line[-corner:].any())
+        corner = max(3, (end - start + 1) // 25)
+        cornered.append(on_line[start:start + corner].any() and on_line[max(start, end - corner + 1):end + 1].any())
         thick = np.zeros(line.shape[1], np.int64)
         for offset in range(3):
             here = on_line & (begins == offset)
             thick[here] = np.cumprod(line[offset:, here], axis=0, dtype=np.uint8).sum(axis=0)
-        thickness = int(np.percentile(thick[on_line], 25))
-        if thickness > max(2, FRAME_THIN * short):
+        thickness.append(int(np.percentile(thick[on_line], 25)))
+    # A box's sides meet in corners: each side's line reaches the ink's ends (an O's
+    # flattest arcs stop short of them), or, where a stroke sticks out past the box (a 7's
+    # bar above it), the lines across it, and those lines are thin (FRAME_THIN_CORNERED).
+    thin = FRAME_THIN
+    if not all(reach):
+        if not all(cornered):
             return None
-        depth = starts[0] + 2 + thickness
-        frame_side[starts[0]:depth] |= runs[starts[0]:depth]
+        thin = FRAME_THIN_CORNERED
+    if max(thickness) > max(2, thin * short):
+        return None
+    for (runs, frame_side), first, thick_ in zip(sides, firsts, thickness):
+        depth = first + 2 + thick_
+        frame_side[first:depth] |= runs[first:depth]
     inner = erase_rules(m.view(bool), frame)
     inside = np.count_nonzero(inner[top:bottom, left:right])
     # A box holds its character: a stroke may cross it, but most of what is left lies
