@@ -347,11 +347,15 @@ def tile_from_ink(ink: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray
     side = max(w, h)
     char_mask = _as_u8(mask[y0:y0 + h, x0:x0 + w])
     # Specks are dropped, but the faint rim around kept strokes stays: it is part of them.
-    # (Dilating inside the ink's box is exact: the mask is empty outside it.)
+    # (Dilating inside the ink's box is exact: the mask is empty outside it.) Ink as dark
+    # as the mask's that the mask left out (a speck, a box's line a stroke runs along, a
+    # grid's rule, a neighbour's stroke) is no rim: it stays out (session 25: training-split
+    # scans in a box they touch 81.7% -> 82.2%, on squared paper 89.1% -> 89.5%).
+    window = ink[y0:y0 + h, x0:x0 + w]
     rim = max(1, int(round(side / INK_SPAN)))
-    keep = cv2.dilate(char_mask, _square_kernel(2 * rim + 1))
+    keep = cv2.dilate(char_mask, _square_kernel(2 * rim + 1)) & (window <= MASK_LEVEL) | char_mask
     # copyTo zero-fills the new array where `keep` is 0: np.where's result, in one pass.
-    crop = cv2.copyTo(ink[y0:y0 + h, x0:x0 + w].astype(np.float32, copy=False), keep)
+    crop = cv2.copyTo(window.astype(np.float32, copy=False), keep)
     if side > WORK_SIDE:
         # Thickening costs grow with the character's size to the fourth power: work at a
         # few times the tile's resolution instead (an 11 KB PNG of a 1,600 px thin circle

@@ -111,13 +111,14 @@ def ruled_frame(mask: np.ndarray) -> np.ndarray | None:
         firsts.append(int(starts[0]))
     # The box's corners, as positions along each side: where the lines across it lie.
     ends = ((firsts[2], right - left - 1 - firsts[3]),) * 2 + ((firsts[0], bottom - top - 1 - firsts[1]),) * 2
-    reach, cornered, thickness = [], [], []
+    reach, cornered, thickness, begins_at = [], [], [], []
     for runs, first, (start, end) in zip((r for r, _ in sides), firsts, ends):
         line = runs[first:]
         # The line's thickness at each position: its run of rows from where it begins (in
         # the first three); the lower quartile, where no stroke runs along it, counts.
         begins = np.argmax(line[:3], axis=0)
         on_line = line[:3].any(axis=0)
+        begins_at.append(begins)
         corner = max(3, len(on_line) // 25)
         reach.append(on_line[:corner].any() and on_line[-corner:].any())
         corner = max(3, (end - start + 1) // 25)
@@ -137,9 +138,12 @@ def ruled_frame(mask: np.ndarray) -> np.ndarray | None:
         thin = FRAME_THIN_CORNERED
     if max(thickness) > max(2, thin * short):
         return None
-    for (runs, frame_side), first, thick_ in zip(sides, firsts, thickness):
-        depth = first + 2 + thick_
-        frame_side[first:depth] |= runs[first:depth]
+    # Each side's line is as thick as its thin stretches, from where it begins at each
+    # position: a stroke running along its inner edge keeps what lies past that (erasing
+    # two rows more, as until session 25, read 1.6 points worse on training-split scans).
+    for (runs, frame_side), first, begins, thick in zip(sides, firsts, begins_at, thickness):
+        row = np.arange(runs.shape[0])[:, None] - first - begins[None, :]
+        frame_side |= runs & ((row >= 0) & (row < thick))
     inner = erase_rules(m.view(bool), frame)
     inside = np.count_nonzero(inner[top:bottom, left:right])
     # A box holds its character: a stroke may cross it, but most of what is left lies

@@ -219,6 +219,19 @@ def test_emnist_tiles_survive_normalization(emnist_test_sample):
     assert np.median(iou) > 0.6
 
 
+def test_ink_the_mask_drops_beside_a_stroke_is_not_its_rim():
+    """The faint rim around a stroke is kept with it; a speck the mask dropped, two pixels
+    from the stroke (inside the L's box) and as dark, is no rim and stays out of the tile."""
+    ink = np.zeros((100, 100), np.float32)
+    ink[10:90, 45:55] = ink[80:90, 45:85] = 1.0  # an L
+    ink[10:80, 55] = 0.2  # its stem's antialiased rim
+    specked = ink.copy()
+    specked[50:52, 57:59] = 1.0
+    assert not P.ink_mask(specked)[50:52, 57:59].any()
+    assert np.array_equal(P.tile_from_ink(specked), P.tile_from_ink(ink))
+    assert P.tile_from_ink(ink).max() == 255
+
+
 def test_a_huge_thin_character_is_read_at_bounded_resolution():
     """A 1-px circle 1,600 px wide: thickened after shrinking to WORK_SIDE, same result."""
     big = np.full((1640, 1640), 255, np.uint8)
