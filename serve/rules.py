@@ -111,8 +111,10 @@ def ruled_frame(mask: np.ndarray) -> np.ndarray | None:
         firsts.append(int(starts[0]))
     # The box's corners, as positions along each side: where the lines across it lie.
     ends = ((firsts[2], right - left - 1 - firsts[3]),) * 2 + ((firsts[0], bottom - top - 1 - firsts[1]),) * 2
+    inks = (m[top:top + near, left:right], m[bottom - near:bottom, left:right][::-1],
+            m[top:bottom, left:left + near].T, m[top:bottom, right - near:right].T[::-1])
     reach, cornered, thickness, begins_at = [], [], [], []
-    for runs, first, (start, end) in zip((r for r, _ in sides), firsts, ends):
+    for runs, ink, first, (start, end) in zip((r for r, _ in sides), inks, firsts, ends):
         line = runs[first:]
         # The line's thickness at each position: its run of rows from where it begins (in
         # the first three); the lower quartile, where no stroke runs along it, counts.
@@ -121,8 +123,11 @@ def ruled_frame(mask: np.ndarray) -> np.ndarray | None:
         begins_at.append(begins)
         corner = max(3, len(on_line) // 25)
         reach.append(on_line[:corner].any() and on_line[-corner:].any())
+        # The box's own corners are looked for in the ink, not the runs: a thin line broken
+        # near a corner leaves a stub there too short to be a run.
         corner = max(3, (end - start + 1) // 25)
-        cornered.append(on_line[start:start + corner].any() and on_line[max(start, end - corner + 1):end + 1].any())
+        on_ink = ink[first:first + 3].any(axis=0)
+        cornered.append(on_ink[start:start + corner].any() and on_ink[max(start, end - corner + 1):end + 1].any())
         thick = np.zeros(line.shape[1], np.int64)
         for offset in range(3):
             here = on_line & (begins == offset)

@@ -86,6 +86,19 @@ def test_a_box_that_a_stroke_sticks_out_of_is_found():
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
 
 
+def test_a_box_broken_near_a_corner_that_a_stroke_sticks_out_of_is_found():
+    """The same 7 in a box of thin lines, its top line broken 15 px from a corner (a faint
+    printed line): the stub at the corner is too short to be a straight run, but it is ink.
+    Session 25 looked for such a box's corners in the runs first (not found), then in the ink:
+    on 3,000 training-split scans in a box they touch, 82.2% -> 83.0%."""
+    page = np.full((170, 170), 240, np.uint8)
+    cv2.line(page, (45, 28), (115, 28), 40, 6)
+    cv2.line(page, (115, 28), (70, 135), 40, 6)
+    cv2.rectangle(page, (30, 40), (130, 140), 60, 1)
+    page[40, 45:47] = 240
+    assert rules.ruled_frame(P.ink_components(P.ink_map(page))[0]) is not None
+
+
 def test_a_stroke_along_a_box_side_keeps_its_width():
     """A 7 whose stem runs down the inside of its box's right side, touching it: the box's
     line goes, the stem keeps its width (erasing two rows past the line, as before session 25,
