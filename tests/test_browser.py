@@ -90,6 +90,24 @@ def test_draw_preview_and_recognize(browser, web_app, redis_client):
     page.close()
 
 
+def test_a_letter_drawn_small_is_sent_at_full_size(browser, web_app, redis_client):
+    """A 60 px L drawn with the pad's 28 px pen is a bold blob to the model: the pad sends
+    its strokes drawn again, 200 px tall (the pen as wide), and the L reads as an L."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(web_app + "/")
+    draw(page, [(130, 110), (130, 170), (160, 170)])
+    with page.expect_response(re.compile(r".*/v1/recognize.*")) as answered:
+        page.click("#recognize")
+    page.locator("#bars li").first.wait_for(timeout=60_000)
+    # The character's box is in the pixels of the image sent (the request's own multipart
+    # body is not visible to Playwright).
+    _, _, width, height = answered.value.json()["results"][0]["characters"][0]["box"]
+    assert 215 <= height <= 235, "the strokes' 200 px and the pen's 28"
+    assert 115 <= width <= 140
+    assert page.inner_text("#best-char").strip() == "L", page.locator("#bars li").all_inner_texts()
+    page.close()
+
+
 # Strokes of three plainly drawn letters, each in its own third of the 840 x 280 word pad.
 WORD = "HTE"
 WORD_STROKES = [
