@@ -83,20 +83,20 @@ def _split(indices, starts) -> list[list[int]]:
 
 
 def misread_digits(chars: list[str], boxes: list[tuple[int, int, int, int]], spaces: list[str],
-                   between_letters: bool = True) -> list[int]:
+                   between_letters: bool = True, heights: list[tuple] | None = None) -> list[int]:
     """The digits that are lowercase letters the model took for digits (an o for a 0, an l
     for a 1, an s for a 5), in a word that holds letters: those that stand at the x-height
     of a line whose letters stand at two heights (digits stand as tall as capitals), and, with
     `between_letters`, runs of digits between two lowercase letters of a word ("he11o",
-    "wor1d"; in strings of random characters such as codes, a digit among letters is often one)."""
+    "wor1d"; in strings of random characters such as codes, a digit among letters is often one).
+    `heights`: `line_heights` of the same characters, when the caller has them."""
     found = []
-    for line in _lines(spaces):
-        heights = _heights(line, chars, boxes)
-        _, rise, threshold = heights
+    for line, line_height in zip(_lines(spaces), heights or line_heights(chars, boxes, spaces)):
+        _, rise, threshold = line_height
         if threshold is None and not between_letters:
             continue  # a line of one height: no digit stands short
         # Which letters are lowercase matters only around digits between letters.
-        small = _small_by_height(line, chars, boxes, heights) if between_letters else {}
+        small = _small_by_height(line, chars, boxes, line_height) if between_letters else {}
         for word in _split(line, lambda i: bool(spaces[i])):
             if not any(chars[i].isalpha() for i in word):
                 continue
@@ -115,16 +115,16 @@ def misread_digits(chars: list[str], boxes: list[tuple[int, int, int, int]], spa
 
 
 def bare_strokes_in_capitals(chars: list[str], boxes: list[tuple[int, int, int, int]],
-                             spaces: list[str]) -> list[int]:
+                             spaces: list[str], heights: list[tuple] | None = None) -> list[int]:
     """The characters read as L that are a bare stroke (narrower than BARE_STROKE of their
     height) in a word written in capitals: EMNIST's L holds the lowercase l, a bare stroke,
     so the model reads a bare-stroke capital I as L as often as not; a capital L has its foot.
     A word is in capitals where at least one of its letters shows it (a capital-only class,
     or a letter standing at the cap height of a line of two heights) and none says
-    lowercase; a word that says neither is left as read."""
+    lowercase; a word that says neither is left as read. `heights`: as `misread_digits`'."""
     found = []
-    for line in _lines(spaces):
-        small = _small_by_height(line, chars, boxes, _heights(line, chars, boxes))
+    for line, line_height in zip(_lines(spaces), heights or line_heights(chars, boxes, spaces)):
+        small = _small_by_height(line, chars, boxes, line_height)
         for word in _split(line, lambda i: bool(spaces[i])):
             letters = [i for i in word if chars[i].isalpha()]
             if len(letters) < 2:
@@ -133,6 +133,11 @@ def bare_strokes_in_capitals(chars: list[str], boxes: list[tuple[int, int, int, 
             if upper > 0 and lower == 0:
                 found += [i for i in letters if chars[i] == "L" and boxes[i][2] < BARE_STROKE * boxes[i][3]]
     return found
+
+
+def line_heights(chars: list[str], boxes, spaces: list[str]) -> list[tuple]:
+    """Each line's `_heights`, in order: measured once for the rules that read them."""
+    return [_heights(line, chars, boxes) for line in _lines(spaces)]
 
 
 def _heights(line: list[int], chars: list[str], boxes) -> tuple[float, dict[int, float], float | None]:

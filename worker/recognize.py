@@ -208,8 +208,10 @@ def _result(read: list[tuple], rows: np.ndarray, among: list[str], top_k: int, w
         def allows(i: int, letters: str) -> bool:
             return any(c in letters for c in among[read[i][1]] or charsets.CLASSES)
 
-        rereads = [(i, "L") for i in case.bare_strokes_in_capitals(best, on_line, spaces) if allows(i, "I")]
-        rereads += [(i, "") for i in case.misread_digits(best, on_line, spaces, between_letters=written_case)
+        heights = case.line_heights(best, on_line, spaces)  # both rules read them
+        rereads = [(i, "L") for i in case.bare_strokes_in_capitals(best, on_line, spaces, heights)
+                   if allows(i, "I")]
+        rereads += [(i, "") for i in case.misread_digits(best, on_line, spaces, written_case, heights)
                     if allows(i, charsets.NAMED["letters"])]
         if rereads:
             rows, among = rows.copy(), list(among)
