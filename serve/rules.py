@@ -98,12 +98,10 @@ def ruled_frame(mask: np.ndarray) -> np.ndarray | None:
     # within the quarter next to the side that covers most of it, not the outermost row.
     near = max(3, short // 4)
     frame = np.zeros_like(m)
-    sides = ((across[top:top + near, left:right], frame[top:top + near, left:right]),
-             (across[bottom - near:bottom, left:right][::-1], frame[bottom - near:bottom, left:right][::-1]),
-             (down[top:bottom, left:left + near].T, frame[top:bottom, left:left + near].T),
-             (down[top:bottom, right - near:right].T[::-1], frame[top:bottom, right - near:right].T[::-1]))
+    bands = lambda a: _side_bands(a, top, bottom, left, right, near)  # noqa: E731
+    runs_along = bands(across)[:2] + bands(down)[2:]  # a side's line is a run along it
     firsts = []  # per side: the row (from the outer edge in) where its line begins
-    for runs, _ in sides:  # rows from the outer edge in, a column per position along the side
+    for runs in runs_along:
         # Three rows together hold a thin line that a scan's slight skew spreads over two.
         starts = np.flatnonzero((runs[:-2] | runs[1:-1] | runs[2:]).mean(axis=1) >= FRAME_SIDE)
         if not len(starts):
@@ -111,10 +109,8 @@ def ruled_frame(mask: np.ndarray) -> np.ndarray | None:
         firsts.append(int(starts[0]))
     # The box's corners, as positions along each side: where the lines across it lie.
     ends = ((firsts[2], right - left - 1 - firsts[3]),) * 2 + ((firsts[0], bottom - top - 1 - firsts[1]),) * 2
-    inks = (m[top:top + near, left:right], m[bottom - near:bottom, left:right][::-1],
-            m[top:bottom, left:left + near].T, m[top:bottom, right - near:right].T[::-1])
     reach, cornered, thickness, begins_at = [], [], [], []
-    for runs, ink, first, (start, end) in zip((r for r, _ in sides), inks, firsts, ends):
+    for runs, ink, first, (start, end) in zip(runs_along, bands(m), firsts, ends):
         line = runs[first:]
         # The line's thickness at each position: its run of rows from where it begins (in
         # the first three); the lower quartile, where no stroke runs along it, counts.
@@ -146,7 +142,7 @@ def ruled_frame(mask: np.ndarray) -> np.ndarray | None:
     # Each side's line is as thick as its thin stretches, from where it begins at each
     # position: a stroke running along its inner edge keeps what lies past that (erasing
     # two rows more, as until session 25, read 1.6 points worse on training-split scans).
-    for (runs, frame_side), first, begins, thick in zip(sides, firsts, begins_at, thickness):
+    for runs, frame_side, first, begins, thick in zip(runs_along, bands(frame), firsts, begins_at, thickness):
         row = np.arange(runs.shape[0])[:, None] - first - begins[None, :]
         frame_side |= runs & ((row >= 0) & (row < thick))
     inner = erase_rules(m.view(bool), frame)
@@ -158,6 +154,14 @@ def ruled_frame(mask: np.ndarray) -> np.ndarray | None:
     full = np.zeros(mask.shape, np.uint8)
     full[y0:y0 + h, x0:x0 + w] = frame
     return full
+
+
+def _side_bands(a: np.ndarray, top: int, bottom: int, left: int, right: int, near: int) -> tuple:
+    """Views of `a` along a rectangle's four sides (top, bottom, left, right), `near` deep:
+    rows from the side's outer edge in, a column per position along the side (writing to
+    a view writes to `a`)."""
+    return (a[top:top + near, left:right], a[bottom - near:bottom, left:right][::-1],
+            a[top:bottom, left:left + near].T, a[top:bottom, right - near:right].T[::-1])
 
 
 def erase_rules(mask: np.ndarray, rules: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:

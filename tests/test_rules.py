@@ -71,14 +71,21 @@ def test_a_box_the_character_touches_is_not_part_of_it(emnist_test_sample):
     assert sum(rules.ruled_frame(mask) is not None for mask in crossed) >= 0.75 * len(tiles)
 
 
+def _seven_with_its_bar_above_a_box() -> np.ndarray:
+    """A 7 whose bar (70 of the ink's 101 px wide) runs above where its box (30, 40) -
+    (130, 140) goes, its stem crossing into it."""
+    page = np.full((170, 170), 240, np.uint8)
+    cv2.line(page, (45, 28), (115, 28), 40, 6)
+    cv2.line(page, (115, 28), (70, 135), 40, 6)
+    return page
+
+
 def test_a_box_that_a_stroke_sticks_out_of_is_found():
     """A 7 whose bar runs above its box and crosses into it: the box's sides stop short of
     the ink's ends (the bar), but they meet at corners, so it is a box. Before session 25 it
     was kept, and read with the 7; on 1,500 training-split scans in a box they touch, finding
     such boxes read 79.6% instead of 78.5%."""
-    page = np.full((170, 170), 240, np.uint8)
-    cv2.line(page, (45, 28), (115, 28), 40, 6)  # the bar: 70 of the ink's 101 px wide
-    cv2.line(page, (115, 28), (70, 135), 40, 6)
+    page = _seven_with_its_bar_above_a_box()
     boxed = page.copy()
     cv2.rectangle(boxed, (30, 40), (130, 140), 60, 2)
     assert rules.ruled_frame(P.ink_components(P.ink_map(boxed))[0]) is not None
@@ -91,9 +98,7 @@ def test_a_box_broken_near_a_corner_that_a_stroke_sticks_out_of_is_found():
     printed line): the stub at the corner is too short to be a straight run, but it is ink.
     Session 25 looked for such a box's corners in the runs first (not found), then in the ink:
     on 3,000 training-split scans in a box they touch, 82.2% -> 83.0%."""
-    page = np.full((170, 170), 240, np.uint8)
-    cv2.line(page, (45, 28), (115, 28), 40, 6)
-    cv2.line(page, (115, 28), (70, 135), 40, 6)
+    page = _seven_with_its_bar_above_a_box()
     cv2.rectangle(page, (30, 40), (130, 140), 60, 1)
     page[40, 45:47] = 240
     assert rules.ruled_frame(P.ink_components(P.ink_map(page))[0]) is not None
