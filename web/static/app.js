@@ -106,6 +106,14 @@ function setPadMode() {
   clearPad();
 }
 
+// A new stroke on `context` at (x, y), drawn at once: a tap leaves a dot.
+function startStroke(context, x, y) {
+  context.beginPath();
+  context.moveTo(x, y);
+  context.lineTo(x + 0.01, y);
+  context.stroke();
+}
+
 function padPoint(event) {
   const rect = pad.getBoundingClientRect();
   return [(event.clientX - rect.left) * pad.width / rect.width, (event.clientY - rect.top) * pad.height / rect.height];
@@ -119,10 +127,7 @@ pad.addEventListener("pointerdown", (event) => {
   clearBoxes();  // the boxes belong to the drawing as it was
   const [x, y] = padPoint(event);
   strokes.push([[x, y]]);
-  ctx.beginPath();
-  ctx.moveTo(x, y);
-  ctx.lineTo(x + 0.01, y);  // a tap leaves a dot
-  ctx.stroke();
+  startStroke(ctx, x, y);
 });
 pad.addEventListener("pointermove", (event) => {
   if (!drawing) return;
@@ -161,10 +166,7 @@ function fullSizeDrawing() {
   Object.assign(c, { lineWidth: ctx.lineWidth, lineCap: "round", lineJoin: "round", strokeStyle: "#000" });
   const at = ([x, y]) => [copy.width / 2 + (x - (x0 + x1) / 2) * scale, copy.height / 2 + (y - (y0 + y1) / 2) * scale];
   for (const stroke of strokes) {
-    const [x, y] = at(stroke[0]);
-    c.beginPath();
-    c.moveTo(x, y);
-    c.lineTo(x + 0.01, y);  // a tap leaves a dot
+    startStroke(c, ...at(stroke[0]));
     for (const point of stroke.slice(1)) c.lineTo(...at(point));
     c.stroke();
   }
