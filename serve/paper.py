@@ -20,7 +20,8 @@ RULE_CONTRAST = 32
 # Smaller, an image holds no paper around its character: a 28 px tile's bold bar is no rule.
 PAGE_MIN_SIDE = 48
 # A photo of a sheet on a desk: at least SHEET_BORDER of the image's border is darker than
-# the sheet, which covers SHEET_AREA of the image and SHEET_FILL of its bounding box.
+# the sheet, which covers SHEET_AREA of the image and SHEET_FILL of its bounding box (or,
+# lying turned, of the least rectangle around it).
 SHEET_BORDER = 0.9
 SHEET_AREA = 0.2
 SHEET_FILL = 0.75
@@ -41,6 +42,17 @@ DESK_STRAIGHT = 1.0
 # thick as the rest of the writing).
 SLIVER_ALONG = 0.25
 SLIVER_THIN = 0.6
+# A sheet lying turned shows it in its straight edges against the desk. A turn is read when
+# each piece's edges (at least TURN_EDGE of the photo's shorter side long) run one way
+# (TURN_ONE_WAY: the length of their mean direction, 1 for one straight line), the pieces
+# agree within TURN_AGREE degrees, and char mode sets the character upright by it when it is
+# MIN_TURN to MAX_TURN degrees (a sheet turned further is turned on purpose, or is no sheet).
+TURN_EDGE = 0.15
+TURN_ONE_WAY = 0.8
+TURN_AGREE = 3.0
+MIN_TURN, MAX_TURN = 2.0, 30.0
+# Edges are measured in a photo shrunk to about this many px on its shorter side.
+TURN_SIDE = 400
 
 
 def label_components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
@@ -156,9 +168,16 @@ def even_lighting(gray: np.ndarray) -> np.ndarray:
 
 
 def on_the_sheet(gray: np.ndarray) -> np.ndarray:
+    """`sheet_and_turn` without the turn."""
+    return sheet_and_turn(gray)[0]
+
+
+def sheet_and_turn(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """A photo of a sheet of paper with the desk around it, or along some of its edges: the
     desk painted the paper's grey, so the paper is what surrounds the writing (the image
-    keeps its size, and boxes their coordinates). Anything else is returned as it is.
+    keeps its size, and boxes their coordinates), and the degrees that would set the sheet
+    straight, read off its straight edges (`_turn_of_edges`; 0.0 when none shows a turn).
+    Anything else is returned as it is, with 0.0.
 
     All around: the sheet is a light piece, at least SHEET_AREA of the image, that fills
     SHEET_FILL of its bounding box and has dark writing inside it, in an image whose border
@@ -166,36 +185,42 @@ def on_the_sheet(gray: np.ndarray) -> np.ndarray:
     their box. Along some edges: see `_desk_along_edges`."""
     height, width = gray.shape
     if min(height, width) < PAGE_MIN_SIDE:
-        return gray
+        return gray, 0.0
     sides = (gray[0], gray[-1], gray[:, 0], gray[:, -1])
     border = np.concatenate(sides)
     # Cheap first: a desk is darker than the middle of the picture, where the sheet is.
     middle = median_of_levels(gray[height // 4:height - height // 4:4, width // 4:width - width // 4:4].ravel())
     if median_of_levels(border) + 32 > middle:
         if all(np.count_nonzero(side.astype(np.float32) + 32 <= middle) < DESK_EDGE * side.size for side in sides):
-            return gray
+            return gray, 0.0
         return _desk_along_edges(gray)
     level, light = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     if np.mean(border > level) > 1 - SHEET_BORDER:  # the border is mostly light: no desk all around
         return _desk_along_edges(gray)
     count, labels, stats = label_components(light)
     if count < 2:
-        return gray
+        return gray, 0.0
     sheet = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     x, y, w, h, area = (int(v) for v in stats[sheet])
-    if area < SHEET_AREA * height * width or area < SHEET_FILL * w * h:
-        return gray
-    # The writing: dark pixels the sheet encloses (its holes).
+    if area < SHEET_AREA * height * width:
+        return gray, 0.0
     inside = (labels[y:y + h, x:x + w] == sheet).astype(np.uint8)
+    if area < SHEET_FILL * w * h:  # a sheet lying turned fills less of its box: of its own rectangle, then
+        contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        _, (long, short), _ = cv2.minAreaRect(np.concatenate(contours))
+        if area < SHEET_FILL * long * short:
+            return gray, 0.0
+    # The writing: dark pixels the sheet encloses (its holes).
     outside = np.pad(inside, 1)
     cv2.floodFill(outside, None, (0, 0), 2)
     holes = np.count_nonzero(outside[1:-1, 1:-1] == 0)
     if holes == 0:
-        return gray
+        return gray, 0.0
     paper = float(np.median(gray[labels == sheet]))
     sheet_and_writing = np.zeros_like(light)
     sheet_and_writing[y:y + h, x:x + w] = outside[1:-1, 1:-1] != 2
-    return np.where(sheet_and_writing.view(bool), gray, np.uint8(round(paper)))
+    turn = _turn_of_edges([(outside[1:-1, 1:-1] != 2, x, y)], gray.shape)
+    return np.where(sheet_and_writing.view(bool), gray, np.uint8(round(paper))), turn
 
 
 def _thickness(labels: np.ndarray, stats: np.ndarray, c: int) -> float:
@@ -205,7 +230,7 @@ def _thickness(labels: np.ndarray, stats: np.ndarray, c: int) -> float:
     return float(cv2.distanceTransform(np.pad(piece, 1), cv2.DIST_L2, 3).max())
 
 
-def _desk_along_edges(gray: np.ndarray) -> np.ndarray:
+def _desk_along_edges(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """The desk painted the sheet's grey where it shows along some edges of the photo.
 
     Desk: a dark piece (Otsu) of one even grey (a shadow dark enough to pass for ink has
@@ -225,11 +250,12 @@ def _desk_along_edges(gray: np.ndarray) -> np.ndarray:
     long_side = np.maximum(w * ((y == 0) | (y + h == height)) / width, h * ((x == 0) | (x + w == width)) / height)
     candidates = np.flatnonzero(at_edge & (long_side >= DESK_CORNER)) + 1
     if not len(clear) or not len(candidates):
-        return gray
+        return gray, 0.0
 
     largest = clear[np.argsort(stats[clear, cv2.CC_STAT_AREA])[-16:]]
     stroke = max(1.0, float(np.median([_thickness(labels, stats, c) for c in largest])))
     desk = np.zeros(gray.shape, np.uint8)
+    edged = []  # desk pieces with a straight edge: the sheet's, which shows its turn
     for c in candidates:
         cx, cy, cw, ch = (int(v) for v in stats[c, :4])
         region = labels[cy:cy + ch, cx:cx + cw] == c
@@ -245,19 +271,69 @@ def _desk_along_edges(gray: np.ndarray) -> np.ndarray:
         if along < DESK_CORNER:
             continue
         thick = along >= DESK_EDGE and _thickness(labels, stats, c) >= DESK_THICK * stroke
-        if not (thick or any(_straight_band(band, side, corner) for side, band, corner in inwards)):
+        straight = any(_straight_band(band, side, corner) for side, band, corner in inwards)
+        if not (thick or straight):
             continue
         greys = gray[cy:cy + ch, cx:cx + cw][region]
         if np.count_nonzero(greys.astype(np.float32) + 32 < np.median(greys)) > 0.005 * greys.size:
             continue  # darker strokes inside: writing in a shadow, not a desk
         desk[cy:cy + ch, cx:cx + cw] |= region.view(np.uint8)
+        if straight:
+            edged.append((region, cx, cy))
     if not desk.any():
-        return gray
+        return gray, 0.0
     # The sheet's edge is blurred: the grey between desk and paper goes with the desk.
     reach = 2 * int(np.ceil(stroke)) + 1
     desk = cv2.dilate(desk, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
     paper = float(np.median(gray[(dark == 0) & (desk == 0)]))
-    return np.where(desk.view(bool), np.uint8(round(paper)), gray)
+    return np.where(desk.view(bool), np.uint8(round(paper)), gray), _turn_of_edges(edged, gray.shape)
+
+
+def _turn_of_edges(pieces: list[tuple[np.ndarray, int, int]], shape: tuple[int, int]) -> float:
+    """The degrees that set a sheet lying turned in a photo straight (for OpenCV's
+    getRotationMatrix2D: counter-clockwise as shown), from the straight edges between it
+    and the desk: the direction of each piece's edges inside the photo (`pieces`: masks of
+    desk or sheet, each with the photo's x and y of its top left corner; `shape`: the
+    photo's), taken modulo 90 degrees so that edges along and across the sheet agree (a
+    wedge's one edge, an L of desk along two sides, a whole sheet's four). 0.0 unless each
+    piece's edges run one way (TURN_ONE_WAY), the pieces agree within TURN_AGREE degrees,
+    and the turn is MIN_TURN to MAX_TURN degrees."""
+    turns, weights = [], []
+    shrink = max(1, min(shape) // TURN_SIDE)
+    for piece, x, y in pieces:
+        # Framed with what lies around it: more of itself past the photo's edges (no edge
+        # there), nothing elsewhere.
+        h, w = piece.shape
+        top, bottom, left, right = y > 0, y + h < shape[0], x > 0, x + w < shape[1]
+        piece = piece.astype(np.float32)
+        if shrink > 1:  # a turn is the same at any scale
+            h, w = max(1, h // shrink), max(1, w // shrink)
+            piece = cv2.resize(piece, (w, h), interpolation=cv2.INTER_AREA)
+        piece = np.pad(piece, 4, mode="edge")
+        for inner, side in ((top, piece[:4]), (bottom, piece[-4:]), (left, piece[:, :4]), (right, piece[:, -4:])):
+            if inner:
+                side[:] = 0
+        soft = cv2.GaussianBlur(piece, (0, 0), 1.5, borderType=cv2.BORDER_REPLICATE)
+        across, down = (cv2.Sobel(soft, cv2.CV_32F, dx, 1 - dx, ksize=3, borderType=cv2.BORDER_REPLICATE)
+                        for dx in (1, 0))
+        # Past the photo's edges the piece's last row or column runs on: no edge of it.
+        rows = slice(0 if top else 4, h + (8 if bottom else 4))
+        columns = slice(0 if left else 4, w + (8 if right else 4))
+        across, down = across[rows, columns], down[rows, columns]
+        strength = np.hypot(across, down)
+        if strength.sum() < TURN_EDGE * min(shape) / shrink:  # about that many px of edge
+            continue
+        edge = strength > 0.01
+        # Each pixel's edge direction, four times over: directions 90 degrees apart coincide.
+        way = np.sum(strength[edge] * np.exp(4j * np.arctan2(down[edge], across[edge])))
+        if abs(way) < TURN_ONE_WAY * strength.sum():
+            continue
+        turns.append(float(np.degrees(np.angle(way))) / 4)
+        weights.append(float(strength.sum()))
+    if not turns or max(turns) - min(turns) > TURN_AGREE:
+        return 0.0
+    turn = float(np.average(turns, weights=weights))
+    return turn if MIN_TURN <= abs(turn) <= MAX_TURN else 0.0
 
 
 def _straight_band(band: np.ndarray, side: int, corner: bool) -> bool:

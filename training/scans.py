@@ -11,7 +11,7 @@ them and the raw tiles through the archived handler's preprocessing and model:
 - as a form's field: a scan inside a printed box, or in a box the character touches;
 - on squared paper;
 - as a photo of the sheet with the desk all around it, or along 1-3 of its edges, or of
-  the sheet lying turned on the desk, framed on it.
+  the sheet lying turned on the desk, framed on it or with the desk all around it.
 Prints every figure and writes bench/results/scans-<date>.json.
 """
 from __future__ import annotations
@@ -79,27 +79,31 @@ def on_a_desk(page: np.ndarray, rng: np.random.Generator, all_around: bool = Tru
     return photo
 
 
-def turned_on_a_desk(page: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def turned_on_a_desk(page: np.ndarray, rng: np.random.Generator, framed: bool = True) -> np.ndarray:
     """The sheet `page` lying turned 4-12 degrees either way on a darker desk (grey 20-110),
-    photographed framed on it: a wedge of desk in each corner."""
+    photographed framed on it (a wedge of desk in each corner), or not (`framed` False: the
+    desk all around the sheet)."""
     h, w = page.shape
     desk = float(rng.uniform(20, 110))
     photo = np.full((2 * h, 2 * w), desk, np.float32)
     photo[h // 2:h // 2 + h, w // 2:w // 2 + w] = page
     turn = cv2.getRotationMatrix2D((w, h), float(rng.uniform(4, 12) * rng.choice([-1, 1])), 1.0)
-    return cv2.warpAffine(photo, turn, (2 * w, 2 * h), borderValue=desk)[h // 2:h // 2 + h, w // 2:w // 2 + w]
+    photo = cv2.warpAffine(photo, turn, (2 * w, 2 * h), borderValue=desk)
+    return photo[h // 2:h // 2 + h, w // 2:w // 2 + w] if framed else photo[h // 4:-(h // 4), w // 4:-(w // 4)]
 
 
 def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = None,
                 light: bool = False, box: bool = False, tight_box: bool = False, squared: bool = False,
-                desk: bool = False, desk_edges: bool = False, turned: bool = False) -> bytes:
+                desk: bool = False, desk_edges: bool = False, turned: bool = False,
+                turned_whole: bool = False) -> bytes:
     """One upright EMNIST tile as an encoded scan of dark ink on light paper; with `light`,
     lit unevenly, as a phone photo; with `box`, inside a printed box, as on a form; with
     `tight_box`, in a box the character touches or crosses (each side 8% of the character
     inside to 2% outside its ink); with `squared`, on squared paper (grey rules both ways,
     a fifth to a third of the character apart); with `desk`, the sheet photographed with a
     darker desk all around it; with `desk_edges`, with the desk along 1-3 of its edges;
-    with `turned`, lying turned on the desk, framed on the sheet."""
+    with `turned`, lying turned on the desk, framed on the sheet; with `turned_whole`, lying
+    turned on the desk with the desk all around it."""
     size = int(rng.integers(40, 221))
     ink = cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC)
     margins = rng.integers(size // 8, size, size=4)  # top, bottom, left, right
@@ -128,8 +132,8 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
         page *= uneven_light(page.shape, rng)
     if desk or desk_edges:
         page = on_a_desk(page, rng, all_around=desk)
-    if turned:
-        page = turned_on_a_desk(page, rng)
+    if turned or turned_whole:
+        page = turned_on_a_desk(page, rng, framed=turned)
     page = cv2.GaussianBlur(page, (0, 0), float(rng.uniform(0.3, 1.2)))
     page += rng.normal(0, 3.0, page.shape)  # paper grain and sensor noise
     page = np.clip(page, 0, 255).astype(np.uint8)
@@ -168,6 +172,7 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
     photo_fig, boxed_fig, tight_fig = rendered(1, light=True), rendered(2, box=True), rendered(3, tight_box=True)
     squared_fig, desk_fig = rendered(4, squared=True), rendered(5, desk=True)
     desk_edges_fig, turned_fig = rendered(6, desk_edges=True), rendered(7, turned=True)
+    turned_whole_fig = rendered(8, turned_whole=True)
 
     def gap(fig: dict) -> float:  # points below the raw tiles
         return round(100 * (tiles_fig["accuracy"] - fig["accuracy"]), 2)
@@ -179,6 +184,7 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
             "desk_photos": desk_fig, "desk_gap_points": gap(desk_fig),
             "desk_edge_photos": desk_edges_fig, "desk_edges_gap_points": gap(desk_edges_fig),
             "turned_sheet_photos": turned_fig, "turned_sheet_gap_points": gap(turned_fig),
+            "turned_whole_sheet_photos": turned_whole_fig, "turned_whole_sheet_gap_points": gap(turned_whole_fig),
             "accuracy_gap_points": gap(scans_fig), "drawing_gap_points": gap(drawn_fig),
             "photo_gap_points": gap(photo_fig),
             "seconds": round(time.time() - started, 1), "seed": seed, "archive": str(archive)}
@@ -212,6 +218,9 @@ def main(argv=None) -> dict:
           f"bal {result['desk_edge_photos']['balanced_accuracy']:.4f}  gap {result['desk_edges_gap_points']} points")
     print(f"sheets turned on a desk, framed on the sheet: acc {result['turned_sheet_photos']['accuracy']:.4f} "
           f"bal {result['turned_sheet_photos']['balanced_accuracy']:.4f}  gap {result['turned_sheet_gap_points']} points")
+    print(f"sheets turned on a desk, the desk all around: acc {result['turned_whole_sheet_photos']['accuracy']:.4f} "
+          f"bal {result['turned_whole_sheet_photos']['balanced_accuracy']:.4f}  "
+          f"gap {result['turned_whole_sheet_gap_points']} points")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scans-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
     return result

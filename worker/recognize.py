@@ -99,7 +99,7 @@ def plan_decoded(gray: np.ndarray, mode: str, box: list[int] | None = None, mark
             return ImagePlan(error=_error(
                 "image_too_small", f"the image is {width}x{height} pixels; a character needs at least "
                                    f"{MIN_SIDE}x{MIN_SIDE}"))
-        ink = preprocess.ink_map(gray)
+        ink, turn = preprocess.ink_and_turn(gray)
         if mode != "char":  # text, or a code: a line of characters read each alone
             ink, cuts, warp = upright.segment_upright(ink, marks)
             if not cuts:
@@ -121,7 +121,7 @@ def plan_decoded(gray: np.ndarray, mode: str, box: list[int] | None = None, mark
             raise preprocess.BlankImageError("no ink found in the image")
         ys, xs = np.nonzero(mask)
         box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
-        return ImagePlan(tiles=[preprocess.tile_from_ink(ink, mask)], boxes=[box], spaces=[""], touching=[None])
+        return ImagePlan(tiles=[preprocess.tile_from_ink(ink, mask, turn)], boxes=[box], spaces=[""], touching=[None])
     except preprocess.PreprocessError as exc:
         return ImagePlan(error=_error(exc.code, str(exc)))
 
