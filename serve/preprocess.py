@@ -48,6 +48,13 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # Characters larger than this (px) are shrunk before stroke thickening; 4 tiles keeps the
 # stroke-width estimate exact enough and the work bounded.
 WORK_SIDE = 4 * TILE
+# Characters smaller than this (px) are enlarged to SMALL_TO, smoothly, before thickening:
+# at a few pixels a stroke, thickening by whole pixels and stretching the result to the
+# tile made blocky tiles (scans 20-28 px on a side, the characters 8-18 px: 71.9% of 2,500
+# training-split characters read right, 80.8% enlarged). Hardly any EMNIST character is this
+# small: 3 of 104,221 training images and none of the test images (at 18 px: 5 test images).
+SMALL_SIDE = 14
+SMALL_TO = 2 * TILE
 # Ink above this (of 1) is a character's stroke: the ink mask.
 MASK_LEVEL = 0.35
 # Ink above this is enough to join a faint box's pieces (and to find a grey grid's rules).
@@ -377,6 +384,12 @@ def tile_from_ink(ink: np.ndarray, mask: np.ndarray | None = None, turn: float =
         # took 4 s, a 3,200 px one over a minute).
         size = (max(1, round(crop.shape[1] * WORK_SIDE / side)), max(1, round(crop.shape[0] * WORK_SIDE / side)))
         crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+        char_mask = crop > MASK_LEVEL
+        side = max(crop.shape)
+    elif side < SMALL_SIDE:
+        size = (round(crop.shape[1] * SMALL_TO / side), round(crop.shape[0] * SMALL_TO / side))
+        # Cubic rings a little past 0 and 1; convertScaleAbs below would fold a ring below 0 into ink.
+        crop = np.clip(cv2.resize(crop, (max(1, size[0]), max(1, size[1])), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
         char_mask = crop > MASK_LEVEL
         side = max(crop.shape)
     scale = INK_SPAN / side

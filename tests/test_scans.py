@@ -71,3 +71,26 @@ def test_canvas_drawings_are_measured_with_the_pages_own_pen():
     assert (int(pens.group(1)), int(pens.group(2))) == (CANVAS_PEN, CANVAS_WORD_PEN)
     assert f'<canvas id="pad" width="{CANVAS_SIDE}" height="{CANVAS_SIDE}"' in page
     assert f"char: [{CANVAS_SIDE}, {CANVAS_SIDE}], text: [{3 * CANVAS_SIDE}, {CANVAS_SIDE}]" in script
+
+
+def test_small_scans_are_enlarged_smoothly_before_thickening(emnist_test_sample):
+    """Scans shrunk to 20-28 px on a side (the characters 8-18 px, as on a form scanned at
+    low resolution): thickened a whole pixel at a time and stretched to the tile, their
+    strokes came out blocky, 26 points below the same scans at full size on these 600
+    test characters (62.0% against 88.0%). Enlarged smoothly first (`SMALL_SIDE`): 19 points
+    (68.8%)."""
+    import cv2
+
+    from training.evaluate import ArchivedModel
+
+    model = ArchivedModel(DEFAULT_ARCHIVE)
+    rng = np.random.default_rng(3)
+    full, small = [], []
+    for tile in emnist_test_sample.images:
+        scan = model.preprocess.decode_image(render_scan(tile, rng))
+        shrink = rng.uniform(20, 28) / max(scan.shape)
+        full.append(scan)
+        small.append(cv2.resize(scan, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA))
+    right = [float((model.classify_images(images).argmax(1) == emnist_test_sample.labels).mean())
+             for images in (full, small)]
+    assert right[0] - right[1] <= 0.22, right
