@@ -217,9 +217,10 @@ def sheet_and_turn(gray: np.ndarray) -> tuple[np.ndarray, float]:
     if holes == 0:
         return gray, 0.0
     paper = float(np.median(gray[labels == sheet]))
+    within = outside[1:-1, 1:-1] != 2
     sheet_and_writing = np.zeros_like(light)
-    sheet_and_writing[y:y + h, x:x + w] = outside[1:-1, 1:-1] != 2
-    turn = _turn_of_edges([(outside[1:-1, 1:-1] != 2, x, y)], gray.shape)
+    sheet_and_writing[y:y + h, x:x + w] = within
+    turn = _turn_of_edges([(within, x, y)], gray.shape)
     return np.where(sheet_and_writing.view(bool), gray, np.uint8(round(paper))), turn
 
 
@@ -321,15 +322,16 @@ def _turn_of_edges(pieces: list[tuple[np.ndarray, int, int]], shape: tuple[int, 
         columns = slice(0 if left else 4, w + (8 if right else 4))
         across, down = across[rows, columns], down[rows, columns]
         strength = np.hypot(across, down)
-        if strength.sum() < TURN_EDGE * min(shape) / shrink:  # about that many px of edge
+        total = float(strength.sum())
+        if total < TURN_EDGE * min(shape) / shrink:  # about that many px of edge
             continue
         edge = strength > 0.01
         # Each pixel's edge direction, four times over: directions 90 degrees apart coincide.
         way = np.sum(strength[edge] * np.exp(4j * np.arctan2(down[edge], across[edge])))
-        if abs(way) < TURN_ONE_WAY * strength.sum():
+        if abs(way) < TURN_ONE_WAY * total:
             continue
         turns.append(float(np.degrees(np.angle(way))) / 4)
-        weights.append(float(strength.sum()))
+        weights.append(total)
     if not turns or max(turns) - min(turns) > TURN_AGREE:
         return 0.0
     turn = float(np.average(turns, weights=weights))
