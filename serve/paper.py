@@ -25,6 +25,11 @@ PAGE_MIN_SIDE = 48
 SHEET_BORDER = 0.9
 SHEET_AREA = 0.2
 SHEET_FILL = 0.75
+# A small sheet photographed from afar, down to SMALL_SHEET_AREA of the image, is taken for
+# one only if its outline is a convex quadrilateral (within SHEET_OUTLINE of its perimeter):
+# a bold light letter that fills its box has a bowl, a notch or a slant.
+SMALL_SHEET_AREA = 0.02
+SHEET_OUTLINE = 0.02
 # A desk along only some edges of the photo: a dark piece of one even grey (no writing on
 # it: a shadow over the writing has ink inside it), along DESK_EDGE of a side of the image
 # and DESK_THICK times as thick as the writing's strokes, or with an inner edge within
@@ -188,12 +193,17 @@ def sheet_and_turn(gray: np.ndarray) -> tuple[np.ndarray, float]:
         return gray, 0.0
     sides = (gray[0], gray[-1], gray[:, 0], gray[:, -1])
     border = np.concatenate(sides)
-    # Cheap first: a desk is darker than the middle of the picture, where the sheet is.
+    # Cheap first: a desk is darker than the middle of the picture, where the sheet is, or
+    # than the lightest of it, where a small sheet lies.
     middle = median_of_levels(gray[height // 4:height - height // 4:4, width // 4:width - width // 4:4].ravel())
-    if median_of_levels(border) + 32 > middle:
-        if all(np.count_nonzero(side.astype(np.float32) + 32 <= middle) < DESK_EDGE * side.size for side in sides):
-            return gray, 0.0
-        return _desk_along_edges(gray)
+    desk_level = median_of_levels(border)
+    if desk_level + 32 > middle:
+        sample = gray[::4, ::4]
+        if np.count_nonzero(sample > desk_level + 32) < 0.01 * sample.size:
+            if all(np.count_nonzero(side.astype(np.float32) + 32 <= middle) < DESK_EDGE * side.size
+                   for side in sides):
+                return gray, 0.0
+            return _desk_along_edges(gray)
     level, light = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     if np.mean(border > level) > 1 - SHEET_BORDER:  # the border is mostly light: no desk all around
         return _desk_along_edges(gray)
@@ -202,9 +212,11 @@ def sheet_and_turn(gray: np.ndarray) -> tuple[np.ndarray, float]:
         return gray, 0.0
     sheet = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     x, y, w, h, area = (int(v) for v in stats[sheet])
-    if area < SHEET_AREA * height * width:
+    if area < SMALL_SHEET_AREA * height * width:
         return gray, 0.0
     inside = (labels[y:y + h, x:x + w] == sheet).astype(np.uint8)
+    if area < SHEET_AREA * height * width and not _four_sided(inside):
+        return gray, 0.0
     if area < SHEET_FILL * w * h:  # a sheet lying turned fills less of its box: of its own rectangle, then
         contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         _, (long, short), _ = cv2.minAreaRect(np.concatenate(contours))
@@ -222,6 +234,14 @@ def sheet_and_turn(gray: np.ndarray) -> tuple[np.ndarray, float]:
     sheet_and_writing[y:y + h, x:x + w] = within
     turn = _turn_of_edges([(within, x, y)], gray.shape)
     return np.where(sheet_and_writing.view(bool), gray, np.uint8(round(paper))), turn
+
+
+def _four_sided(inside: np.ndarray) -> bool:
+    """Whether a piece's outline is a convex quadrilateral: a sheet, level or turned."""
+    contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    outline = max(contours, key=cv2.contourArea)
+    corners = cv2.approxPolyDP(outline, SHEET_OUTLINE * cv2.arcLength(outline, True), True)
+    return len(corners) == 4 and cv2.isContourConvex(corners)
 
 
 def _thickness(labels: np.ndarray, stats: np.ndarray, c: int) -> float:

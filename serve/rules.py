@@ -41,6 +41,16 @@ RULE_BRIDGE = 7
 GREY_RULE = 1.5
 # A rule is at most this share of the image's shorter side thick (4 px at least).
 PAGE_RULE_THIN = 0.03
+# A line under the character (a form's slot to write on, or the writer's underline) is
+# ink at most UNDERLINE_FLAT of its length thick, that reaches past the rest of the writing
+# on both sides by UNDERLINE_PAST of its length: a piece of its own below the rest, or,
+# where the character touches it, the lowest band of rows in the lower half of the ink that
+# are UNDERLINE_FULL filled across the ink's width, with at most UNDERLINE_BELOW of the
+# rest's ink below it (a 4's or a t's bar has the stem going on under it).
+UNDERLINE_FLAT = 0.15
+UNDERLINE_PAST = 0.12
+UNDERLINE_FULL = 0.9
+UNDERLINE_BELOW = 0.1
 
 
 def frames(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]:
@@ -63,6 +73,56 @@ def frames(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]
         if area - np.count_nonzero(inner) >= FRAME_SHARE * area:
             frames.append(int(c))
     return frames
+
+
+def underlines(stats: np.ndarray, kept: np.ndarray) -> list[int]:
+    """Kept components that are lines under the rest of the writing (see UNDERLINE_FLAT):
+    long, flat, below the rest and reaching past it on both sides. A Z's or an E's bottom
+    bar, even drawn apart, starts where the rest of the letter does."""
+    ids = np.flatnonzero(kept)
+    if len(ids) < 2:
+        return []
+    x, y, w, h = (stats[ids, k].astype(np.int64) for k in range(4))
+    lines = []
+    for i in np.flatnonzero(h <= UNDERLINE_FLAT * w):
+        rest = np.arange(len(ids)) != i
+        if not rest.any():
+            continue
+        past = UNDERLINE_PAST * w[i]
+        below = y[i] >= (y[rest] + h[rest]).max() - 1
+        wider = x[i] <= x[rest].min() - past and x[i] + w[i] >= (x[rest] + w[rest]).max() + past
+        if below and wider:
+            lines.append(int(ids[i]))
+    return lines if len(lines) < len(ids) else []
+
+
+def underline_touched(mask: np.ndarray) -> np.ndarray | None:
+    """The line (uint8) that a character written on it touches or crosses, or None (see
+    UNDERLINE_FULL). A 1's foot or an I's base reaches no further than its flag or its top."""
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+    if w < FRAME_MIN_SIDE:
+        return None
+    box = mask[y:y + h, x:x + w]
+    full = np.flatnonzero(np.count_nonzero(box, axis=1) >= UNDERLINE_FULL * w)
+    if not len(full):
+        return None
+    bottom = int(full[-1])
+    top = bottom
+    while top - 1 in full:  # full rows are sorted: walk up the lowest band
+        top -= 1
+    if bottom - top + 1 > UNDERLINE_FLAT * w or top + bottom < h:
+        return None
+    rest = box.copy()
+    rest[top:bottom + 1] = False
+    columns = np.flatnonzero(rest.any(axis=0))
+    past = UNDERLINE_PAST * w
+    if not len(columns) or columns[0] < past or columns[-1] > w - 1 - past:
+        return None
+    if np.count_nonzero(rest[bottom + 1:]) > UNDERLINE_BELOW * np.count_nonzero(rest):
+        return None
+    line = np.zeros(mask.shape, np.uint8)
+    line[y + top:y + bottom + 1, x:x + w] = box[top:bottom + 1]
+    return line
 
 
 def ruled_frame(mask: np.ndarray) -> np.ndarray | None:

@@ -328,6 +328,20 @@ def test_words_on_a_sheet_lying_turned_with_the_desk_all_around(emnist_test_samp
     assert turned > plain - 0.04, (turned, plain)
 
 
+def test_words_on_a_small_sheet_photographed_from_afar(emnist_test_sample):
+    """A photo of a small note from afar: the sheet covers 6-21% of the photo, the desk all
+    around it. The desk was the paper and the sheet one big "letter"; its four straight
+    sides now make it a sheet, so the words read within 3 points of the sheet alone."""
+    from training.scans import on_a_desk
+
+    def from_afar(word, rng):
+        sheet = np.pad(word, word.shape[0] // 2, constant_values=255).astype(np.float32)
+        return on_a_desk(sheet, rng, far=True).astype(np.uint8)
+
+    plain, far = read_words(emnist_test_sample), read_words(emnist_test_sample, paper=from_afar)
+    assert far > plain - 0.03, (far, plain)
+
+
 def _with_mark(word: np.ndarray, rng: np.random.Generator, mark: str) -> np.ndarray:
     """The word (bench.words.compose_word: 40 rows, letters in 28, baseline at 32) followed
     by a full stop on its baseline or a hyphen at mid-height 0.15-0.4 letter heights on, or

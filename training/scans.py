@@ -63,11 +63,14 @@ def rule_squares(page: np.ndarray, step: int, level: float, rng: np.random.Gener
     page[down, :] = np.minimum(page[down, :], level)
 
 
-def on_a_desk(page: np.ndarray, rng: np.random.Generator, all_around: bool = True) -> np.ndarray:
+def on_a_desk(page: np.ndarray, rng: np.random.Generator, all_around: bool = True, far: bool = False) -> np.ndarray:
     """The sheet `page` photographed on a darker desk (grey 20-110): all around it (10-40% of
-    the sheet's size on each side), or along 1-3 of its edges (5-30%)."""
+    the sheet's size on each side; `far`: 60-160%, from afar, the sheet 6-21% of the photo),
+    or along 1-3 of its edges (5-30%)."""
     h, w = page.shape
-    if all_around:
+    if far:
+        share = rng.uniform(0.6, 1.6, size=4)
+    elif all_around:
         share = rng.uniform(0.1, 0.4, size=4)
     else:
         sides = rng.choice(4, int(rng.integers(1, 4)), replace=False)
@@ -92,10 +95,27 @@ def turned_on_a_desk(page: np.ndarray, rng: np.random.Generator, framed: bool = 
     return photo[h // 2:h // 2 + h, w // 2:w // 2 + w] if framed else photo[h // 4:-(h // 4), w // 4:-(w // 4)]
 
 
+def under_line(page: np.ndarray, ink: np.ndarray, margins: np.ndarray, size: int,
+               rng: np.random.Generator) -> None:
+    """A line (1-4 px, grey to black) under the character's ink on `page`, touching or
+    crossing its lowest strokes or 4-15% of its size below them, reaching a sixth to a third
+    of its size past its box on each side, or, one time in three, across the whole page."""
+    rows = np.flatnonzero(ink.max(axis=1) > 60)
+    bottom = int(margins[0] + (rows.max() if len(rows) else size))
+    y = bottom + int(size * (rng.uniform(-0.04, 0.02) if rng.random() < 0.5 else rng.uniform(0.04, 0.15)))
+    if rng.random() < 1 / 3:
+        left, right = 0, page.shape[1] - 1
+    else:
+        left = int(margins[2] - size * rng.uniform(1 / 6, 1 / 3))
+        right = int(margins[2] + size + size * rng.uniform(1 / 6, 1 / 3))
+    thickness = int(np.clip(size * rng.uniform(0.01, 0.04), 1, 4))
+    cv2.line(page, (left, y), (right, y), float(rng.uniform(30, 130)), thickness)
+
+
 def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = None,
                 light: bool = False, box: bool = False, tight_box: bool = False, squared: bool = False,
                 desk: bool = False, desk_edges: bool = False, turned: bool = False,
-                turned_whole: bool = False) -> bytes:
+                turned_whole: bool = False, desk_far: bool = False, underlined: bool = False) -> bytes:
     """One upright EMNIST tile as an encoded scan of dark ink on light paper; with `light`,
     lit unevenly, as a phone photo; with `box`, inside a printed box, as on a form; with
     `tight_box`, in a box the character touches or crosses (each side 8% of the character
@@ -103,7 +123,9 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
     a fifth to a third of the character apart); with `desk`, the sheet photographed with a
     darker desk all around it; with `desk_edges`, with the desk along 1-3 of its edges;
     with `turned`, lying turned on the desk, framed on the sheet; with `turned_whole`, lying
-    turned on the desk with the desk all around it."""
+    turned on the desk with the desk all around it; with `desk_far`, photographed from afar,
+    a small sheet amid the desk; with `underlined`, written on a line (a form's slot), which
+    half the characters touch or cross."""
     size = int(rng.integers(40, 221))
     ink = cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC)
     margins = rng.integers(size // 8, size, size=4)  # top, bottom, left, right
@@ -117,6 +139,8 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
     region = page[margins[0]:margins[0] + size, margins[2]:margins[2] + size]
     alpha = ink.astype(np.float32) / 255.0
     region[:] = region * (1 - alpha) + ink_level * alpha
+    if underlined:
+        under_line(page, ink, margins, size, rng)
     if box:  # the form's box lies in the margin, 1-3 px wide, grey to black
         gaps = (margins * rng.uniform(0.3, 0.8, size=4)).astype(int)
         cv2.rectangle(page, (int(gaps[2]), int(gaps[0])), (w - 1 - int(gaps[3]), h - 1 - int(gaps[1])),
@@ -130,8 +154,8 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
             cv2.rectangle(page, *corners, float(rng.uniform(30, 130)), int(rng.integers(1, 4)))
     if light:
         page *= uneven_light(page.shape, rng)
-    if desk or desk_edges:
-        page = on_a_desk(page, rng, all_around=desk)
+    if desk or desk_edges or desk_far:
+        page = on_a_desk(page, rng, all_around=not desk_edges, far=desk_far)
     if turned or turned_whole:
         page = turned_on_a_desk(page, rng, framed=turned)
     page = cv2.GaussianBlur(page, (0, 0), float(rng.uniform(0.3, 1.2)))
@@ -172,7 +196,8 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
     photo_fig, boxed_fig, tight_fig = rendered(1, light=True), rendered(2, box=True), rendered(3, tight_box=True)
     squared_fig, desk_fig = rendered(4, squared=True), rendered(5, desk=True)
     desk_edges_fig, turned_fig = rendered(6, desk_edges=True), rendered(7, turned=True)
-    turned_whole_fig = rendered(8, turned_whole=True)
+    turned_whole_fig, desk_far_fig = rendered(8, turned_whole=True), rendered(9, desk_far=True)
+    underlined_fig = rendered(10, underlined=True)
 
     def gap(fig: dict) -> float:  # points below the raw tiles
         return round(100 * (tiles_fig["accuracy"] - fig["accuracy"]), 2)
@@ -185,6 +210,8 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
             "desk_edge_photos": desk_edges_fig, "desk_edges_gap_points": gap(desk_edges_fig),
             "turned_sheet_photos": turned_fig, "turned_sheet_gap_points": gap(turned_fig),
             "turned_whole_sheet_photos": turned_whole_fig, "turned_whole_sheet_gap_points": gap(turned_whole_fig),
+            "small_sheet_photos": desk_far_fig, "small_sheet_gap_points": gap(desk_far_fig),
+            "underlined_scans": underlined_fig, "underlined_gap_points": gap(underlined_fig),
             "accuracy_gap_points": gap(scans_fig), "drawing_gap_points": gap(drawn_fig),
             "photo_gap_points": gap(photo_fig),
             "seconds": round(time.time() - started, 1), "seed": seed, "archive": str(archive)}
@@ -221,6 +248,10 @@ def main(argv=None) -> dict:
     print(f"sheets turned on a desk, the desk all around: acc {result['turned_whole_sheet_photos']['accuracy']:.4f} "
           f"bal {result['turned_whole_sheet_photos']['balanced_accuracy']:.4f}  "
           f"gap {result['turned_whole_sheet_gap_points']} points")
+    print(f"small sheets photographed from afar: acc {result['small_sheet_photos']['accuracy']:.4f} "
+          f"bal {result['small_sheet_photos']['balanced_accuracy']:.4f}  gap {result['small_sheet_gap_points']} points")
+    print(f"scans written on a line: acc {result['underlined_scans']['accuracy']:.4f} "
+          f"bal {result['underlined_scans']['balanced_accuracy']:.4f}  gap {result['underlined_gap_points']} points")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scans-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
     return result
