@@ -152,7 +152,7 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
             # What is left is ink of the mask alone: the frame search goes on from it.
             ink, faint = written, None
             mask, labels, stats, kept = written_components
-    slivers = paper.edge_slivers(labels, stats, kept) + rules.underlines(stats, kept)
+    slivers = paper.edge_slivers(labels, stats, kept) + rules.underlines(labels, stats, kept)
     if slivers:
         kept = kept.copy()
         kept[slivers] = False

@@ -41,12 +41,12 @@ RULE_BRIDGE = 7
 GREY_RULE = 1.5
 # A rule is at most this share of the image's shorter side thick (4 px at least).
 PAGE_RULE_THIN = 0.03
-# A line under the character (a form's slot to write on, or the writer's underline) is
-# ink at most UNDERLINE_FLAT of its length thick, that reaches past the rest of the writing
-# on both sides by UNDERLINE_PAST of its length: a piece of its own below the rest, or,
-# where the character touches it, the lowest band of rows in the lower half of the ink that
-# are UNDERLINE_FULL filled across the ink's width, with at most UNDERLINE_BELOW of the
-# rest's ink below it (a 4's or a t's bar has the stem going on under it).
+# A line under the character (a form's slot to write on, a comb's cell, the writer's
+# underline): the lowest band of rows in the lower half of the ink (of the character and
+# the line, or of the line's own piece) that are UNDERLINE_FULL filled across it, at most
+# UNDERLINE_FLAT of its length thick, reaching past the rest of the writing on both sides
+# by UNDERLINE_PAST of its length, with at most UNDERLINE_BELOW of the rest's ink below it
+# (a 4's or a t's bar has the stem going on under it).
 UNDERLINE_FLAT = 0.15
 UNDERLINE_PAST = 0.12
 UNDERLINE_FULL = 0.9
@@ -75,34 +75,14 @@ def frames(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]
     return frames
 
 
-def underlines(stats: np.ndarray, kept: np.ndarray) -> list[int]:
-    """Kept components that are lines under the rest of the writing (see UNDERLINE_FLAT):
-    long, flat, below the rest and reaching past it on both sides. A Z's or an E's bottom
-    bar, even drawn apart, starts where the rest of the letter does."""
-    ids = np.flatnonzero(kept)
-    if len(ids) < 2:
-        return []
-    x, y, w, h = (stats[ids, k].astype(np.int64) for k in range(4))
-    lines = []
-    for i in np.flatnonzero(h <= UNDERLINE_FLAT * w):
-        rest = np.arange(len(ids)) != i
-        if not rest.any():
-            continue
-        past = UNDERLINE_PAST * w[i]
-        below = y[i] >= (y[rest] + h[rest]).max() - 1
-        wider = x[i] <= x[rest].min() - past and x[i] + w[i] >= (x[rest] + w[rest]).max() + past
-        if below and wider:
-            lines.append(int(ids[i]))
-    return lines if len(lines) < len(ids) else []
-
-
-def underline_touched(mask: np.ndarray) -> np.ndarray | None:
-    """The line (uint8) that a character written on it touches or crosses, or None (see
-    UNDERLINE_FULL). A 1's foot or an I's base reaches no further than its flag or its top."""
-    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
-    if w < FRAME_MIN_SIDE:
-        return None
-    box = mask[y:y + h, x:x + w]
+def _line_written_on(box: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """In a crop of ink, the line its writing stands on: the lowest band of rows in its lower
+    half that are UNDERLINE_FULL filled across the crop, at most UNDERLINE_FLAT of its width
+    thick, with the ticks that stand on its ends (a comb's cell: the ink within
+    UNDERLINE_PAST of the width from either end, apart from the rest). Returns (line,
+    rest): the line's and the ticks' pixels, and the writing's; None if there is no such
+    line."""
+    h, w = box.shape
     full = np.flatnonzero(np.count_nonzero(box, axis=1) >= UNDERLINE_FULL * w)
     if not len(full):
         return None
@@ -112,16 +92,71 @@ def underline_touched(mask: np.ndarray) -> np.ndarray | None:
         top -= 1
     if bottom - top + 1 > UNDERLINE_FLAT * w or top + bottom < h:
         return None
-    rest = box.copy()
-    rest[top:bottom + 1] = False
-    columns = np.flatnonzero(rest.any(axis=0))
+    line = np.zeros_like(box)
+    line[top:bottom + 1] = box[top:bottom + 1]
+    rest = box & ~line
+    inked = np.flatnonzero(rest.any(axis=0))
     past = UNDERLINE_PAST * w
-    if not len(columns) or columns[0] < past or columns[-1] > w - 1 - past:
+    # Runs of inked columns: a tick is one that lies within `past` of an end.
+    breaks = np.flatnonzero(np.diff(inked) > 1)
+    for run in np.split(inked, breaks + 1) if len(inked) else []:
+        if run[-1] < past or run[0] > w - 1 - past:
+            line[:, run] |= rest[:, run]
+            rest[:, run] = False
+    return line, rest
+
+
+def _reaches_past(line: np.ndarray, rest: np.ndarray) -> bool:
+    """Whether a line reaches past the writing (`rest`, in the same crop) by UNDERLINE_PAST
+    of its length on both sides, with at most UNDERLINE_BELOW of the writing below it."""
+    columns = np.flatnonzero(line.any(axis=0))
+    inked = np.flatnonzero(rest.any(axis=0))
+    if not len(inked):
+        return False
+    past = UNDERLINE_PAST * (columns[-1] - columns[0] + 1)
+    if inked[0] < columns[0] + past or inked[-1] > columns[-1] - past:
+        return False
+    bottom = int(np.flatnonzero(line.any(axis=1))[-1])
+    return np.count_nonzero(rest[bottom + 1:]) <= UNDERLINE_BELOW * np.count_nonzero(rest)
+
+
+def underlines(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]:
+    """Kept components that are lines under the rest of the writing, apart from it (see
+    `_line_written_on`): a line, or a comb's cell, whose ends reach past the rest. A Z's or
+    an E's bottom bar, even drawn apart, starts where the rest of the letter does."""
+    ids = np.flatnonzero(kept)
+    if len(ids) < 2:
+        return []
+    x, y, w, h = (stats[ids, k].astype(np.int64) for k in range(4))
+    lines = []
+    for i in np.flatnonzero(w >= FRAME_MIN_SIDE):
+        rest = np.arange(len(ids)) != i
+        left, right = int(min(x[i], x[rest].min())), int(max(x[i] + w[i], (x[rest] + w[rest]).max()))
+        top, bottom = int(min(y[i], y[rest].min())), int(max(y[i] + h[i], (y[rest] + h[rest]).max()))
+        if left < x[i] or right > x[i] + w[i]:
+            continue  # the rest reaches further: no line under it
+        piece = labels[top:bottom, left:right] == ids[i]
+        found = _line_written_on(piece)
+        if found is None or found[1].any():  # only a line and its ticks: nothing written on it
+            continue
+        others = np.isin(labels[top:bottom, left:right], ids[rest])
+        if _reaches_past(found[0], others):
+            lines.append(int(ids[i]))
+    return lines if len(lines) < len(ids) else []
+
+
+def underline_touched(mask: np.ndarray) -> np.ndarray | None:
+    """The line (uint8) that a character written on it touches or crosses, with the ticks
+    on its ends, or None (see `_line_written_on`). A 1's foot or an I's base reaches no
+    further than its flag or its top; a 4's or a t's bar has the stem going on under it."""
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+    if w < FRAME_MIN_SIDE:
         return None
-    if np.count_nonzero(rest[bottom + 1:]) > UNDERLINE_BELOW * np.count_nonzero(rest):
+    found = _line_written_on(mask[y:y + h, x:x + w])
+    if found is None or not _reaches_past(*found):
         return None
     line = np.zeros(mask.shape, np.uint8)
-    line[y + top:y + bottom + 1, x:x + w] = box[top:bottom + 1]
+    line[y:y + h, x:x + w] = found[0]
     return line
 
 

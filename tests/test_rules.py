@@ -200,17 +200,22 @@ def test_a_bar_across_a_tight_crop_is_no_rule(top):
     assert np.array_equal(P.ink_mask(ink), P.ink_components(ink)[0])
 
 
-def _on_a_line(tile: np.ndarray, drop: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
+def _on_a_line(tile: np.ndarray, drop: int, reach: int, ticks: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A character on a form (dark on light), without and with a line 2 px thick `drop` px
     under its lowest ink (negative: through its lowest strokes), reaching `reach` px past
-    its box on each side (None: across the whole page)."""
+    its box on each side (None: across the whole page), with ticks `ticks` px tall standing
+    on its ends (a comb's cell)."""
     page = np.full((150, 170), 240, np.uint8)
     ink = cv2.resize(tile, (84, 84))
     page[23:107, 43:127] = (240 - ink.astype(np.float32) * 0.85).astype(np.uint8)
     ys, xs = np.nonzero(ink > 60)
     lined = page.copy()
     left, right = (0, 169) if reach is None else (43 + xs.min() - reach, 43 + xs.max() + reach)
-    cv2.line(lined, (int(left), int(23 + ys.max() + drop)), (int(right), int(23 + ys.max() + drop)), 60, 2)
+    base = int(23 + ys.max() + drop)
+    cv2.line(lined, (int(left), base), (int(right), base), 60, 2)
+    if ticks:
+        for x in (int(left), int(right)):
+            cv2.line(lined, (x, base), (x, base - ticks), 60, 2)
     return page, lined
 
 
@@ -228,15 +233,35 @@ def test_a_line_the_character_is_written_on_is_not_part_of_it(emnist_test_sample
     assert alike >= 34
 
 
+@pytest.mark.parametrize("drop", [-2, 6])
+def test_a_comb_cell_the_character_is_written_in_is_not_part_of_it(emnist_test_sample, drop):
+    """A comb field (|_|_|_|, for dates and codes): a crop of one cell is a line with a
+    tick standing on each end. 31-32% of 600 such training-split scans read right, 88-89%
+    since (plain 89.8%)."""
+    alike = 0
+    for tile in emnist_test_sample.images[:40]:
+        plain, lined = _on_a_line(tile, drop, 12, ticks=25)
+        a, b = P.normalize_char(plain), P.normalize_char(lined)
+        alike += np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+    assert alike >= 34
+
+
 def test_bars_of_letters_are_no_lines_to_write_on(emnist_test_sample, monkeypatch):
     """A 4's, a t's or a Z's bar is flat and wide, and may be the character's lowest ink:
     it starts where the rest of the letter does, or has the stem going on under it. No
     EMNIST tile changes for the lines (none of 116,284 in both splits), nor do a 1 on its
-    foot, an I on its base, a Z or a 2 drawn with their bars apart."""
+    foot, an I on its base, a Z or a 2 drawn with their bars apart, an L or an E (whose
+    stem stands on the bar's end, as a comb cell's tick does)."""
     shapes = []
-    for draw in ("1", "I", "Z", "2"):
+    for draw in ("1", "I", "Z", "2", "L", "E"):
         page = np.full((120, 120), 255, np.uint8)
-        if draw == "1":
+        if draw in "LE":
+            cv2.line(page, (32, 15), (32, 100), 0, 6)
+            cv2.line(page, (32, 100), (88, 100), 0, 6)
+            if draw == "E":
+                cv2.line(page, (32, 15), (84, 15), 0, 6)
+                cv2.line(page, (32, 57), (76, 57), 0, 6)
+        elif draw == "1":
             cv2.line(page, (60, 15), (60, 100), 0, 6)
             cv2.line(page, (60, 15), (35, 35), 0, 6)
             cv2.line(page, (38, 100), (82, 100), 0, 6)
@@ -254,6 +279,6 @@ def test_bars_of_letters_are_no_lines_to_write_on(emnist_test_sample, monkeypatc
         shapes.append(page)
     pages = shapes + [255 - t for t in emnist_test_sample.images]
     with_lines = [P.normalize_char(p) for p in pages]
-    monkeypatch.setattr(rules, "underlines", lambda stats, kept: [])
+    monkeypatch.setattr(rules, "underlines", lambda labels, stats, kept: [])
     monkeypatch.setattr(rules, "underline_touched", lambda mask: None)
     assert all(np.array_equal(a, P.normalize_char(p)) for a, p in zip(with_lines, pages))

@@ -96,26 +96,36 @@ def turned_on_a_desk(page: np.ndarray, rng: np.random.Generator, framed: bool = 
 
 
 def under_line(page: np.ndarray, ink: np.ndarray, margins: np.ndarray, size: int,
-               rng: np.random.Generator) -> None:
+               rng: np.random.Generator, comb: bool = False) -> None:
     """A line (1-4 px, grey to black) under the character's ink on `page`, touching or
     crossing its lowest strokes or 4-15% of its size below them, reaching a sixth to a third
-    of its size past its box on each side, or, one time in three, across the whole page."""
+    of its size past its box on each side, or, one time in three, across the whole page;
+    with `comb`, a comb's cell: reaching 5-20% past, a tick 15-35% of its size tall on each
+    end."""
     rows = np.flatnonzero(ink.max(axis=1) > 60)
     bottom = int(margins[0] + (rows.max() if len(rows) else size))
     y = bottom + int(size * (rng.uniform(-0.04, 0.02) if rng.random() < 0.5 else rng.uniform(0.04, 0.15)))
-    if rng.random() < 1 / 3:
+    if comb:
+        left = int(margins[2] - size * rng.uniform(0.05, 0.2))
+        right = int(margins[2] + size + size * rng.uniform(0.05, 0.2))
+    elif rng.random() < 1 / 3:
         left, right = 0, page.shape[1] - 1
     else:
         left = int(margins[2] - size * rng.uniform(1 / 6, 1 / 3))
         right = int(margins[2] + size + size * rng.uniform(1 / 6, 1 / 3))
-    thickness = int(np.clip(size * rng.uniform(0.01, 0.04), 1, 4))
-    cv2.line(page, (left, y), (right, y), float(rng.uniform(30, 130)), thickness)
+    thickness, level = int(np.clip(size * rng.uniform(0.01, 0.04), 1, 4)), float(rng.uniform(30, 130))
+    cv2.line(page, (left, y), (right, y), level, thickness)
+    if comb:
+        tick = int(size * rng.uniform(0.15, 0.35))
+        for x in (left, right):
+            cv2.line(page, (x, y), (x, y - tick), level, thickness)
 
 
 def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = None,
                 light: bool = False, box: bool = False, tight_box: bool = False, squared: bool = False,
                 desk: bool = False, desk_edges: bool = False, turned: bool = False,
-                turned_whole: bool = False, desk_far: bool = False, underlined: bool = False) -> bytes:
+                turned_whole: bool = False, desk_far: bool = False, underlined: bool = False,
+                comb: bool = False) -> bytes:
     """One upright EMNIST tile as an encoded scan of dark ink on light paper; with `light`,
     lit unevenly, as a phone photo; with `box`, inside a printed box, as on a form; with
     `tight_box`, in a box the character touches or crosses (each side 8% of the character
@@ -125,7 +135,7 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
     with `turned`, lying turned on the desk, framed on the sheet; with `turned_whole`, lying
     turned on the desk with the desk all around it; with `desk_far`, photographed from afar,
     a small sheet amid the desk; with `underlined`, written on a line (a form's slot), which
-    half the characters touch or cross."""
+    half the characters touch or cross; with `comb`, in a comb's cell (|_|), alike."""
     size = int(rng.integers(40, 221))
     ink = cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC)
     margins = rng.integers(size // 8, size, size=4)  # top, bottom, left, right
@@ -139,8 +149,8 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
     region = page[margins[0]:margins[0] + size, margins[2]:margins[2] + size]
     alpha = ink.astype(np.float32) / 255.0
     region[:] = region * (1 - alpha) + ink_level * alpha
-    if underlined:
-        under_line(page, ink, margins, size, rng)
+    if underlined or comb:
+        under_line(page, ink, margins, size, rng, comb=comb)
     if box:  # the form's box lies in the margin, 1-3 px wide, grey to black
         gaps = (margins * rng.uniform(0.3, 0.8, size=4)).astype(int)
         cv2.rectangle(page, (int(gaps[2]), int(gaps[0])), (w - 1 - int(gaps[3]), h - 1 - int(gaps[1])),
@@ -197,7 +207,7 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
     squared_fig, desk_fig = rendered(4, squared=True), rendered(5, desk=True)
     desk_edges_fig, turned_fig = rendered(6, desk_edges=True), rendered(7, turned=True)
     turned_whole_fig, desk_far_fig = rendered(8, turned_whole=True), rendered(9, desk_far=True)
-    underlined_fig = rendered(10, underlined=True)
+    underlined_fig, comb_fig = rendered(10, underlined=True), rendered(11, comb=True)
 
     def gap(fig: dict) -> float:  # points below the raw tiles
         return round(100 * (tiles_fig["accuracy"] - fig["accuracy"]), 2)
@@ -212,6 +222,7 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
             "turned_whole_sheet_photos": turned_whole_fig, "turned_whole_sheet_gap_points": gap(turned_whole_fig),
             "small_sheet_photos": desk_far_fig, "small_sheet_gap_points": gap(desk_far_fig),
             "underlined_scans": underlined_fig, "underlined_gap_points": gap(underlined_fig),
+            "comb_cell_scans": comb_fig, "comb_cell_gap_points": gap(comb_fig),
             "accuracy_gap_points": gap(scans_fig), "drawing_gap_points": gap(drawn_fig),
             "photo_gap_points": gap(photo_fig),
             "seconds": round(time.time() - started, 1), "seed": seed, "archive": str(archive)}
@@ -252,6 +263,8 @@ def main(argv=None) -> dict:
           f"bal {result['small_sheet_photos']['balanced_accuracy']:.4f}  gap {result['small_sheet_gap_points']} points")
     print(f"scans written on a line: acc {result['underlined_scans']['accuracy']:.4f} "
           f"bal {result['underlined_scans']['balanced_accuracy']:.4f}  gap {result['underlined_gap_points']} points")
+    print(f"scans in a comb's cell: acc {result['comb_cell_scans']['accuracy']:.4f} "
+          f"bal {result['comb_cell_scans']['balanced_accuracy']:.4f}  gap {result['comb_cell_gap_points']} points")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scans-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
     return result
