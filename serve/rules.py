@@ -83,7 +83,8 @@ def _line_written_on(box: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     rest): the line's and the ticks' pixels, and the writing's; None if there is no such
     line."""
     h, w = box.shape
-    full = np.flatnonzero(np.count_nonzero(box, axis=1) >= UNDERLINE_FULL * w)
+    inked = cv2.reduce(box.view(np.uint8), 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    full = np.flatnonzero(inked >= UNDERLINE_FULL * w)
     if not len(full):
         return None
     bottom = int(full[-1])
