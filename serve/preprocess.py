@@ -170,9 +170,15 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     areas = faint_stats[:, cv2.CC_STAT_AREA]
     faint_kept = (areas >= max(3, 0.02 * areas[1:].max())) & (np.arange(count) > 0)
     frames = rules.frames(faint_labels, faint_stats, faint_kept)
-    if not frames:
-        return _without_ruled_frame(ink, mask)
-    return mask & ~np.isin(faint_labels, frames)
+    if frames:
+        return mask & ~np.isin(faint_labels, frames)
+    # A dotted or dashed box is specks but at its corners, where its dashes meet.
+    dotted = rules.dotted_frame(labels, stats)
+    if dotted:
+        kept = kept.copy()
+        kept[dotted] = False
+        mask = kept[labels]
+    return _without_ruled_frame(ink, mask)
 
 
 def _without_ruled_frame(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:

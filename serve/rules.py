@@ -51,6 +51,11 @@ UNDERLINE_FLAT = 0.15
 UNDERLINE_PAST = 0.12
 UNDERLINE_FULL = 0.9
 UNDERLINE_BELOW = 0.1
+# A dotted or dashed box: at least DOTTED_PIECES pieces of ink, each under DOTTED_SMALL of
+# the largest, that, closed across gaps of twice their typical size along its sides, make a
+# frame (`frames`) around the writing.
+DOTTED_PIECES = 12
+DOTTED_SMALL = 0.1
 
 
 def frames(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]:
@@ -73,6 +78,33 @@ def frames(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]
         if area - np.count_nonzero(inner) >= FRAME_SHARE * area:
             frames.append(int(c))
     return frames
+
+
+def dotted_frame(labels: np.ndarray, stats: np.ndarray) -> list[int]:
+    """Components (specks included) of a dotted or dashed box around the writing: its
+    small pieces (under DOTTED_SMALL of the largest), with the gaps between them closed
+    along the box's sides, make a frame (`frames`) that encloses the rest."""
+    count = len(stats)
+    if count - 1 < DOTTED_PIECES:
+        return []
+    areas = stats[:, cv2.CC_STAT_AREA]
+    small = np.flatnonzero(areas[1:] < DOTTED_SMALL * areas[1:].max()) + 1
+    if len(small) < DOTTED_PIECES:
+        return []
+    sizes = np.maximum(stats[small, cv2.CC_STAT_WIDTH], stats[small, cv2.CC_STAT_HEIGHT])
+    reach = 2 * int(np.median(sizes)) + 1
+    dots = np.isin(labels, small).view(np.uint8)
+    # Along the box's sides only, and the writing left out: it must not join the box.
+    closed = (cv2.morphologyEx(dots, cv2.MORPH_CLOSE, np.ones((1, reach), np.uint8))
+              | cv2.morphologyEx(dots, cv2.MORPH_CLOSE, np.ones((reach, 1), np.uint8)))
+    closed[(labels > 0) & (dots == 0)] = 1
+    closed_count, closed_labels, closed_stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+    closed_areas = closed_stats[:, cv2.CC_STAT_AREA]
+    kept = (closed_areas >= max(3, 0.02 * closed_areas[1:].max())) & (np.arange(closed_count) > 0)
+    found = frames(closed_labels, closed_stats, kept)
+    if not found:
+        return []
+    return [int(c) for c in np.unique(labels[np.isin(closed_labels, found)]) if c > 0]
 
 
 def _line_written_on(box: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -43,6 +43,25 @@ def test_round_letters_and_tiles_are_no_frames(emnist_test_sample):
         assert rules.frames(labels, stats, kept) == []
 
 
+@pytest.mark.parametrize("dash", [3, 6])
+def test_a_dotted_box_around_a_character_is_not_part_of_it(emnist_test_sample, dash):
+    """A form's dotted or dashed box: most of its dashes are specks, but where they meet at
+    a corner a piece stays, and the character was read small beside it (82.7% of 600
+    training-split scans in such a box, 89.0% since; plain 89.8%). Closed along its sides,
+    the dashes make the frame."""
+    alike = 0
+    for tile in emnist_test_sample.images[:40]:
+        plain, boxed = _in_a_box(tile)
+        dashed = np.full(boxed.shape, 240, np.uint8)
+        cv2.rectangle(dashed, (8, 8), (121, 121), 60, 3)
+        across, down = np.meshgrid(np.arange(130), np.arange(130))
+        dashed[(across + down) // dash % 2 == 1] = 240
+        page = np.minimum(plain, dashed)
+        a, b = P.normalize_char(plain), P.normalize_char(page)
+        alike += np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.97
+    assert alike >= 38
+
+
 def _in_a_tight_box(tile: np.ndarray, inset: int) -> tuple[np.ndarray, np.ndarray]:
     """A character on a form, without and with a box `inset` px inside its ink's edges
     (negative: outside), so that the character touches or crosses the box."""

@@ -125,7 +125,7 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
                 light: bool = False, box: bool = False, tight_box: bool = False, squared: bool = False,
                 desk: bool = False, desk_edges: bool = False, turned: bool = False,
                 turned_whole: bool = False, desk_far: bool = False, underlined: bool = False,
-                comb: bool = False) -> bytes:
+                comb: bool = False, dotted_box: bool = False) -> bytes:
     """One upright EMNIST tile as an encoded scan of dark ink on light paper; with `light`,
     lit unevenly, as a phone photo; with `box`, inside a printed box, as on a form; with
     `tight_box`, in a box the character touches or crosses (each side 8% of the character
@@ -135,7 +135,8 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
     with `turned`, lying turned on the desk, framed on the sheet; with `turned_whole`, lying
     turned on the desk with the desk all around it; with `desk_far`, photographed from afar,
     a small sheet amid the desk; with `underlined`, written on a line (a form's slot), which
-    half the characters touch or cross; with `comb`, in a comb's cell (|_|), alike."""
+    half the characters touch or cross; with `comb`, in a comb's cell (|_|), alike; with
+    `dotted_box`, inside a dotted or dashed printed box."""
     size = int(rng.integers(40, 221))
     ink = cv2.resize(tile, (size, size), interpolation=cv2.INTER_CUBIC)
     margins = rng.integers(size // 8, size, size=4)  # top, bottom, left, right
@@ -151,10 +152,19 @@ def render_scan(tile: np.ndarray, rng: np.random.Generator, jpeg: bool | None = 
     region[:] = region * (1 - alpha) + ink_level * alpha
     if underlined or comb:
         under_line(page, ink, margins, size, rng, comb=comb)
-    if box:  # the form's box lies in the margin, 1-3 px wide, grey to black
+    if box or dotted_box:  # the form's box lies in the margin, 1-3 px wide, grey to black
         gaps = (margins * rng.uniform(0.3, 0.8, size=4)).astype(int)
-        cv2.rectangle(page, (int(gaps[2]), int(gaps[0])), (w - 1 - int(gaps[3]), h - 1 - int(gaps[1])),
-                      float(rng.uniform(30, 130)), int(rng.integers(1, 4)))
+        corners = (int(gaps[2]), int(gaps[0])), (w - 1 - int(gaps[3]), h - 1 - int(gaps[1]))
+        level, thickness = float(rng.uniform(30, 130)), int(rng.integers(1, 4))
+        if box:
+            cv2.rectangle(page, *corners, level, thickness)
+        else:  # dashes and gaps of 2-6% of the character's size each
+            outline = np.zeros(page.shape, np.uint8)
+            cv2.rectangle(outline, *corners, 1, thickness)
+            dash = max(2, int(size * rng.uniform(0.02, 0.06)))
+            across, down = np.meshgrid(np.arange(w), np.arange(h))
+            outline &= ((across + down) // dash % 2 == 0).astype(np.uint8)
+            page[outline > 0] = np.minimum(page[outline > 0], level)
     if tight_box:
         ys, xs = np.nonzero(ink > 60)
         if len(ys):
@@ -208,6 +218,7 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
     desk_edges_fig, turned_fig = rendered(6, desk_edges=True), rendered(7, turned=True)
     turned_whole_fig, desk_far_fig = rendered(8, turned_whole=True), rendered(9, desk_far=True)
     underlined_fig, comb_fig = rendered(10, underlined=True), rendered(11, comb=True)
+    dotted_fig = rendered(12, dotted_box=True)
 
     def gap(fig: dict) -> float:  # points below the raw tiles
         return round(100 * (tiles_fig["accuracy"] - fig["accuracy"]), 2)
@@ -223,6 +234,7 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
             "small_sheet_photos": desk_far_fig, "small_sheet_gap_points": gap(desk_far_fig),
             "underlined_scans": underlined_fig, "underlined_gap_points": gap(underlined_fig),
             "comb_cell_scans": comb_fig, "comb_cell_gap_points": gap(comb_fig),
+            "dotted_box_scans": dotted_fig, "dotted_box_gap_points": gap(dotted_fig),
             "accuracy_gap_points": gap(scans_fig), "drawing_gap_points": gap(drawn_fig),
             "photo_gap_points": gap(photo_fig),
             "seconds": round(time.time() - started, 1), "seed": seed, "archive": str(archive)}
@@ -265,6 +277,8 @@ def main(argv=None) -> dict:
           f"bal {result['underlined_scans']['balanced_accuracy']:.4f}  gap {result['underlined_gap_points']} points")
     print(f"scans in a comb's cell: acc {result['comb_cell_scans']['accuracy']:.4f} "
           f"bal {result['comb_cell_scans']['balanced_accuracy']:.4f}  gap {result['comb_cell_gap_points']} points")
+    print(f"scans in a dotted box: acc {result['dotted_box_scans']['accuracy']:.4f} "
+          f"bal {result['dotted_box_scans']['balanced_accuracy']:.4f}  gap {result['dotted_box_gap_points']} points")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scans-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
     return result
