@@ -51,6 +51,11 @@ UNDERLINE_FLAT = 0.15
 UNDERLINE_PAST = 0.12
 UNDERLINE_FULL = 0.9
 UNDERLINE_BELOW = 0.1
+# A line under the character slopes in a photo by this many degrees at most, and is looked
+# for sloping only SLOPED_LINE_MIN px long or longer: on a character a few pixels tall, a
+# 2's bar or an I's base that slopes by a pixel or two would pass for one.
+UNDERLINE_SLOPE = 6.0
+SLOPED_LINE_MIN = 48
 # A dotted or dashed box: at least DOTTED_PIECES pieces of ink, each under DOTTED_SMALL of
 # the largest, that, closed across gaps of twice their typical size along its sides, make a
 # frame (`frames`) around the writing.
@@ -107,13 +112,57 @@ def dotted_frame(labels: np.ndarray, stats: np.ndarray) -> list[int]:
     return [int(c) for c in np.unique(labels[np.isin(closed_labels, found)]) if c > 0]
 
 
+def _line_slope(box: np.ndarray) -> np.ndarray | None:
+    """Rows to shift each column of a crop by to set a line along its bottom level (a photo
+    is rarely square to the form): read off the lowest ink in its first and last columns,
+    the line's ends, if the ink lies on that straight line in UNDERLINE_FULL of 16 columns
+    across, within 2 px, and it slopes by 2 px to UNDERLINE_SLOPE degrees (see
+    SLOPED_LINE_MIN). None otherwise."""
+    h, w = box.shape
+    if w < SLOPED_LINE_MIN:
+        return None
+    ends = [np.flatnonzero(box[:, c]) for c in (0, w - 1)]
+    if not len(ends[0]) or not len(ends[1]):
+        return None
+    left, right = int(ends[0][-1]), int(ends[1][-1])
+    rise = right - left
+    if abs(rise) < 2 or abs(rise) > np.tan(np.radians(UNDERLINE_SLOPE)) * w:
+        return None
+    columns = np.linspace(0, w - 1, 16).astype(int)
+    rows = np.rint(left + rise * columns / (w - 1)).astype(int)
+    near = [box[max(0, r - 2):r + 3, c].any() for r, c in zip(rows, columns)]
+    if np.count_nonzero(near) < UNDERLINE_FULL * len(near):
+        return None
+    return -np.rint(rise * np.arange(w) / (w - 1)).astype(int)
+
+
+def _shifted(box: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """The crop with column c moved down by shift[c] rows (what falls off is lost)."""
+    h, w = box.shape
+    pad = int(np.abs(shift).max())
+    padded = np.pad(box, ((pad, pad), (0, 0)))
+    return padded[np.arange(h)[:, None] - shift[None, :] + pad, np.arange(w)[None, :]]
+
+
 def _line_written_on(box: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """In a crop of ink, the line its writing stands on: the lowest band of rows in its lower
-    half that are UNDERLINE_FULL filled across the crop, at most UNDERLINE_FLAT of its width
-    thick, with the ticks that stand on its ends (a comb's cell: the ink within
-    UNDERLINE_PAST of the width from either end, apart from the rest). Returns (line,
-    rest): the line's and the ticks' pixels, and the writing's; None if there is no such
-    line."""
+    """In a crop of ink, the line its writing stands on, level or, shifted level column by
+    column, sloping a few degrees (`_line_slope`; its rows beside the band, the steps the
+    shift leaves, go with it): the lowest band of rows in its lower half that are
+    UNDERLINE_FULL filled across the crop, at most UNDERLINE_FLAT of its width thick, with
+    the ticks that stand on its ends (a comb's cell: the ink within UNDERLINE_PAST of the
+    width from either end, apart from the rest). Returns (line, rest): the line's and the
+    ticks' pixels, and the writing's; None if there is no such line."""
+    found = _level_line_written_on(box)
+    slope = _line_slope(box) if found is None else None
+    if slope is not None:
+        found = _level_line_written_on(_shifted(box, slope), rim=1)
+        if found is not None:
+            return _shifted(found[0], -slope) & box, _shifted(found[1], -slope) & box
+    return found
+
+
+def _level_line_written_on(box: np.ndarray, rim: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_line_written_on` for a level line, with `rim` rows on each side of its band."""
     h, w = box.shape
     inked = cv2.reduce(box.view(np.uint8), 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
     full = np.flatnonzero(inked >= UNDERLINE_FULL * w)
@@ -126,7 +175,7 @@ def _line_written_on(box: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if bottom - top + 1 > UNDERLINE_FLAT * w or top + bottom < h:
         return None
     line = np.zeros_like(box)
-    line[top:bottom + 1] = box[top:bottom + 1]
+    line[max(0, top - rim):bottom + 1 + rim] = box[max(0, top - rim):bottom + 1 + rim]
     rest = box & ~line
     inked = np.flatnonzero(rest.any(axis=0))
     past = UNDERLINE_PAST * w
