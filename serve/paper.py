@@ -215,13 +215,15 @@ def sheet_and_turn(gray: np.ndarray) -> tuple[np.ndarray, float]:
     if area < SMALL_SHEET_AREA * height * width:
         return gray, 0.0
     inside = (labels[y:y + h, x:x + w] == sheet).astype(np.uint8)
-    if area < SHEET_AREA * height * width and not _four_sided(inside):
-        return gray, 0.0
-    if area < SHEET_FILL * w * h:  # a sheet lying turned fills less of its box: of its own rectangle, then
+    small, turned = area < SHEET_AREA * height * width, area < SHEET_FILL * w * h
+    if small or turned:
         contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        _, (long, short), _ = cv2.minAreaRect(np.concatenate(contours))
-        if area < SHEET_FILL * long * short:
+        if small and not _four_sided(contours):
             return gray, 0.0
+        if turned:  # a sheet lying turned fills less of its box: of its own rectangle, then
+            _, (long, short), _ = cv2.minAreaRect(np.concatenate(contours))
+            if area < SHEET_FILL * long * short:
+                return gray, 0.0
     # The writing: dark pixels the sheet encloses (its holes).
     outside = np.pad(inside, 1)
     cv2.floodFill(outside, None, (0, 0), 2)
@@ -236,9 +238,9 @@ def sheet_and_turn(gray: np.ndarray) -> tuple[np.ndarray, float]:
     return np.where(sheet_and_writing.view(bool), gray, np.uint8(round(paper))), turn
 
 
-def _four_sided(inside: np.ndarray) -> bool:
-    """Whether a piece's outline is a convex quadrilateral: a sheet, level or turned."""
-    contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+def _four_sided(contours: tuple) -> bool:
+    """Whether a piece's outline (its outer contours) is a convex quadrilateral: a sheet,
+    level or turned."""
     outline = max(contours, key=cv2.contourArea)
     corners = cv2.approxPolyDP(outline, SHEET_OUTLINE * cv2.arcLength(outline, True), True)
     return len(corners) == 4 and cv2.isContourConvex(corners)

@@ -126,10 +126,7 @@ def ink_components(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     mask. Text mode segments with them instead of labelling the same pixels again."""
     mask = (ink > MASK_LEVEL).astype(np.uint8)
     count, labels, stats = paper.label_components(mask)
-    kept = np.zeros(count, bool)
-    if count > 1:
-        areas = stats[1:, cv2.CC_STAT_AREA]
-        kept[1:] = areas >= max(3, 0.02 * areas.max())
+    kept = rules.not_specks(stats)
     if kept[1:].all():  # no specks (the usual case): the threshold is the mask, no lookup
         return mask.view(bool), labels, stats, kept
     return kept[labels], labels, stats, kept
@@ -152,10 +149,10 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
             # What is left is ink of the mask alone: the frame search goes on from it.
             ink, faint = written, None
             mask, labels, stats, kept = written_components
-    slivers = paper.edge_slivers(labels, stats, kept) + rules.underlines(labels, stats, kept)
-    if slivers:
+    not_writing = paper.edge_slivers(labels, stats, kept) + rules.underlines(labels, stats, kept)
+    if not_writing:
         kept = kept.copy()
-        kept[slivers] = False
+        kept[not_writing] = False
         mask = kept[labels]
     if np.count_nonzero(kept) < 2:  # one piece of ink: a box can only be one the character touches
         return _without_ruled_frame(ink, mask)
@@ -166,10 +163,8 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
         return kept[labels]
     # A faint, thin box breaks into pieces at the mask's threshold; fainter ink joins them.
     faint = ink > FAINT_FRAME if faint is None else faint
-    count, faint_labels, faint_stats = paper.label_components(faint.view(np.uint8))
-    areas = faint_stats[:, cv2.CC_STAT_AREA]
-    faint_kept = (areas >= max(3, 0.02 * areas[1:].max())) & (np.arange(count) > 0)
-    frames = rules.frames(faint_labels, faint_stats, faint_kept)
+    _, faint_labels, faint_stats = paper.label_components(faint.view(np.uint8))
+    frames = rules.frames(faint_labels, faint_stats, rules.not_specks(faint_stats))
     if frames:
         return mask & ~np.isin(faint_labels, frames)
     # A dotted or dashed box is specks but at its corners, where its dashes meet.

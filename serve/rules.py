@@ -56,6 +56,8 @@ UNDERLINE_BELOW = 0.1
 # 2's bar or an I's base that slopes by a pixel or two would pass for one.
 UNDERLINE_SLOPE = 6.0
 SLOPED_LINE_MIN = 48
+# A piece of ink under SPECK of the largest (or under 3 px) is a speck, not writing.
+SPECK = 0.02
 # A dotted or dashed box: at least DOTTED_PIECES pieces of ink, each under DOTTED_SMALL of
 # the largest, that, closed across gaps of twice their typical size along its sides, make a
 # frame (`frames`) around the writing.
@@ -85,6 +87,15 @@ def frames(labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> list[int]
     return frames
 
 
+def not_specks(stats: np.ndarray) -> np.ndarray:
+    """Which components of `stats` (OpenCV's, 0: the background) are no specks (SPECK)."""
+    kept = np.zeros(len(stats), bool)
+    if len(stats) > 1:
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        kept[1:] = areas >= max(3, SPECK * areas.max())
+    return kept
+
+
 def dotted_frame(labels: np.ndarray, stats: np.ndarray) -> list[int]:
     """Components (specks included) of a dotted or dashed box around the writing: its
     small pieces (under DOTTED_SMALL of the largest), with the gaps between them closed
@@ -103,10 +114,8 @@ def dotted_frame(labels: np.ndarray, stats: np.ndarray) -> list[int]:
     closed = (cv2.morphologyEx(dots, cv2.MORPH_CLOSE, np.ones((1, reach), np.uint8))
               | cv2.morphologyEx(dots, cv2.MORPH_CLOSE, np.ones((reach, 1), np.uint8)))
     closed[(labels > 0) & (dots == 0)] = 1
-    closed_count, closed_labels, closed_stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
-    closed_areas = closed_stats[:, cv2.CC_STAT_AREA]
-    kept = (closed_areas >= max(3, 0.02 * closed_areas[1:].max())) & (np.arange(closed_count) > 0)
-    found = frames(closed_labels, closed_stats, kept)
+    _, closed_labels, closed_stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+    found = frames(closed_labels, closed_stats, not_specks(closed_stats))
     if not found:
         return []
     return [int(c) for c in np.unique(labels[np.isin(closed_labels, found)]) if c > 0]

@@ -240,6 +240,23 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
             "seconds": round(time.time() - started, 1), "seed": seed, "archive": str(archive)}
 
 
+# What `main` prints after the tiles and scans: (label, figures in the result, their gap).
+PRINTED = (
+    ("canvas drawings", "canvas_drawings", "drawing_gap_points"),
+    ("unevenly lit photos", "unevenly_lit_photos", "photo_gap_points"),
+    ("scans in a form's box", "boxed_scans", "boxed_gap_points"),
+    ("scans in a box they touch", "touching_box_scans", "touching_box_gap_points"),
+    ("scans on squared paper", "squared_paper_scans", "squared_gap_points"),
+    ("sheets photographed on a desk", "desk_photos", "desk_gap_points"),
+    ("sheets with the desk along 1-3 edges", "desk_edge_photos", "desk_edges_gap_points"),
+    ("sheets turned on a desk, framed on the sheet", "turned_sheet_photos", "turned_sheet_gap_points"),
+    ("sheets turned on a desk, the desk all around", "turned_whole_sheet_photos", "turned_whole_sheet_gap_points"),
+    ("small sheets photographed from afar", "small_sheet_photos", "small_sheet_gap_points"),
+    ("scans written on a line", "underlined_scans", "underlined_gap_points"),
+    ("scans in a comb's cell", "comb_cell_scans", "comb_cell_gap_points"),
+    ("scans in a dotted box", "dotted_box_scans", "dotted_box_gap_points"),
+)
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE)
@@ -252,33 +269,9 @@ def main(argv=None) -> dict:
     print(f"n={result['n']}  tiles: acc {result['tiles']['accuracy']:.4f} bal {result['tiles']['balanced_accuracy']:.4f}"
           f"  scans: acc {result['scans']['accuracy']:.4f} bal {result['scans']['balanced_accuracy']:.4f}"
           f"  gap {result['accuracy_gap_points']} points")
-    print(f"canvas drawings: acc {result['canvas_drawings']['accuracy']:.4f} "
-          f"bal {result['canvas_drawings']['balanced_accuracy']:.4f}  gap {result['drawing_gap_points']} points")
-    print(f"unevenly lit photos: acc {result['unevenly_lit_photos']['accuracy']:.4f} "
-          f"bal {result['unevenly_lit_photos']['balanced_accuracy']:.4f}  gap {result['photo_gap_points']} points")
-    print(f"scans in a form's box: acc {result['boxed_scans']['accuracy']:.4f} "
-          f"bal {result['boxed_scans']['balanced_accuracy']:.4f}  gap {result['boxed_gap_points']} points")
-    print(f"scans in a box they touch: acc {result['touching_box_scans']['accuracy']:.4f} "
-          f"bal {result['touching_box_scans']['balanced_accuracy']:.4f}  gap {result['touching_box_gap_points']} points")
-    print(f"scans on squared paper: acc {result['squared_paper_scans']['accuracy']:.4f} "
-          f"bal {result['squared_paper_scans']['balanced_accuracy']:.4f}  gap {result['squared_gap_points']} points")
-    print(f"sheets photographed on a desk: acc {result['desk_photos']['accuracy']:.4f} "
-          f"bal {result['desk_photos']['balanced_accuracy']:.4f}  gap {result['desk_gap_points']} points")
-    print(f"sheets with the desk along 1-3 edges: acc {result['desk_edge_photos']['accuracy']:.4f} "
-          f"bal {result['desk_edge_photos']['balanced_accuracy']:.4f}  gap {result['desk_edges_gap_points']} points")
-    print(f"sheets turned on a desk, framed on the sheet: acc {result['turned_sheet_photos']['accuracy']:.4f} "
-          f"bal {result['turned_sheet_photos']['balanced_accuracy']:.4f}  gap {result['turned_sheet_gap_points']} points")
-    print(f"sheets turned on a desk, the desk all around: acc {result['turned_whole_sheet_photos']['accuracy']:.4f} "
-          f"bal {result['turned_whole_sheet_photos']['balanced_accuracy']:.4f}  "
-          f"gap {result['turned_whole_sheet_gap_points']} points")
-    print(f"small sheets photographed from afar: acc {result['small_sheet_photos']['accuracy']:.4f} "
-          f"bal {result['small_sheet_photos']['balanced_accuracy']:.4f}  gap {result['small_sheet_gap_points']} points")
-    print(f"scans written on a line: acc {result['underlined_scans']['accuracy']:.4f} "
-          f"bal {result['underlined_scans']['balanced_accuracy']:.4f}  gap {result['underlined_gap_points']} points")
-    print(f"scans in a comb's cell: acc {result['comb_cell_scans']['accuracy']:.4f} "
-          f"bal {result['comb_cell_scans']['balanced_accuracy']:.4f}  gap {result['comb_cell_gap_points']} points")
-    print(f"scans in a dotted box: acc {result['dotted_box_scans']['accuracy']:.4f} "
-          f"bal {result['dotted_box_scans']['balanced_accuracy']:.4f}  gap {result['dotted_box_gap_points']} points")
+    for label, figures, gap in PRINTED:
+        print(f"{label}: acc {result[figures]['accuracy']:.4f} "
+              f"bal {result[figures]['balanced_accuracy']:.4f}  gap {result[gap]} points")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"scans-{time.strftime('%Y-%m-%d')}.json").write_text(json.dumps(result, indent=2))
     return result
