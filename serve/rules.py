@@ -56,6 +56,14 @@ UNDERLINE_BELOW = 0.1
 # 2's bar or an I's base that slopes by a pixel or two would pass for one.
 UNDERLINE_SLOPE = 6.0
 SLOPED_LINE_MIN = 48
+# A line as long as that goes with its rim: ink running on from its band, in a column, for
+# at most LINE_RIM rows (a scan's blur spreads its edges), SLOPED_LINE_RIM if it slopes
+# (shifting its columns level leaves steps of a row); a stroke crossing it runs on further.
+# A shorter line goes without: a Z's bar on a small tile would pass for one once the
+# diagonal's foot on it went with it. On 600 training-split scans, lines apart and touched:
+# level 90.2/88.8% -> 91.5/90.5%, sloping 85.7/86.0% -> 89.5/90.0% (plain 91.7%).
+LINE_RIM = 1
+SLOPED_LINE_RIM = 2
 # A piece of ink under SPECK of the largest (or under 3 px) is a speck, not writing.
 SPECK = 0.02
 # A dotted or dashed box: at least DOTTED_PIECES pieces of ink, each under DOTTED_SMALL of
@@ -146,7 +154,7 @@ def _line_slope(box: np.ndarray) -> np.ndarray | None:
 
 
 def _shifted(box: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """The crop with column c moved down by shift[c] rows (what falls off is lost)."""
+    """The crop with column c moved down by shift[c] rows (what falls off it is lost)."""
     h, w = box.shape
     pad = int(np.abs(shift).max())
     padded = np.pad(box, ((pad, pad), (0, 0)))
@@ -155,23 +163,30 @@ def _shifted(box: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 def _line_written_on(box: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """In a crop of ink, the line its writing stands on, level or, shifted level column by
-    column, sloping a few degrees (`_line_slope`; its rows beside the band, the steps the
-    shift leaves, go with it): the lowest band of rows in its lower half that are
-    UNDERLINE_FULL filled across the crop, at most UNDERLINE_FLAT of its width thick, with
-    the ticks that stand on its ends (a comb's cell: the ink within UNDERLINE_PAST of the
-    width from either end, apart from the rest). Returns (line, rest): the line's and the
-    ticks' pixels, and the writing's; None if there is no such line."""
-    found = _level_line_written_on(box)
-    slope = _line_slope(box) if found is None else None
-    if slope is not None:
-        found = _level_line_written_on(_shifted(box, slope), rim=1)
-        if found is not None:
-            return _shifted(found[0], -slope) & box, _shifted(found[1], -slope) & box
-    return found
+    column, sloping a few degrees (`_line_slope`), with its rim (LINE_RIM): the lowest
+    band of rows in its lower half that are UNDERLINE_FULL filled across the crop, at most
+    UNDERLINE_FLAT of its width thick, with the ticks that stand on its ends (a comb's
+    cell: the ink within UNDERLINE_PAST of the width from either end, apart from the
+    rest). Returns (line, rest): the line's and the ticks' pixels, and the writing's; None
+    if there is no such line."""
+    level = _level_line_written_on(box, rim=LINE_RIM if box.shape[1] >= SLOPED_LINE_MIN else 0)
+    slope = _line_slope(box)
+    if slope is None:
+        return level
+    pad = int(np.abs(slope).max())  # room to shift into: a line along an edge keeps its ends
+    sloped = _level_line_written_on(_shifted(np.pad(box, ((pad, pad), (0, 0))), slope), rim=SLOPED_LINE_RIM)
+    if sloped is None:
+        return level
+    sloped = tuple(_shifted(part, -slope)[pad:pad + box.shape[0]] & box for part in sloped)
+    # A line thicker than it slopes has full rows level too: the sloping one takes it all.
+    if level is None or np.count_nonzero(sloped[1]) < np.count_nonzero(level[1]):
+        return sloped
+    return level
 
 
 def _level_line_written_on(box: np.ndarray, rim: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
-    """`_line_written_on` for a level line, with `rim` rows on each side of its band."""
+    """`_line_written_on` for a level line, with ink running on from its band for at
+    most `rim` rows in a column."""
     h, w = box.shape
     inked = cv2.reduce(box.view(np.uint8), 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
     full = np.flatnonzero(inked >= UNDERLINE_FULL * w)
@@ -184,7 +199,18 @@ def _level_line_written_on(box: np.ndarray, rim: int = 0) -> tuple[np.ndarray, n
     if bottom - top + 1 > UNDERLINE_FLAT * w or top + bottom < h:
         return None
     line = np.zeros_like(box)
-    line[max(0, top - rim):bottom + 1 + rim] = box[max(0, top - rim):bottom + 1 + rim]
+    line[top:bottom + 1] = box[top:bottom + 1]
+    # The rim: ink running on from the band for at most `rim` rows in its column (a
+    # stroke crossing the line runs on further, and stays).
+    for step, edge in ((-1, top), (1, bottom)):
+        runs = []  # per row out from the band: the columns whose ink runs on that far
+        for k in range(1, rim + 2):
+            row = edge + step * k
+            on = box[row] if 0 <= row < h else np.zeros(w, bool)
+            runs.append(on & runs[-1] if runs else on)
+        for k in range(rim):
+            if 0 <= edge + step * (k + 1) < h:
+                line[edge + step * (k + 1)] |= runs[k] & ~runs[rim]
     rest = box & ~line
     inked = np.flatnonzero(rest.any(axis=0))
     past = UNDERLINE_PAST * w
