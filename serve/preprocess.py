@@ -2,7 +2,8 @@
 
 This is the ONE preprocessing module of the project (with the modules it imports:
 serve/decode.py, image bytes to grey pixels, whose errors and `decode_image` it passes on
-to its callers; serve/paper.py and serve/rules.py, what on an image is not writing). The
+to its callers; serve/paper.py, serve/rules.py and serve/underlines.py, what on an image
+is not writing). The
 TorchServe handler, the Celery worker (for segmented characters) and `training.evaluate`
 all call it, so what is measured is what is served. It deliberately imports no torch: workers run
 without it.
@@ -24,8 +25,9 @@ try:  # inside a model archive, extra files sit flat beside the handler
     import decode
     import paper
     import rules
+    import underlines
 except ImportError:  # imported from the repository
-    from serve import decode, paper, rules
+    from serve import decode, paper, rules, underlines
 # What callers catch and call comes from the step that reads the bytes.
 PreprocessError, UndecodableImageError, EmptyImageError = (
     decode.PreprocessError, decode.UndecodableImageError, decode.EmptyImageError)
@@ -34,7 +36,7 @@ ImageTooLargeError, BlankImageError, MultiPageImageError = (
 check_image, decode_image, DEFAULT_MAX_PIXELS = decode.check_image, decode.decode_image, decode.DEFAULT_MAX_PIXELS
 
 # This module and those it imports: the model archive packs them flat beside the handler.
-MODULES = ("preprocess", "decode", "paper", "rules", "formats")
+MODULES = ("preprocess", "decode", "paper", "rules", "underlines", "formats")
 
 TILE = 28
 # EMNIST pads the square ROI by 2 px on each side of the 28 px tile: the ink spans 24 px.
@@ -149,7 +151,7 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
             # What is left is ink of the mask alone: the frame search goes on from it.
             ink, faint = written, None
             mask, labels, stats, kept = written_components
-    not_writing = paper.edge_slivers(labels, stats, kept) + rules.underlines(labels, stats, kept)
+    not_writing = paper.edge_slivers(labels, stats, kept) + underlines.underlines(labels, stats, kept)
     if not_writing:
         kept = kept.copy()
         kept[not_writing] = False
@@ -181,7 +183,7 @@ def _without_ruled_frame(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     as across rules), and less the specks that leaves."""
     frame = rules.ruled_frame(mask)
     if frame is None:
-        frame = rules.underline_touched(mask)
+        frame = underlines.underline_touched(mask)
     if frame is None:
         return mask
     return ink_components(np.where(rules.erase_rules(mask, frame, ink), ink, np.float32(0)))[0]

@@ -1,7 +1,7 @@
 """Package trained weights into a TorchServe model archive (.mar).
 
 `python -m training.package --run runs/default` writes serve/model-store/emnist.mar holding
-the handler, the one preprocessing (serve/preprocess.py with serve/paper.py and serve/rules.py), the model
+the handler, the one preprocessing (serve/preprocess.py and the modules it imports), the model
 file, the weights, the label mapping, serve/model-config.yaml (batch size, max batch
 delay, workers, precision) and the run's calibration tiles (class-balanced training tiles
 that set the int8 model's scales). The run's report is copied beside the archive, so the
