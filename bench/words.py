@@ -10,9 +10,10 @@ page), `--rotate 25` (turned 25 degrees), `--lines 5` (pages of 2-5 lines of 2-4
 one job each, scored without spaces and line breaks), `--desk-edges` (the desk along 1-3
 edges of the photo), `--x-height` (lowercase letters sized as handwriting has them),
 `--comb` (one letter per cell of a form's comb of boxes; scored without spaces),
-`--canvas` (drawn on the web page's word pad: its pen, its size), `--tokens numbers`
-(words of digits only: numbers, which text mode reads as numbers, worker/context.py) or
-`--tokens letters`. Prints both figures and writes
+`--canvas` (drawn on the web page's word pad: its pen, its size), `--line apart` or
+`--line touching` (written on a form's printed line; `--askew`: the page photographed
+turned a few degrees), `--tokens numbers` (words of digits only: numbers, which text
+mode reads as numbers, worker/context.py) or `--tokens letters`. Prints both figures and writes
 bench/results/words[-variant]-<date>.json.
 """
 from __future__ import annotations
@@ -176,6 +177,30 @@ def notebook_paper(word: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return page
 
 
+def on_a_line(word: np.ndarray, rng: np.random.Generator, touching: bool = False, askew: bool = False) -> np.ndarray:
+    """The word written on a form's printed line (1-4 px, grey 30-130, the faintest broken
+    into dashes by a scan's blur and noise), reaching 20-80% of a margin of 0.6 word
+    heights past it on each side: 4-15% of its height under its lowest ink, or (`touching`)
+    through its lowest strokes to 2% under them; `askew`: the whole page photographed
+    turned 0.5-3.5 degrees either way."""
+    height, width = word.shape
+    pad = int(height * 0.6)
+    page = np.full((height + 2 * pad, width + 2 * pad), 255, np.float32)
+    page[pad:pad + height, pad:pad + width] = word
+    rows = np.flatnonzero((word < 128).any(axis=1))
+    bottom = pad + int(rows.max() if len(rows) else height - 1)
+    y = bottom + int(height * (rng.uniform(-0.04, 0.02) if touching else rng.uniform(0.04, 0.15)))
+    left, right = int(pad * rng.uniform(0.2, 0.8)), int(width + 2 * pad - pad * rng.uniform(0.2, 0.8))
+    thickness = int(np.clip(height * rng.uniform(0.01, 0.04), 1, 4))
+    cv2.line(page, (left, y), (right, y), float(rng.uniform(30, 130)), thickness)
+    if askew:
+        degrees = float(rng.uniform(0.5, 3.5) * rng.choice([-1, 1]))
+        turn = cv2.getRotationMatrix2D((page.shape[1] / 2, page.shape[0] / 2), degrees, 1.0)
+        page = cv2.warpAffine(page, turn, page.shape[::-1], flags=cv2.INTER_LINEAR, borderValue=255)
+    page = cv2.GaussianBlur(page, (0, 0), float(rng.uniform(0.3, 1.0))) + rng.normal(0, 3.0, page.shape)
+    return np.clip(page, 0, 255).astype(np.uint8)
+
+
 def compose_paragraph(lines: list[list[list[np.ndarray]]], rng: np.random.Generator) -> np.ndarray:
     """Lines of words (each a list of upright tiles) -> one page, dark ink on white. One
     height per page; spaces of 0.8-1.5 and leading of 0.1-0.5 of it, lines left-aligned,
@@ -224,6 +249,9 @@ def main() -> None:
                    help="shear each word by this many degrees, as italic writing (positive leans right)")
     p.add_argument("--squared", action="store_true", help="write each word on squared paper (grey rules both ways)")
     p.add_argument("--ruled", action="store_true", help="write each word on a ruled notebook page with a margin line")
+    p.add_argument("--line", choices=("apart", "touching"),
+                   help="write each word on a form's printed line, under its letters or through their feet (on_a_line)")
+    p.add_argument("--askew", action="store_true", help="with --line: the page photographed turned 0.5-3.5 degrees")
     p.add_argument("--rotate", type=float, default=0.0, help="turn each word this many degrees (a photo taken askew)")
     p.add_argument("--desk-edges", action="store_true",
                    help="photograph each sheet with the desk along 1-3 of its edges (training.scans.on_a_desk)")
@@ -314,6 +342,8 @@ def main() -> None:
                     word = squared_paper(word, word_rng)
                 if args.ruled:
                     word = notebook_paper(word, word_rng)
+                if args.line:
+                    word = on_a_line(word, word_rng, touching=args.line == "touching", askew=args.askew)
                 if args.rotate:
                     word = rotate(word, args.rotate)
                 if args.light:
@@ -363,6 +393,7 @@ def main() -> None:
     kind = ("-lit" if args.light else "") + ("-touching" if args.touching else "")
     kind += (f"-slant{args.slant:g}" if args.slant else "") + ("-squared" if args.squared else "")
     kind += ("-ruled" if args.ruled else "") + (f"-rotated{args.rotate:g}" if args.rotate else "")
+    kind += (f"-line-{args.line}" if args.line else "") + ("-askew" if args.askew else "")
     kind += (f"-lines{args.lines}" if args.lines >= 2 else "") + ("-desk-edges" if args.desk_edges else "")
     kind += ("-x-height" if args.x_height else "") + ("-comb" if args.comb else "")
     kind += f"-{args.tokens}" if args.tokens != "any" else ""
@@ -371,7 +402,8 @@ def main() -> None:
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "light": args.light,
                                "touching": args.touching, "slant_degrees": args.slant,
                                "squared": args.squared, "ruled": args.ruled,
-                               "rotate_degrees": args.rotate, "lines": args.lines,
+                               "rotate_degrees": args.rotate, "lines": args.lines, "line": args.line,
+                               "askew": args.askew,
                                "desk_edges": args.desk_edges, "x_height": args.x_height, "comb": args.comb,
                                "canvas": args.canvas, "canvas_pen": args.canvas_pen, "split": args.split,
                                "tokens": args.tokens,

@@ -70,32 +70,31 @@ def _shifted(box: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return padded[np.arange(h)[:, None] - shift[None, :] + pad, np.arange(w)[None, :]]
 
 
-def _line_written_on(box: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def line_band(box: np.ndarray, anywhere: bool = False) -> np.ndarray | None:
     """In a crop of ink, the line its writing stands on, level or, shifted level column by
     column, sloping a few degrees (`_line_slope`), with its rim (LINE_RIM): the lowest
     band of rows in its lower half that are UNDERLINE_FULL filled across the crop, at most
-    UNDERLINE_FLAT of its width thick, with the ticks that stand on its ends (a comb's
-    cell: the ink within UNDERLINE_PAST of the width from either end, apart from the
-    rest). Returns (line, rest): the line's and the ticks' pixels, and the writing's; None
-    if there is no such line."""
-    level = _level_line_written_on(box, rim=LINE_RIM if box.shape[1] >= SLOPED_LINE_MIN else 0)
+    UNDERLINE_FLAT of its width thick (`anywhere`: at any height, the lowest such band).
+    Its pixels, or None if there is no such line. Text mode (worker/segment.py) erases such
+    lines across words too."""
+    level = _level_band(box, LINE_RIM if box.shape[1] >= SLOPED_LINE_MIN else 0, anywhere)
     slope = _line_slope(box)
     if slope is None:
         return level
     pad = int(np.abs(slope).max())  # room to shift into: a line along an edge keeps its ends
-    sloped = _level_line_written_on(_shifted(np.pad(box, ((pad, pad), (0, 0))), slope), rim=SLOPED_LINE_RIM)
+    sloped = _level_band(_shifted(np.pad(box, ((pad, pad), (0, 0))), slope), SLOPED_LINE_RIM, anywhere)
     if sloped is None:
         return level
-    sloped = tuple(_shifted(part, -slope)[pad:pad + box.shape[0]] & box for part in sloped)
+    sloped = _shifted(sloped, -slope)[pad:pad + box.shape[0]] & box
     # A line thicker than it slopes has full rows level too: the sloping one takes it all.
-    if level is None or np.count_nonzero(sloped[1]) < np.count_nonzero(level[1]):
+    if level is None or np.count_nonzero(sloped) > np.count_nonzero(level):
         return sloped
     return level
 
 
-def _level_line_written_on(box: np.ndarray, rim: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
-    """`_line_written_on` for a level line, with ink running on from its band for at
-    most `rim` rows in a column."""
+def _level_band(box: np.ndarray, rim: int, anywhere: bool) -> np.ndarray | None:
+    """`line_band` for a level line, with ink running on from its band for at most `rim`
+    rows in a column."""
     h, w = box.shape
     inked = cv2.reduce(box.view(np.uint8), 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
     full = np.flatnonzero(inked >= UNDERLINE_FULL * w)
@@ -105,7 +104,7 @@ def _level_line_written_on(box: np.ndarray, rim: int = 0) -> tuple[np.ndarray, n
     top = bottom
     while top - 1 in full:  # full rows are sorted: walk up the lowest band
         top -= 1
-    if bottom - top + 1 > UNDERLINE_FLAT * w or top + bottom < h:
+    if bottom - top + 1 > UNDERLINE_FLAT * w or (top + bottom < h and not anywhere):
         return None
     line = np.zeros_like(box)
     line[top:bottom + 1] = box[top:bottom + 1]
@@ -120,13 +119,24 @@ def _level_line_written_on(box: np.ndarray, rim: int = 0) -> tuple[np.ndarray, n
         for k in range(rim):
             if 0 <= edge + step * (k + 1) < h:
                 line[edge + step * (k + 1)] |= runs[k] & ~runs[rim]
+    return line
+
+
+def _line_written_on(box: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The line of `line_band` with the ticks that stand on its ends (a comb's cell: the
+    ink within UNDERLINE_PAST of the width from either end, apart from the rest). Returns
+    (line, rest): the line's and the ticks' pixels, and the writing's; None if there is no
+    such line."""
+    line = line_band(box)
+    if line is None:
+        return None
     rest = box & ~line
     inked = np.flatnonzero(rest.any(axis=0))
-    past = UNDERLINE_PAST * w
+    past = UNDERLINE_PAST * box.shape[1]
     # Runs of inked columns: a tick is one that lies within `past` of an end.
     breaks = np.flatnonzero(np.diff(inked) > 1)
     for run in np.split(inked, breaks + 1) if len(inked) else []:
-        if run[-1] < past or run[0] > w - 1 - past:
+        if run[-1] < past or run[0] > box.shape[1] - 1 - past:
             line[:, run] |= rest[:, run]
             rest[:, run] = False
     return line, rest

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from serve import paper, preprocess, rules
+from serve import paper, preprocess, rules, underlines
 from worker.marks import is_slash, merge_fragments
 
 # A group of ink wider than this many line heights may be any number of touching characters
@@ -65,6 +65,10 @@ MIN_CLOSE_GAPS = 3
 # Past this many candidate characters of touching ones in an image (a cursive page of ~500
 # letters has about 15,000), the rest get one cut per expected character.
 MAX_CANDIDATES = 20000
+# A line that words are written on or under is at least this many letter heights long.
+LINE_LENGTH = 1.6
+# A faint line breaks into dashes at most LINE_THIN letter heights tall.
+LINE_THIN = 0.25
 # More separate pieces of ink than this is no text the model can read (a form holds a few
 # hundred characters); refusing it keeps one image from costing minutes.
 MAX_COMPONENTS = 4000
@@ -94,10 +98,47 @@ class CharCut:
     mark: str = ""  # a mark the model has no class for (charsets.MARKS), read by its shape
 
 
-def _erase_rules(ink: np.ndarray, stats: np.ndarray) -> np.ndarray | None:
-    """The ink mask (every piece, specks too) less long straight horizontal and vertical
-    runs (box borders, ruling lines), or None when there are none. `stats`: the
-    paper.label_components rows of the mask's kept components.
+def _lines_written_on(ink: np.ndarray, labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> np.ndarray | None:
+    """The lines (uint8) that words are written on or under, level or sloping a few degrees
+    in a photo, apart from the words or touched by them, or None: found as in character
+    mode (serve/underlines.py: a band of rows full across a piece), in pieces at least
+    twice as wide as tall and LINE_LENGTH letter heights long (a hyphen, or an E's bar
+    drawn apart, is no line). A faint line breaks into dashes (thin flat pieces, specks
+    too): where they add up to that length, lines are looked for in the fainter ink
+    (preprocess.FAINT_FRAME) too. Lines go before
+    `_erase_rules` reads the letters' height: a line that some letters touch is one piece
+    with them, wide and as tall as a letter, and holds the letters that do not touch it,
+    as a box would."""
+    widths, heights, areas = (stats[:, k] for k in (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA))
+    flat = widths >= 2 * heights
+    flat[0] = False
+    if not (flat & kept).any():
+        return None
+    others = np.flatnonzero(kept & ~flat) if (kept & ~flat).any() else np.flatnonzero(kept)
+    letter = float(np.median(heights[others[areas[others] >= 0.1 * areas[others].max()]]))
+    length = LINE_LENGTH * letter
+    found = np.zeros(labels.shape, np.uint8)
+    for c in np.flatnonzero(kept & flat & (widths >= max(length, rules.FRAME_MIN_SIDE))):
+        x, y, w, h = (int(v) for v in stats[c, :4])
+        band = underlines.line_band(labels[y:y + h, x:x + w] == c, anywhere=True)
+        if band is not None:
+            found[y:y + h, x:x + w] |= band.view(np.uint8)
+    dashes = flat & (heights <= LINE_THIN * letter) & (widths < length)
+    if widths[dashes].sum() >= length:  # enough of them to make a line
+        count, faint_labels, faint_stats = paper.label_components((ink > preprocess.FAINT_FRAME).view(np.uint8))
+        for c in range(1, count):
+            x, y, w, h = (int(v) for v in faint_stats[c, :4])
+            if w >= max(length, rules.FRAME_MIN_SIDE, 2 * h):
+                band = underlines.line_band(faint_labels[y:y + h, x:x + w] == c, anywhere=True)
+                if band is not None:
+                    found[y:y + h, x:x + w] |= band.view(np.uint8)
+    return found if found.any() else None
+
+
+def _erase_rules(ink: np.ndarray, stats: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray | None:
+    """The ink mask (every piece, specks too; `mask` where it is made already) less long
+    straight horizontal and vertical runs (box borders, ruling lines), or None when there
+    are none. `stats`: the paper.label_components rows of the mask's kept components.
 
     A run counts when it is straight for longer than 1.6 times the typical character
     height; handwritten strokes are not, printed borders and rules are.
@@ -137,7 +178,8 @@ def _erase_rules(ink: np.ndarray, stats: np.ndarray) -> np.ndarray | None:
     wide, tall = (any(b[k] >= length for b in boxes) for k in (2, 3))
     if not (wide or tall):
         return None
-    mask = ink > preprocess.MASK_LEVEL  # made only here: most text has no rule
+    if mask is None:
+        mask = ink > preprocess.MASK_LEVEL  # made only here: most text has no rule
     m = mask.view(np.uint8)
     runs = np.zeros_like(m)
     if wide:
@@ -258,7 +300,12 @@ def ink_pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     # Specks were judged against the largest piece, which may be a form's box or a rule:
     # once those are gone, what they dwarfed (a thin 1 in a comb of boxes) comes back, and
     # `segment` judges specks against the largest piece left.
-    erased = _erase_rules(ink, stats[kept])
+    lines = _lines_written_on(ink, labels, stats, kept)
+    if lines is not None:
+        mask = rules.erase_rules(ink > preprocess.MASK_LEVEL, lines, ink)
+        count, labels, stats = paper.label_components(mask.view(np.uint8))
+        kept = np.arange(count) > 0
+    erased = _erase_rules(ink, stats[kept], mask if lines is not None else None)
     if erased is not None:  # rules removed: label what is left
         count, labels, stats = paper.label_components(erased.astype(np.uint8))
         return erased, labels, stats, np.arange(count) > 0
