@@ -29,6 +29,7 @@ UNDERLINE_BELOW = 0.1
 # 2's bar or an I's base that slopes by a pixel or two would pass for one.
 UNDERLINE_SLOPE = 6.0
 SLOPED_LINE_MIN = 48
+SLOPE_STEP = 0.25
 # A line as long as that goes with its rim: ink running on from its band, in a column, for
 # at most LINE_RIM rows (a scan's blur spreads its edges), SLOPED_LINE_RIM if it slopes
 # (shifting its columns level leaves steps of a row); a stroke crossing it runs on further.
@@ -62,6 +63,29 @@ def _line_slope(box: np.ndarray) -> np.ndarray | None:
     return -np.rint(rise * np.arange(w) / (w - 1)).astype(int)
 
 
+def _stacking_slope(box: np.ndarray) -> np.ndarray | None:
+    """`_line_slope` read otherwise: the slope, every SLOPE_STEP degrees up to
+    UNDERLINE_SLOPE either way, that stacks the most ink into one row (a projection
+    profile, as scanners deskew pages), if that row is UNDERLINE_FULL filled across."""
+    h, w = box.shape
+    if w < SLOPED_LINE_MIN:
+        return None
+    box8 = box.view(np.uint8)
+    pad = int(np.ceil(np.tan(np.radians(UNDERLINE_SLOPE)) * w))
+    best, best_rise = 0, 0
+    for degrees in np.arange(-UNDERLINE_SLOPE, UNDERLINE_SLOPE + SLOPE_STEP / 2, SLOPE_STEP):
+        rise = np.tan(np.radians(degrees)) * (w - 1)
+        # Column x moves by -rise * x / (w - 1) rows: the line from (0, r) to (w - 1, r + rise) lies level.
+        shear = np.float32([[1, 0, 0], [-rise / (w - 1), 1, pad]])
+        level = cv2.warpAffine(box8, shear, (w, h + 2 * pad), flags=cv2.INTER_NEAREST)
+        fullest = int(cv2.reduce(level, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).max())
+        if fullest > best:
+            best, best_rise = fullest, rise
+    if best < UNDERLINE_FULL * w or abs(best_rise) < 2:
+        return None
+    return -np.rint(best_rise * np.arange(w) / (w - 1)).astype(int)
+
+
 def _shifted(box: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """The crop with column c moved down by shift[c] rows (what falls off it is lost)."""
     h, w = box.shape
@@ -76,20 +100,27 @@ def line_band(box: np.ndarray, anywhere: bool = False) -> np.ndarray | None:
     band of rows in its lower half that are UNDERLINE_FULL filled across the crop, at most
     UNDERLINE_FLAT of its width thick (`anywhere`: at any height, the lowest such band).
     Its pixels, or None if there is no such line. Text mode (worker/segment.py) erases such
-    lines across words too."""
+    lines across words too, and where a letter hides a sloping line's end, reads its slope
+    from the ink (`_stacking_slope`)."""
     level = _level_band(box, LINE_RIM if box.shape[1] >= SLOPED_LINE_MIN else 0, anywhere)
-    slope = _line_slope(box)
-    if slope is None:
-        return level
-    pad = int(np.abs(slope).max())  # room to shift into: a line along an edge keeps its ends
-    sloped = _level_band(_shifted(np.pad(box, ((pad, pad), (0, 0))), slope), SLOPED_LINE_RIM, anywhere)
+    sloped = _sloping_band(box, _line_slope(box), anywhere)
+    if sloped is None and level is None and anywhere:
+        sloped = _sloping_band(box, _stacking_slope(box), anywhere)
     if sloped is None:
         return level
-    sloped = _shifted(sloped, -slope)[pad:pad + box.shape[0]] & box
     # A line thicker than it slopes has full rows level too: the sloping one takes it all.
     if level is None or np.count_nonzero(sloped) > np.count_nonzero(level):
         return sloped
     return level
+
+
+def _sloping_band(box: np.ndarray, slope: np.ndarray | None, anywhere: bool) -> np.ndarray | None:
+    """`_level_band` of the crop shifted level by `slope` (rows per column), shifted back."""
+    if slope is None:
+        return None
+    pad = int(np.abs(slope).max())  # room to shift into: a line along an edge keeps its ends
+    band = _level_band(_shifted(np.pad(box, ((pad, pad), (0, 0))), slope), SLOPED_LINE_RIM, anywhere)
+    return None if band is None else _shifted(band, -slope)[pad:pad + box.shape[0]] & box
 
 
 def _level_band(box: np.ndarray, rim: int, anywhere: bool) -> np.ndarray | None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from serve import preprocess as P
-from serve import underlines
+from serve import rules, underlines
 
 
 def _on_a_line(tile: np.ndarray, drop: int, reach: int, ticks: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -152,3 +152,18 @@ def test_bars_of_letters_are_no_lines_to_write_on(emnist_test_sample, monkeypatc
     monkeypatch.setattr(underlines, "underlines", lambda labels, stats, kept: [])
     monkeypatch.setattr(underlines, "underline_touched", lambda mask: None)
     assert all(np.array_equal(a, P.normalize_char(p)) for a, p in zip(with_lines, pages))
+
+
+def test_a_sloping_line_whose_end_a_letter_hides_is_found_by_its_slope():
+    """Text mode: a descender past a sloping line's end is the lowest ink of the last
+    column, so the line's ends give no slope. The slope that stacks the most ink into one
+    row (underlines._stacking_slope) finds it."""
+    box = np.zeros((60, 212), np.uint8)
+    cv2.line(box, (0, 40), (199, 47), 1, 3)  # 2 degrees
+    box[10:59, 205:212] = 1  # a descender past its end
+    line = underlines.line_band(box.view(bool), anywhere=True)
+    assert line is not None
+    on_line = box[:, :200].view(bool)
+    assert np.count_nonzero(line[:, :200] & on_line) >= 0.95 * np.count_nonzero(on_line)
+    kept = rules.erase_rules(box.view(bool), line.view(np.uint8))
+    assert kept[:, 205:].all(axis=1)[10:59].all()  # the descender, bridged where the line runs on
