@@ -205,13 +205,15 @@ def _side_bands(a: np.ndarray, top: int, bottom: int, left: int, right: int, nea
             a[top:bottom, left:left + near].T, a[top:bottom, right - near:right].T[::-1])
 
 
-def erase_rules(mask: np.ndarray, rules: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
-    """The mask less its rules (uint8 runs found by opening it), one pixel wider, except
-    where a stroke crosses them: ink within RULE_BRIDGE px on both sides of a horizontal
+def erase_rules(mask: np.ndarray, rules: np.ndarray, ink: np.ndarray | None = None, widen: bool = True) -> np.ndarray:
+    """The mask less its rules (uint8 runs found by opening it), one pixel wider (`widen`;
+    a line found with its rim, underlines.line_band, is as wide as it is), except where a
+    stroke crosses them: ink within RULE_BRIDGE px on both sides of a horizontal
     rule (above and below) or of an upright one (left and right), and, given the `ink`
     map, ink on a grey rule clearly darker than the rule (see GREY_RULE)."""
     on_rules = rules > 0
-    rules = cv2.dilate(rules, np.ones((3, 3), np.uint8))
+    if widen:
+        rules = cv2.dilate(rules, np.ones((3, 3), np.uint8))
     rest = mask.astype(np.uint8) & (1 - rules)
     bridged = np.zeros_like(rest)
     for kernel in (np.ones((RULE_BRIDGE, 1), np.uint8), np.ones((1, RULE_BRIDGE), np.uint8)):

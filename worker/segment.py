@@ -302,7 +302,10 @@ def ink_pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     # `segment` judges specks against the largest piece left.
     lines = _lines_written_on(ink, labels, stats, kept)
     if lines is not None:
-        mask = rules.erase_rules(ink > preprocess.MASK_LEVEL, lines, ink)
+        # Found with its rim, a line is as wide as it is: a pixel wider, it cost letters that
+        # stand on it their feet (150 training-split words on a line: touched 86.5% -> 87.1%,
+        # sloping 79.6% -> 81.5%).
+        mask = rules.erase_rules(ink > preprocess.MASK_LEVEL, lines, ink, widen=False)
         count, labels, stats = paper.label_components(mask.view(np.uint8))
         kept = np.arange(count) > 0
     erased = _erase_rules(ink, stats[kept], mask if lines is not None else None)
