@@ -63,25 +63,33 @@ def _line_slope(box: np.ndarray) -> np.ndarray | None:
     return -np.rint(rise * np.arange(w) / (w - 1)).astype(int)
 
 
-def _stacking_slope(box: np.ndarray) -> np.ndarray | None:
+def _stacking_slope(box: np.ndarray, full: float = UNDERLINE_FULL) -> np.ndarray | None:
     """`_line_slope` read otherwise: the slope, every SLOPE_STEP degrees up to
     UNDERLINE_SLOPE either way, that stacks the most ink into one row (a projection
-    profile, as scanners deskew pages), if that row is UNDERLINE_FULL filled across."""
+    profile, as scanners deskew pages), if that row is `full` filled across."""
     h, w = box.shape
     if w < SLOPED_LINE_MIN:
         return None
     box8 = box.view(np.uint8)
     pad = int(np.ceil(np.tan(np.radians(UNDERLINE_SLOPE)) * w))
-    best, best_rise = 0, 0
-    for degrees in np.arange(-UNDERLINE_SLOPE, UNDERLINE_SLOPE + SLOPE_STEP / 2, SLOPE_STEP):
+    angles = np.arange(-UNDERLINE_SLOPE, UNDERLINE_SLOPE + SLOPE_STEP / 2, SLOPE_STEP)
+    fullest = np.zeros(len(angles), np.int64)
+    for i, degrees in enumerate(angles):
         rise = np.tan(np.radians(degrees)) * (w - 1)
         # Column x moves by -rise * x / (w - 1) rows: the line from (0, r) to (w - 1, r + rise) lies level.
         shear = np.float32([[1, 0, 0], [-rise / (w - 1), 1, pad]])
         level = cv2.warpAffine(box8, shear, (w, h + 2 * pad), flags=cv2.INTER_NEAREST)
-        fullest = int(cv2.reduce(level, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).max())
-        if fullest > best:
-            best, best_rise = fullest, rise
-    if best < UNDERLINE_FULL * w or abs(best_rise) < 2:
+        fullest[i] = int(cv2.reduce(level, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).max())
+    if fullest.max() < full * w:
+        return None
+    # A line thicker than a row stacks as well over a few slopes: the middle one is its own.
+    first = last = int(np.argmax(fullest))
+    while first > 0 and fullest[first - 1] == fullest[last]:
+        first -= 1
+    while last < len(angles) - 1 and fullest[last + 1] == fullest[first]:
+        last += 1
+    best_rise = np.tan(np.radians((angles[first] + angles[last]) / 2)) * (w - 1)
+    if abs(best_rise) < 2:
         return None
     return -np.rint(best_rise * np.arange(w) / (w - 1)).astype(int)
 

@@ -135,14 +135,21 @@ def _lines_written_on(ink: np.ndarray, labels: np.ndarray, stats: np.ndarray, ke
     return found if found.any() else None
 
 
-def _erase_rules(ink: np.ndarray, stats: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray | None:
+def _erase_rules(ink: np.ndarray, stats: np.ndarray, mask: np.ndarray | None = None,
+                 faint: bool = False) -> np.ndarray | None:
     """The ink mask (every piece, specks too; `mask` where it is made already) less long
     straight horizontal and vertical runs (box borders, ruling lines), or None when there
     are none. `stats`: the paper.label_components rows of the mask's kept components.
+    `faint`: the runs, and the pieces that tell a box, are looked for in the fainter ink
+    (preprocess.FAINT_FRAME), where a form's thin lines, turned level from a photo askew,
+    are whole.
 
     A run counts when it is straight for longer than 1.6 times the typical character
     height; handwritten strokes are not, printed borders and rules are.
     """
+    if faint:
+        _, _, stats = paper.label_components((ink > preprocess.FAINT_FRAME).view(np.uint8))
+        stats = stats[rules.not_specks(stats)]
     if len(stats) == 0:
         return None
     boxes = [tuple(int(v) for v in row) for row in stats]
@@ -175,12 +182,12 @@ def _erase_rules(ink: np.ndarray, stats: np.ndarray, mask: np.ndarray | None = N
         length = int(max(15, 0.8 * min(min(b[2], b[3]) for b in hollow)))
     # A straight run lies inside one component, so only a component at least `length`
     # wide (or tall) can hold one: most text has none, and skips both passes over the page.
-    wide, tall = (any(b[k] >= length for b in boxes) for k in (2, 3))
+    wide, tall = (faint or any(b[k] >= length for b in boxes) for k in (2, 3))
     if not (wide or tall):
         return None
     if mask is None:
         mask = ink > preprocess.MASK_LEVEL  # made only here: most text has no rule
-    m = mask.view(np.uint8)
+    m = (ink > preprocess.FAINT_FRAME).view(np.uint8) if faint else mask.view(np.uint8)
     runs = np.zeros_like(m)
     if wide:
         runs |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
@@ -294,9 +301,11 @@ def best_reading(touching: Touching, confidence: list[float]) -> list[int]:
     return best.get(touching.n_cuts - 1, (0.0, []))[1]
 
 
-def ink_pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The ink's components, as `preprocess.ink_components`, less box borders and rules."""
-    mask, labels, stats, kept = preprocess.ink_components(ink)
+def ink_pieces(ink: np.ndarray, components: tuple | None = None,
+               faint_rules: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ink's components, as `preprocess.ink_components` (`components`, where the caller
+    has them already), less box borders and rules (`faint_rules`: see `_erase_rules`)."""
+    mask, labels, stats, kept = components or preprocess.ink_components(ink)
     # Specks were judged against the largest piece, which may be a form's box or a rule:
     # once those are gone, what they dwarfed (a thin 1 in a comb of boxes) comes back, and
     # `segment` judges specks against the largest piece left.
@@ -308,7 +317,7 @@ def ink_pieces(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
         mask = rules.erase_rules(ink > preprocess.MASK_LEVEL, lines, ink, widen=False)
         count, labels, stats = paper.label_components(mask.view(np.uint8))
         kept = np.arange(count) > 0
-    erased = _erase_rules(ink, stats[kept], mask if lines is not None else None)
+    erased = _erase_rules(ink, stats[kept], mask if lines is not None else None, faint_rules)
     if erased is not None:  # rules removed: label what is left
         count, labels, stats = paper.label_components(erased.astype(np.uint8))
         return erased, labels, stats, np.arange(count) > 0
