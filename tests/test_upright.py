@@ -107,6 +107,20 @@ def test_a_comb_of_boxes_photographed_askew_is_levelled_by_its_lines(emnist_test
     assert turned > level - 0.25, (turned, level)
 
 
+def test_a_ruled_page_photographed_askew_is_levelled_by_its_rules(emnist_test_sample):
+    """A notebook page turned 0.5-3 degrees: its rules and margin line, joined into one
+    piece, made no straight runs and read as letters: -89% (1 - CER) of these 60 test
+    words, against 84.9% level. Levelled by the rules' own slope: 61%."""
+    from bench.words import notebook_paper, rotate
+
+    def askew(word, rng):
+        return rotate(notebook_paper(word, rng), float(rng.uniform(0.5, 3.0) * rng.choice([-1, 1])))
+
+    level = read_words(emnist_test_sample, paper=notebook_paper)
+    turned = read_words(emnist_test_sample, paper=askew)
+    assert turned > level - 0.3, (turned, level)
+
+
 @pytest.mark.parametrize("degrees", [-1.5, 0.0, 2.5])
 def test_a_box_gives_its_own_tilt_and_a_line_under_words_none(degrees):
     """`_rules_tilt`: a field's box turned a few degrees gives that angle (as `_tilt`'s);

@@ -188,9 +188,13 @@ def _erase_rules(ink: np.ndarray, stats: np.ndarray, mask: np.ndarray | None = N
     if mask is None:
         mask = ink > preprocess.MASK_LEVEL  # made only here: most text has no rule
     m = (ink > preprocess.FAINT_FRAME).view(np.uint8) if faint else mask.view(np.uint8)
+    across, down = m, m
+    if faint:  # a thin line turned level keeps gaps of a pixel where its steps were
+        across = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((1, 3), np.uint8))
+        down = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))
     runs = np.zeros_like(m)
     if wide:
-        runs |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
+        runs |= cv2.morphologyEx(across, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
         # Squared paper: rules across the whole page join its upright lines, and every
         # letter they touch, into one piece no taller than the page, so `tall` misses them.
         # Upright runs as tall as the page go too (letters sit between rules, far shorter).
@@ -199,7 +203,7 @@ def _erase_rules(ink: np.ndarray, stats: np.ndarray, mask: np.ndarray | None = N
             page_tall = cv2.getStructuringElement(cv2.MORPH_RECT, (1, int(np.ceil(0.9 * height))))
             runs |= cv2.morphologyEx(m, cv2.MORPH_OPEN, page_tall)
     if tall:
-        runs |= cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
+        runs |= cv2.morphologyEx(down, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
     if not runs.any():
         return None
     return rules.erase_rules(mask, runs, ink)

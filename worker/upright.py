@@ -33,11 +33,13 @@ MIN_TILT, MAX_TILT = 1.5, 45.0
 ROW_BIN, PLATEAU, TILT_STEP = 0.25, 0.95, 1.0
 TILT_MIN_LETTERS, TILT_MIN_LENGTH = 3, 1.5
 TILT_GAIN = 1.3
-# A form's printed boxes (a comb of boxes, a box around a field) photographed askew by
-# RULES_MIN_TILT degrees or more (up to underlines.UNDERLINE_SLOPE) are levelled by their
-# own slope, far surer than the letters' feet, before they are erased: a comb turned a
-# degree read at 36% (1 - CER), 2.5 degrees far below zero, on training-split words. Such
-# a box is the widest piece, at least twice as wide as tall and half the image wide.
+# A form's printed boxes (a comb of boxes, a box around a field) or a ruled page's rules
+# photographed askew by RULES_MIN_TILT degrees or more (up to underlines.UNDERLINE_SLOPE)
+# are levelled by their own slope, far surer than the letters' feet, before they are
+# erased: a comb turned a degree read at 36% (1 - CER), 2.5 degrees far below zero, on
+# training-split words. Such
+# a box is the widest piece, at least twice as wide as tall and half the image wide (rules,
+# with all they join: as wide as the image).
 RULES_MIN_TILT = 0.3
 # Its slope stacks RULES_FULL of its width into one row (a thin line turned in a photo is
 # broken here and there even in faint ink).
@@ -163,13 +165,18 @@ def _widest_line_tilt(labels: np.ndarray, stats: np.ndarray, ids: np.ndarray) ->
         return None
     c = int(ids[np.argmax(stats[ids, cv2.CC_STAT_WIDTH])])
     x, y, w, h = (int(v) for v in stats[c, :4])
-    if w < max(underlines.SLOPED_LINE_MIN, 2 * h, 0.5 * labels.shape[1]):
+    if w < max(underlines.SLOPED_LINE_MIN, 0.5 * labels.shape[1]):
         return None
     piece = labels[y:y + h, x:x + w] == c
-    # A box's sides: ink down most of its height at both ends (a line under words has none,
-    # and is found sloping where it lies: worker/segment.py).
+    # A box's sides: ink down most of its height at both ends; or a ruled page's rules,
+    # across the whole image, two or more of them, or joined into one piece half the
+    # image tall. (A line under words is neither, and is found sloping where it lies:
+    # worker/segment.py; levelled by it, words drawn level above it read 3 points worse.)
     side = max(3, w // 20)
-    if min(piece[:, :side].any(axis=1).mean(), piece[:, -side:].any(axis=1).mean()) < 0.6:
+    boxed = min(piece[:, :side].any(axis=1).mean(), piece[:, -side:].any(axis=1).mean()) >= 0.6
+    across = np.count_nonzero(stats[ids, cv2.CC_STAT_WIDTH] >= 0.9 * labels.shape[1])
+    ruled = w >= 0.9 * labels.shape[1] and (across >= 2 or h >= 0.5 * labels.shape[0])
+    if not (boxed and w >= 2 * h) and not ruled:
         return None
     shift = underlines._stacking_slope(piece, RULES_FULL)
     if shift is None:
@@ -216,13 +223,15 @@ def segment_upright(ink: np.ndarray, marks: str = "") -> tuple[np.ndarray, list[
         written, matrix = _warp(ink, cv2.getRotationMatrix2D((width / 2, height / 2), rules_tilt, 1.0))
         warp = warp.then(matrix)
         pieces = ink_pieces(written, faint_rules=True)
-        written, tilt = _without_rules(written, pieces[0]), None  # no rules left to shear
+        written = _without_rules(written, pieces[0])  # no rules left to turn or shear again
     else:
         pieces = ink_pieces(ink, components)
-        tilt = _tilt(*pieces[2:])
+    # The writing may not follow the form's lines (a line drawn under it askew): its own
+    # tilt is read too, once they are gone.
+    tilt = _tilt(*pieces[2:])
     if tilt is not None and MIN_TILT < abs(tilt) <= MAX_TILT:
-        written = _without_rules(ink, pieces[0])
-        height, width = ink.shape
+        written = _without_rules(written, pieces[0])
+        height, width = written.shape
         written, matrix = _warp(written, cv2.getRotationMatrix2D((width / 2, height / 2), tilt, 1.0))
         warp = warp.then(matrix)
         pieces = ink_pieces(written)
