@@ -302,19 +302,6 @@ def test_words_on_a_printed_line_read_nearly_as_on_plain_paper(emnist_test_sampl
     assert lined > plain - 0.07, (lined, plain)
 
 
-def test_a_hyphen_and_bars_drawn_apart_are_no_lines(emnist_test_sample):
-    """A line is LINE_LENGTH letter heights long: a hyphen between words, an E's or a t's
-    bar drawn apart stay (marks.py reads a hyphen by its shape)."""
-    img = np.full((120, 420), 255, np.uint8)
-    for x in (20, 150, 290):
-        img[30:90, x:x + 60] = 255 - cv2.resize(emnist_test_sample.images[0], (60, 60))
-    img[58:63, 95:135] = 0  # a hyphen, 0.7 letter heights long
-    img[90:94, 222:262] = 0  # a bar under the middle letter, as long
-    ink = preprocess.ink_map(img)
-    _, labels, stats, kept = preprocess.ink_components(ink)
-    assert segment._lines_written_on(ink, labels, stats, kept) is None
-
-
 def test_letters_in_a_comb_of_boxes_read_as_on_plain_paper(emnist_test_sample):
     """A form's comb field: one letter per cell, the cells sharing their sides, lines up to
     3 px, letters 55-105% of their cell. The comb, thick-lined and full of cells, is no
