@@ -145,15 +145,17 @@ def _rules_tilt(ink: np.ndarray, labels: np.ndarray, stats: np.ndarray, kept: np
     """The angle (degrees, as `_tilt`'s) of the form's printed lines, where the widest piece
     is one (see RULES_MIN_TILT): the slope that stacks its ink into one row full across it
     (underlines._stacking_slope). Thin lines turned in a photo break into dashes in the ink
-    mask: where flat pieces add up to a quarter of the image's width, the widest piece of the
-    fainter ink (preprocess.FAINT_FRAME) is looked at too. None where there is no such
-    line, or it lies level."""
+    mask: where flat pieces (specks too, but 4 px wide or more: not the paper's noise) add
+    up to a quarter of the image's width, the widest piece of the fainter ink
+    (preprocess.FAINT_FRAME) is looked at too. None where there is no such line, or it lies
+    level."""
     ids = np.flatnonzero(kept)
     if not len(ids):
         return None
     tilt = _widest_line_tilt(labels, stats, ids)
     widths, heights = stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT]  # specks too
-    if tilt is None and widths[widths >= 2 * heights].sum() >= 0.25 * labels.shape[1]:
+    dashes = (widths >= 2 * heights) & (widths >= 4)
+    if tilt is None and widths[dashes].sum() >= 0.25 * labels.shape[1]:
         count, labels, stats = paper.label_components((ink > preprocess.FAINT_FRAME).view(np.uint8))
         tilt = _widest_line_tilt(labels, stats, np.arange(1, count))
     return tilt
