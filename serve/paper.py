@@ -1,8 +1,8 @@
 """What on an image is not writing: the paper's grey and uneven light, and the desk
 around a photographed sheet (a form's boxes and the rules of ruled or squared paper are in
 serve/rules.py, a line under the character in serve/underlines.py). Part of the ONE
-preprocessing (serve/preprocess.py imports them, and the model archive ships them all), so what training evaluation measures is what the handler
-and the workers serve.
+preprocessing (serve/preprocess.py imports them, and the model archive ships them all), so
+what training evaluation measures is what the handler and the workers serve.
 """
 from __future__ import annotations
 

@@ -3,9 +3,8 @@
 This is the ONE preprocessing module of the project (with the modules it imports:
 serve/decode.py, image bytes to grey pixels, whose errors and `decode_image` it passes on
 to its callers; serve/paper.py, serve/rules.py and serve/underlines.py, what on an image
-is not writing). The
-TorchServe handler, the Celery worker (for segmented characters) and `training.evaluate`
-all call it, so what is measured is what is served. It deliberately imports no torch: workers run
+is not writing). The TorchServe handler, the Celery worker (for segmented characters) and
+`training.evaluate` all call it, so what is measured is what is served. It deliberately imports no torch: workers run
 without it.
 
 The model sees tiles the way EMNIST made them (Cohen et al. 2017): the ink's region of

@@ -63,7 +63,7 @@ def _line_slope(box: np.ndarray) -> np.ndarray | None:
     return -np.rint(rise * np.arange(w) / (w - 1)).astype(int)
 
 
-def _stacking_slope(box: np.ndarray, full: float = UNDERLINE_FULL) -> np.ndarray | None:
+def stacking_slope(box: np.ndarray, full: float = UNDERLINE_FULL) -> np.ndarray | None:
     """`_line_slope` read otherwise: the slope, every SLOPE_STEP degrees up to
     UNDERLINE_SLOPE either way, that stacks the most ink into one row (a projection
     profile, as scanners deskew pages), if that row is `full` filled across."""
@@ -109,11 +109,11 @@ def line_band(box: np.ndarray, anywhere: bool = False) -> np.ndarray | None:
     UNDERLINE_FLAT of its width thick (`anywhere`: at any height, the lowest such band).
     Its pixels, or None if there is no such line. Text mode (worker/segment.py) erases such
     lines across words too, and where a letter hides a sloping line's end, reads its slope
-    from the ink (`_stacking_slope`)."""
+    from the ink (`stacking_slope`; worker/upright.py levels a form by it too)."""
     level = _level_band(box, LINE_RIM if box.shape[1] >= SLOPED_LINE_MIN else 0, anywhere)
     sloped = _sloping_band(box, _line_slope(box), anywhere)
     if sloped is None and level is None and anywhere:
-        sloped = _sloping_band(box, _stacking_slope(box), anywhere)
+        sloped = _sloping_band(box, stacking_slope(box), anywhere)
     if sloped is None:
         return level
     # A line thicker than it slopes has full rows level too: the sloping one takes it all.

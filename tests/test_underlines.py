@@ -157,7 +157,7 @@ def test_bars_of_letters_are_no_lines_to_write_on(emnist_test_sample, monkeypatc
 def test_a_sloping_line_whose_end_a_letter_hides_is_found_by_its_slope():
     """Text mode: a descender past a sloping line's end is the lowest ink of the last
     column, so the line's ends give no slope. The slope that stacks the most ink into one
-    row (underlines._stacking_slope) finds it."""
+    row (underlines.stacking_slope) finds it."""
     box = np.zeros((60, 212), np.uint8)
     cv2.line(box, (0, 40), (199, 47), 1, 3)  # 2 degrees
     box[10:59, 205:212] = 1  # a descender past its end

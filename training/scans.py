@@ -213,49 +213,39 @@ def compare(archive: Path, data_dir: Path, n: int, seed: int = 0) -> dict:
 
     tiles_fig, scans_fig = accuracy_figures(tile_pred, labels), accuracy_figures(scan_pred, labels)
     drawn_fig = accuracy_figures(drawn_pred, labels)
-    photo_fig, boxed_fig, tight_fig = rendered(1, light=True), rendered(2, box=True), rendered(3, tight_box=True)
-    squared_fig, desk_fig = rendered(4, squared=True), rendered(5, desk=True)
-    desk_edges_fig, turned_fig = rendered(6, desk_edges=True), rendered(7, turned=True)
-    turned_whole_fig, desk_far_fig = rendered(8, turned_whole=True), rendered(9, desk_far=True)
-    underlined_fig, comb_fig = rendered(10, underlined=True), rendered(11, comb=True)
-    dotted_fig = rendered(12, dotted_box=True)
 
     def gap(fig: dict) -> float:  # points below the raw tiles
         return round(100 * (tiles_fig["accuracy"] - fig["accuracy"]), 2)
 
-    return {"n": int(len(labels)), "tiles": tiles_fig, "scans": scans_fig, "canvas_drawings": drawn_fig,
-            "unevenly_lit_photos": photo_fig, "boxed_scans": boxed_fig, "boxed_gap_points": gap(boxed_fig),
-            "touching_box_scans": tight_fig, "touching_box_gap_points": gap(tight_fig),
-            "squared_paper_scans": squared_fig, "squared_gap_points": gap(squared_fig),
-            "desk_photos": desk_fig, "desk_gap_points": gap(desk_fig),
-            "desk_edge_photos": desk_edges_fig, "desk_edges_gap_points": gap(desk_edges_fig),
-            "turned_sheet_photos": turned_fig, "turned_sheet_gap_points": gap(turned_fig),
-            "turned_whole_sheet_photos": turned_whole_fig, "turned_whole_sheet_gap_points": gap(turned_whole_fig),
-            "small_sheet_photos": desk_far_fig, "small_sheet_gap_points": gap(desk_far_fig),
-            "underlined_scans": underlined_fig, "underlined_gap_points": gap(underlined_fig),
-            "comb_cell_scans": comb_fig, "comb_cell_gap_points": gap(comb_fig),
-            "dotted_box_scans": dotted_fig, "dotted_box_gap_points": gap(dotted_fig),
-            "accuracy_gap_points": gap(scans_fig), "drawing_gap_points": gap(drawn_fig),
-            "photo_gap_points": gap(photo_fig),
-            "seconds": round(time.time() - started, 1), "seed": seed, "archive": str(archive)}
+    result = {"n": int(len(labels)), "tiles": tiles_fig, "scans": scans_fig, "canvas_drawings": drawn_fig,
+              "accuracy_gap_points": gap(scans_fig), "drawing_gap_points": gap(drawn_fig)}
+    for _, figures, gap_points, offset, kind in KINDS:
+        result[figures] = rendered(offset, **{kind: True})
+        result[gap_points] = gap(result[figures])
+    return {**result, "seconds": round(time.time() - started, 1), "seed": seed, "archive": str(archive)}
 
 
-# What `main` prints after the tiles and scans: (label, figures in the result, their gap).
-PRINTED = (
-    ("canvas drawings", "canvas_drawings", "drawing_gap_points"),
-    ("unevenly lit photos", "unevenly_lit_photos", "photo_gap_points"),
-    ("scans in a form's box", "boxed_scans", "boxed_gap_points"),
-    ("scans in a box they touch", "touching_box_scans", "touching_box_gap_points"),
-    ("scans on squared paper", "squared_paper_scans", "squared_gap_points"),
-    ("sheets photographed on a desk", "desk_photos", "desk_gap_points"),
-    ("sheets with the desk along 1-3 edges", "desk_edge_photos", "desk_edges_gap_points"),
-    ("sheets turned on a desk, framed on the sheet", "turned_sheet_photos", "turned_sheet_gap_points"),
-    ("sheets turned on a desk, the desk all around", "turned_whole_sheet_photos", "turned_whole_sheet_gap_points"),
-    ("small sheets photographed from afar", "small_sheet_photos", "small_sheet_gap_points"),
-    ("scans written on a line", "underlined_scans", "underlined_gap_points"),
-    ("scans in a comb's cell", "comb_cell_scans", "comb_cell_gap_points"),
-    ("scans in a dotted box", "dotted_box_scans", "dotted_box_gap_points"),
+# The kinds of paper and photo `compare` renders the tiles as: (label, figures in the
+# result, their gap, the offset of the kind's seed, render_scan's keyword for it).
+KINDS = (
+    ("unevenly lit photos", "unevenly_lit_photos", "photo_gap_points", 1, "light"),
+    ("scans in a form's box", "boxed_scans", "boxed_gap_points", 2, "box"),
+    ("scans in a box they touch", "touching_box_scans", "touching_box_gap_points", 3, "tight_box"),
+    ("scans on squared paper", "squared_paper_scans", "squared_gap_points", 4, "squared"),
+    ("sheets photographed on a desk", "desk_photos", "desk_gap_points", 5, "desk"),
+    ("sheets with the desk along 1-3 edges", "desk_edge_photos", "desk_edges_gap_points", 6, "desk_edges"),
+    ("sheets turned on a desk, framed on the sheet", "turned_sheet_photos", "turned_sheet_gap_points", 7, "turned"),
+    ("sheets turned on a desk, the desk all around", "turned_whole_sheet_photos", "turned_whole_sheet_gap_points",
+     8, "turned_whole"),
+    ("small sheets photographed from afar", "small_sheet_photos", "small_sheet_gap_points", 9, "desk_far"),
+    ("scans written on a line", "underlined_scans", "underlined_gap_points", 10, "underlined"),
+    ("scans in a comb's cell", "comb_cell_scans", "comb_cell_gap_points", 11, "comb"),
+    ("scans in a dotted box", "dotted_box_scans", "dotted_box_gap_points", 12, "dotted_box"),
 )
+# What `main` prints after the tiles and scans: (label, figures in the result, their gap).
+PRINTED = (("canvas drawings", "canvas_drawings", "drawing_gap_points"),
+           *((label, figures, gap_points) for label, figures, gap_points, _, _ in KINDS))
+
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

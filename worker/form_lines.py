@@ -24,10 +24,9 @@ def lines_written_on(ink: np.ndarray, labels: np.ndarray, stats: np.ndarray, kep
     twice as wide as tall and LINE_LENGTH letter heights long (a hyphen, or an E's bar
     drawn apart, is no line). A faint line breaks into dashes (thin flat pieces, specks
     too): where they add up to that length, lines are looked for in the fainter ink
-    (preprocess.FAINT_FRAME) too. Lines go before
-    `without_rules` reads the letters' height: a line that some letters touch is one piece
-    with them, wide and as tall as a letter, and holds the letters that do not touch it,
-    as a box would."""
+    (preprocess.FAINT_FRAME) too. Lines go before `without_rules` reads the letters'
+    height: a line that some letters touch is one piece with them, wide and as tall as a
+    letter, and holds the letters that do not touch it, as a box would."""
     widths, heights, areas = (stats[:, k] for k in (cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA))
     flat = widths >= 2 * heights
     flat[0] = False
@@ -37,21 +36,24 @@ def lines_written_on(ink: np.ndarray, labels: np.ndarray, stats: np.ndarray, kep
     letter = float(np.median(heights[others[areas[others] >= 0.1 * areas[others].max()]]))
     length = LINE_LENGTH * letter
     found = np.zeros(labels.shape, np.uint8)
-    for c in np.flatnonzero(kept & flat & (widths >= max(length, rules.FRAME_MIN_SIDE))):
+    _add_bands(found, labels, stats, np.flatnonzero(kept & flat & (widths >= max(length, rules.FRAME_MIN_SIDE))))
+    dashes = flat & (heights <= LINE_THIN * letter) & (widths < length)
+    if widths[dashes].sum() >= length:  # enough of them to make a line
+        _, faint_labels, faint_stats = paper.label_components((ink > preprocess.FAINT_FRAME).view(np.uint8))
+        faint_widths, faint_heights = faint_stats[:, cv2.CC_STAT_WIDTH], faint_stats[:, cv2.CC_STAT_HEIGHT]
+        long = (faint_widths >= max(length, rules.FRAME_MIN_SIDE)) & (faint_widths >= 2 * faint_heights)
+        _add_bands(found, faint_labels, faint_stats, np.flatnonzero(long[1:]) + 1)
+    return found if found.any() else None
+
+
+def _add_bands(found: np.ndarray, labels: np.ndarray, stats: np.ndarray, ids: np.ndarray) -> None:
+    """Into `found` (uint8), in place: the line (underlines.line_band, at any height) across
+    each of the pieces `ids`, where there is one."""
+    for c in ids:
         x, y, w, h = (int(v) for v in stats[c, :4])
         band = underlines.line_band(labels[y:y + h, x:x + w] == c, anywhere=True)
         if band is not None:
             found[y:y + h, x:x + w] |= band.view(np.uint8)
-    dashes = flat & (heights <= LINE_THIN * letter) & (widths < length)
-    if widths[dashes].sum() >= length:  # enough of them to make a line
-        count, faint_labels, faint_stats = paper.label_components((ink > preprocess.FAINT_FRAME).view(np.uint8))
-        for c in range(1, count):
-            x, y, w, h = (int(v) for v in faint_stats[c, :4])
-            if w >= max(length, rules.FRAME_MIN_SIDE, 2 * h):
-                band = underlines.line_band(faint_labels[y:y + h, x:x + w] == c, anywhere=True)
-                if band is not None:
-                    found[y:y + h, x:x + w] |= band.view(np.uint8)
-    return found if found.any() else None
 
 
 def without_rules(ink: np.ndarray, stats: np.ndarray, mask: np.ndarray | None = None,

@@ -37,9 +37,8 @@ TILT_GAIN = 1.3
 # photographed askew by RULES_MIN_TILT degrees or more (up to underlines.UNDERLINE_SLOPE)
 # are levelled by their own slope, far surer than the letters' feet, before they are
 # erased: a comb turned a degree read at 36% (1 - CER), 2.5 degrees far below zero, on
-# training-split words. Such
-# a box is the widest piece, at least twice as wide as tall and half the image wide (rules,
-# with all they join: as wide as the image).
+# training-split words. Such a box is the widest piece, at least twice as wide as tall and
+# half the image wide (rules, with all they join: as wide as the image).
 RULES_MIN_TILT = 0.3
 # Its slope stacks RULES_FULL of its width into one row (a thin line turned in a photo is
 # broken here and there even in faint ink).
@@ -144,7 +143,7 @@ def _tilt(stats: np.ndarray, kept: np.ndarray) -> float | None:
 def _rules_tilt(ink: np.ndarray, labels: np.ndarray, stats: np.ndarray, kept: np.ndarray) -> float | None:
     """The angle (degrees, as `_tilt`'s) of the form's printed lines, where the widest piece
     is one (see RULES_MIN_TILT): the slope that stacks its ink into one row full across it
-    (underlines._stacking_slope). Thin lines turned in a photo break into dashes in the ink
+    (underlines.stacking_slope). Thin lines turned in a photo break into dashes in the ink
     mask: where flat pieces (specks too, but 4 px wide or more: not the paper's noise) add
     up to a quarter of the image's width, the widest piece of the fainter ink
     (preprocess.FAINT_FRAME) is looked at too. None where there is no such line, or it lies
@@ -180,7 +179,7 @@ def _widest_line_tilt(labels: np.ndarray, stats: np.ndarray, ids: np.ndarray) ->
     ruled = w >= 0.9 * labels.shape[1] and (across >= 2 or h >= 0.5 * labels.shape[0])
     if not (boxed and w >= 2 * h) and not ruled:
         return None
-    shift = underlines._stacking_slope(piece, RULES_FULL)
+    shift = underlines.stacking_slope(piece, RULES_FULL)
     if shift is None:
         return None
     degrees = float(np.degrees(np.arctan2(-shift[-1], w - 1)))
